@@ -1,0 +1,166 @@
+"""The provider seam: ``BatchProvider`` and the provider-neutral models it speaks.
+
+Loops talk to providers only through this protocol. Raw provider vocabulary (status strings,
+field names) never leaks past the provider module; the raw status is kept only for display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from batchd.models import JobState, RequestCounts
+from batchd.secret import Secret
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderJobError:
+    """A job-level error as the provider reports it (Mistral ``errors[]``)."""
+
+    message: str
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class FileRef:
+    id: str
+    filename: str
+    size_bytes: int
+    created_at: float | None = None
+    purpose: str | None = None
+    sample_type: str | None = None
+    source: str | None = None
+    num_lines: int | None = None
+    mimetype: str | None = None
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    """What the provider says about one batch job, right now."""
+
+    id: str
+    state: JobState  # one of models.PROVIDER_STATES
+    raw_status: str
+    endpoint: str
+    model: str | None = None
+    agent_id: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    counts: RequestCounts = RequestCounts()
+    input_files: tuple[str, ...] = ()
+    output_file: str | None = None
+    error_file: str | None = None
+    errors: tuple[ProviderJobError, ...] = ()
+    outputs: tuple[Mapping[str, Any], ...] | None = None  # inline results, when asked for
+    created_at: float | None = None
+    started_at: float | None = None
+    completed_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """Everything needed to create one batch job. Exactly one of ``input_files``/``requests``."""
+
+    endpoint: str
+    model: str | None = None
+    input_files: tuple[str, ...] = ()
+    requests: tuple[Mapping[str, Any], ...] | None = None  # inline: {"custom_id", "body"}
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    timeout_hours: int = 24
+    agent_id: str | None = None
+
+
+OrderBy = Literal["created", "-created"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """List filters. ``states`` are neutral; the provider maps them to its own statuses."""
+
+    page: int = 0
+    page_size: int = 100
+    model: str | None = None
+    agent_id: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    created_after: float | None = None
+    created_by_me: bool = False
+    states: tuple[JobState, ...] = ()
+    order_by: OrderBy = "-created"
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    jobs: tuple[JobSnapshot, ...]
+    total: int
+    page: int
+    page_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderLimits:
+    """Per-job limits used to split a submission into chunks."""
+
+    max_requests_per_job: int = 100_000
+    max_bytes_per_job: int = 500 * 1024 * 1024
+    max_inline_requests: int = 10_000
+    max_metadata_key_chars: int = 32
+    max_metadata_value_chars: int = 512
+
+
+@runtime_checkable
+class BatchProvider(Protocol):
+    """One provider account. Upload and create are never retried blindly by the implementation:
+    the caller reconciles through ``list_jobs(metadata=...)`` / ``find_files`` instead."""
+
+    name: str
+    limits: ProviderLimits
+
+    # files
+    async def upload_file(self, path: Path, *, filename: str | None = None) -> FileRef: ...
+    async def find_files(self, search: str) -> list[FileRef]: ...
+    async def get_file(self, file_id: str) -> FileRef: ...
+    async def delete_file(self, file_id: str) -> None: ...
+    async def download_file(self, file_id: str, to_path: Path) -> int:
+        """Stream the content to ``to_path`` (replacing it); return the byte count, verified
+        against Content-Length. Raises ``NotFound`` when the content is gone."""
+        ...
+
+    # jobs
+    async def create_job(self, spec: JobSpec) -> JobSnapshot: ...
+    async def get_job(self, job_id: str, *, inline: bool | None = None) -> JobSnapshot: ...
+    async def list_jobs(self, filters: JobFilter) -> JobPage: ...
+    def iter_jobs(self, filters: JobFilter) -> AsyncIterator[JobSnapshot]:
+        """Every job over every page, from ``filters.page``; stops on ``total`` or an empty
+        page and never loops."""
+        ...
+
+    async def cancel_job(self, job_id: str) -> JobSnapshot: ...
+    async def delete_job(self, job_id: str) -> None: ...
+
+
+def active_filter(metadata: Mapping[str, str], states: Sequence[JobState]) -> JobFilter:
+    """The list query the tracker uses: batchd's tag plus a status filter, largest pages."""
+    return JobFilter(metadata=dict(metadata), states=tuple(states), page_size=100)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """Runtime settings of one configured provider (built by ``config.py``)."""
+
+    name: str
+    kind: Literal["mistral", "emulator"] = "mistral"
+    base_url: str = "https://api.mistral.ai"
+    api_key: Secret | None = None
+    requests_per_second: float = 5.0  # client-side rate limit; <= 0 disables it
+    timeout_s: float = 60.0  # per call (connect + headers + body) for everything but downloads
+    connect_timeout_s: float = 10.0
+    download_timeout_s: float = 3600.0  # whole download; reads also time out on sock_read
+    read_retries: int = 6  # attempts beyond the first, for idempotent reads only
+    retry_base_s: float = 0.5
+    retry_max_s: float = 30.0
+    retry_after_max_s: float = 300.0
+    limits: ProviderLimits = ProviderLimits()
+    emulator_speed: float = 60.0  # emulator only: emulated seconds per real second
+    emulator_seed: int | None = None

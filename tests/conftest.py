@@ -1,0 +1,23 @@
+"""Shared fixtures. Tests are hermetic: no BATCHD_* variable or credential leaks in from the
+environment of whoever runs them."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("BATCHD_") or key in {
+            "CREDENTIALS_DIRECTORY",
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+            "WATCHDOG_PID",
+            "JOURNAL_STREAM",
+            "MISTRAL_API_KEY",
+            "STATE_DIRECTORY",
+        }:
+            monkeypatch.delenv(key, raising=False)
