@@ -72,6 +72,23 @@ class JobSpec:
     agent_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ResultLine:
+    """One line of an output or error file, in neutral form.
+
+    ``error`` is whatever the provider put there (an object, a bare string or None). A request
+    succeeded when it has a status below 400 and no error."""
+
+    custom_id: str
+    status_code: int | None
+    body: Any = None
+    error: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and self.status_code < 400 and not self.error
+
+
 OrderBy = Literal["created", "-created"]
 
 
@@ -138,6 +155,12 @@ class BatchProvider(Protocol):
 
     async def cancel_job(self, job_id: str) -> JobSnapshot: ...
     async def delete_job(self, job_id: str) -> None: ...
+
+    # result files
+    def parse_result_line(self, raw: bytes) -> ResultLine:
+        """Parse one line of an output/error file leniently. Raises ``ProviderPermanent`` when
+        the line is not a JSON object with a ``custom_id``."""
+        ...
 
 
 def active_filter(metadata: Mapping[str, str], states: Sequence[JobState]) -> JobFilter:

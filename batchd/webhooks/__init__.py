@@ -1,0 +1,5 @@
+"""Signed webhook deliveries (Standard Webhooks), their schedule and URL safety."""
+
+from batchd.webhooks.endpoint import WebhookEndpoint
+
+__all__ = ["WebhookEndpoint"]
