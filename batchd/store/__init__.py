@@ -1,4 +1,7 @@
-"""The job store: the ``JobStore`` protocol and its implementations."""
+"""The job store: the ``JobStore`` protocol and its implementations.
+
+``MemoryJobStore`` is importable from here; ``SqliteJobStore`` lives in ``batchd.store.sqlite``
+(imported on demand, so that importing the protocol does not load aiosqlite)."""
 
 from batchd.store.base import (
     ChunkPlan,
@@ -10,6 +13,7 @@ from batchd.store.base import (
     NewSubmission,
     StoreStats,
 )
+from batchd.store.memory import MemoryJobStore
 
 __all__ = [
     "ChunkPlan",
@@ -18,6 +22,7 @@ __all__ = [
     "EndpointHealth",
     "EventSpec",
     "JobStore",
+    "MemoryJobStore",
     "NewSubmission",
     "StoreStats",
 ]

@@ -234,6 +234,11 @@ class JobStore(Protocol):
         ``result_state`` from NONE to PENDING unless ``result_state`` is given."""
         ...
 
+    async def reschedule_jobs(self, job_ids: Sequence[str], next_attempt_at: float) -> int:
+        """Set ``next_attempt_at`` on many jobs in one transaction (the tracker's sweep), without
+        touching their state or ``updated_at``. Unknown ids are skipped. Returns rows changed."""
+        ...
+
     # ------------------------------------------------------------------ outbox
     async def append_event(
         self,

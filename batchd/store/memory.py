@@ -1,0 +1,274 @@
+"""``MemoryJobStore``: the job store in a few dicts, for tests of the loops and users' tests.
+
+It keeps every rule of ``batchd.store.base`` exactly as the SQLite store does (the same
+behaviour suite runs against both): each verb validates and decides everything first (through
+``batchd.store.rules``) and only then changes its dicts, without awaiting in between, so a verb
+is one atomic "transaction" even with many tasks. Values handed out are fresh copies.
+Nothing survives the process; ``open()`` and ``close()`` are no-ops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from batchd.errors import StoreError
+from batchd.models import (
+    ACTIVE,
+    LOCAL,
+    SUBMISSION_OPEN,
+    TERMINAL,
+    Job,
+    JobState,
+    Outcome,
+    ResultState,
+    Submission,
+    SubmissionState,
+)
+from batchd.store import rules
+from batchd.store.base import (
+    ChunkPlan,
+    DeliveryState,
+    EventSpec,
+    NewSubmission,
+    StoreStats,
+)
+from batchd.store.memory_outbox import MemoryOutbox, first
+
+
+def _copy_job(job: Job) -> Job:
+    return replace(job, errors=tuple(dict(e) for e in job.errors)) if job.errors else job
+
+
+def _copy_submission(sub: Submission) -> Submission:
+    return replace(sub, metadata=dict(sub.metadata))
+
+
+class MemoryJobStore(MemoryOutbox):
+    """A ``JobStore`` held in memory. Same behaviour as ``SqliteJobStore``, no durability."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._subs: dict[str, Submission] = {}
+        self._sub_seq: dict[str, int] = {}
+        self._jobs: dict[str, Job] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def integrity_check(self) -> list[str]:
+        problems = [
+            f"job {j.id}: no submission {j.submission_id}"
+            for j in self._jobs.values()
+            if j.submission_id not in self._subs
+        ]
+        return problems + [
+            f"event {e.event.id}: dangling reference"
+            for e in self._events.values()
+            if (e.event.submission_id or "") not in {"", *self._subs}
+            or (e.event.job_id or "") not in {"", *self._jobs}
+        ]
+
+    async def stats(self) -> StoreStats:
+        return StoreStats(
+            open_submissions=sum(s.state in SUBMISSION_OPEN for s in self._subs.values()),
+            open_jobs=sum(j.state in LOCAL | ACTIVE for j in self._jobs.values()),
+            pending_downloads=sum(
+                j.result_state is ResultState.PENDING for j in self._jobs.values()
+            ),
+            undelivered_events=sum(e.fanned_out_at is None for e in self._events.values())
+            + sum(d.state == DeliveryState.PENDING for d in self._deliveries.values()),
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def _sub(self, submission_id: str) -> Submission:
+        sub = self._subs.get(submission_id)
+        if sub is None:
+            raise StoreError(f"submission {submission_id} not found")
+        return sub
+
+    def _job(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise StoreError(f"job {job_id} not found")
+        return job
+
+    def _put_sub(self, sub: Submission, event: EventSpec | None, now: float) -> None:
+        """Commit a submission change and its event (built first: it may still fail)."""
+        new = rules.build_event(event, now=now, submission_id=sub.id) if event else None
+        self._subs[sub.id] = sub
+        self._add_event(new)
+
+    # ------------------------------------------------------------------ submissions
+    async def begin_claim(self, new: NewSubmission, *, now: float) -> Submission:
+        sub = rules.new_submission(new, now=now)
+        self._subs[sub.id] = sub
+        self._sub_seq[sub.id] = next(self._seq)
+        return _copy_submission(sub)
+
+    async def mark_claimed(self, submission_id: str, *, now: float) -> Submission:
+        sub = rules.claimed(self._sub(submission_id))
+        self._subs[sub.id] = sub
+        return _copy_submission(sub)
+
+    async def abandon_submission(self, submission_id: str, reason: str, *, now: float) -> None:
+        sub, event = rules.abandoned(self._sub(submission_id), reason, now=now)
+        self._put_sub(sub, event, now)
+
+    async def accept_submission(
+        self,
+        submission_id: str,
+        *,
+        sha256: str,
+        line_count: int,
+        results_dir: str,
+        chunks: Sequence[ChunkPlan],
+        now: float,
+        event: EventSpec,
+    ) -> list[Job]:
+        sub = rules.accepted(
+            self._sub(submission_id),
+            sha256=sha256,
+            line_count=line_count,
+            results_dir=results_dir,
+            chunks=len(chunks),
+            now=now,
+        )
+        jobs = rules.new_jobs(sub, chunks, now=now)
+        self._put_sub(sub, event, now)
+        self._jobs.update((j.id, j) for j in jobs)
+        return list(jobs)
+
+    async def reject_submission(
+        self, submission_id: str, reason: str, *, now: float, event: EventSpec
+    ) -> None:
+        self._put_sub(rules.rejected(self._sub(submission_id), reason, now=now), event, now)
+
+    async def finish_submission(
+        self, submission_id: str, outcome: Outcome, *, now: float, event: EventSpec
+    ) -> Submission:
+        jobs = await self.jobs_for_submission(submission_id)
+        sub = rules.finished(self._sub(submission_id), outcome, jobs, now=now)
+        self._put_sub(sub, event, now)
+        return _copy_submission(sub)
+
+    async def request_cancel(
+        self, submission_id: str, *, now: float, event: EventSpec
+    ) -> Submission:
+        current = self._sub(submission_id)
+        sub = rules.cancel_requested(current, now=now)
+        if sub is None:
+            return _copy_submission(current)
+        self._put_sub(sub, event, now)
+        for job in list(self._jobs.values()):
+            if (
+                job.submission_id == sub.id
+                and job.state not in TERMINAL
+                and not job.cancel_requested
+            ):
+                self._jobs[job.id] = replace(job, cancel_requested=True, updated_at=now)
+        return _copy_submission(sub)
+
+    async def get_submission(self, submission_id: str) -> Submission | None:
+        sub = self._subs.get(submission_id)
+        return None if sub is None else _copy_submission(sub)
+
+    def _newestfirst(self, subs: Iterable[Submission]) -> list[Submission]:
+        return sorted(subs, key=lambda s: (s.created_at, self._sub_seq[s.id]), reverse=True)
+
+    async def list_submissions(
+        self,
+        *,
+        states: Sequence[SubmissionState] | None = None,
+        route: str | None = None,
+        limit: int = 1000,
+    ) -> list[Submission]:
+        wanted = None if states is None else {str(s) for s in states}
+        found = (
+            s
+            for s in self._subs.values()
+            if (wanted is None or s.state.value in wanted) and (route is None or s.route == route)
+        )
+        return [_copy_submission(s) for s in first(self._newestfirst(found), limit)]
+
+    async def find_duplicate(self, route: str, sha256: str) -> Submission | None:
+        found = await self.list_submissions(
+            states=[SubmissionState.ACTIVE, SubmissionState.DONE], route=route, limit=1_000_000
+        )
+        return next((s for s in found if s.sha256 == sha256), None)
+
+    # ------------------------------------------------------------------ jobs
+    async def get_job(self, job_id: str) -> Job | None:
+        job = self._jobs.get(job_id)
+        return None if job is None else _copy_job(job)
+
+    async def find_job(self, any_id: str) -> Job | None:
+        job = self._jobs.get(any_id)
+        if job is None:
+            matches = [j for j in self._jobs.values() if j.provider_job_id == any_id]
+            job = min(matches, key=lambda j: j.id, default=None)
+        return None if job is None else _copy_job(job)
+
+    async def jobs_for_submission(self, submission_id: str) -> list[Job]:
+        jobs = (j for j in self._jobs.values() if j.submission_id == submission_id)
+        return [_copy_job(j) for j in sorted(jobs, key=lambda j: j.chunk_index)]
+
+    async def list_jobs(
+        self,
+        *,
+        states: Sequence[JobState] | None = None,
+        provider: str | None = None,
+        due_before: float | None = None,
+        cancel_requested: bool | None = None,
+        result_pending: bool = False,
+        limit: int = 100_000,
+    ) -> list[Job]:
+        wanted = None if states is None else {rules.job_state(s) for s in states}
+
+        def keep(j: Job) -> bool:
+            return (
+                (wanted is None or j.state in wanted)
+                and (provider is None or j.provider == provider)
+                and (due_before is None or j.next_attempt_at <= due_before)
+                and (cancel_requested is None or j.cancel_requested == cancel_requested)
+                and (not result_pending or _result_pending(j))
+            )
+
+        found = sorted(filter(keep, self._jobs.values()), key=lambda j: (j.next_attempt_at, j.id))
+        return [_copy_job(j) for j in first(found, limit)]
+
+    async def transition_job(
+        self,
+        job_id: str,
+        expected: JobState,
+        new: JobState,
+        *,
+        now: float,
+        event: EventSpec | None = None,
+        **fields: Any,
+    ) -> Job:
+        job = self._job(job_id)
+        changed = rules.transitioned(job, expected, new, now=now, fields=fields)
+        built = (
+            rules.build_event(event, now=now, submission_id=job.submission_id, job_id=job.id)
+            if event
+            else None
+        )
+        self._jobs[job.id] = changed
+        self._add_event(built)
+        return _copy_job(changed)
+
+    async def reschedule_jobs(self, job_ids: Sequence[str], next_attempt_at: float) -> int:
+        found = [i for i in dict.fromkeys(job_ids) if i in self._jobs]
+        for job_id in found:
+            self._jobs[job_id] = replace(self._jobs[job_id], next_attempt_at=float(next_attempt_at))
+        return len(found)
+
+
+def _result_pending(job: Job) -> bool:
+    return job.state in TERMINAL and job.result_state is ResultState.PENDING

@@ -1,0 +1,310 @@
+"""Pure rules every ``JobStore`` implementation shares: no I/O and no SQL here.
+
+Each write verb reads the current value, asks a function below for the new value (these raise
+``StaleState`` or ``StoreError`` before anything is written), then writes it. So the SQLite
+store, the in-memory store and any later implementation decide exactly alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from batchd.clock import utc_iso
+from batchd.errors import StaleState, StoreError
+from batchd.models import (
+    TERMINAL,
+    Event,
+    Job,
+    JobState,
+    Outcome,
+    RequestCounts,
+    ResultState,
+    Submission,
+    SubmissionState,
+    can_transition,
+    new_id,
+)
+from batchd.store.base import (
+    ChunkPlan,
+    Delivery,
+    DeliveryState,
+    EndpointHealth,
+    EventSpec,
+    NewSubmission,
+)
+
+DELIVERY_STATES = frozenset(
+    {DeliveryState.PENDING, DeliveryState.DELIVERED, DeliveryState.DEAD, DeliveryState.DROPPED}
+)
+UNDELIVERED = frozenset({DeliveryState.PENDING, DeliveryState.DEAD})
+CANCELLABLE = frozenset({SubmissionState.CLAIMED, SubmissionState.ACTIVE})
+SETTLED_RESULTS = frozenset({ResultState.COLLECTED, ResultState.UNAVAILABLE})
+
+# ---------------------------------------------------------------------------- JSON
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON text for ``value``: sorted keys, no spaces, UTF-8, no NaN."""
+    try:
+        return json.dumps(
+            value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False
+        )
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"value is not canonical JSON: {exc}") from exc
+
+
+def json_copy(value: Any) -> Any:
+    """``value`` as it reads back from storage (tuples become lists, keys become strings)."""
+    return json.loads(canonical_json(value))
+
+
+# ---------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event ready to store: the value, its data as canonical JSON, and the webhook body."""
+
+    event: Event
+    data_json: str
+    payload: bytes
+
+
+def build_event(
+    spec: EventSpec, *, now: float, submission_id: str | None = None, job_id: str | None = None
+) -> NewEvent:
+    if not isinstance(spec.type, str) or not spec.type:
+        raise StoreError(f"event type must be a non-empty string, not {spec.type!r}")
+    data_json = canonical_json(dict(spec.data))
+    data = json.loads(data_json)
+    body = {"type": spec.type, "timestamp": utc_iso(now), "data": data}
+    event = Event(new_id("evt", now), spec.type, now, data, submission_id, job_id)
+    return NewEvent(event, data_json, canonical_json(body).encode())
+
+
+# ---------------------------------------------------------------------------- submissions
+
+
+def new_submission(new: NewSubmission, *, now: float) -> Submission:
+    metadata = dict(new.metadata)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise StoreError("submission metadata must map strings to strings")
+    return Submission(
+        id=new_id("sub", now),
+        route=new.route,
+        name=new.name,
+        state=SubmissionState.CLAIMING,
+        provider=new.provider,
+        endpoint=new.endpoint,
+        model=new.model,
+        timeout_hours=new.timeout_hours,
+        metadata=metadata,
+        size_bytes=new.size_bytes,
+        processing_path=new.processing_path,
+        created_at=now,
+    )
+
+
+def expect_submission(sub: Submission, allowed: Iterable[SubmissionState]) -> None:
+    states = frozenset(allowed)
+    if sub.state not in states:
+        expected = "|".join(sorted(s.value for s in states))
+        raise StaleState(f"submission {sub.id}", expected, sub.state)
+
+
+def claimed(sub: Submission) -> Submission:
+    expect_submission(sub, {SubmissionState.CLAIMING})
+    return replace(sub, state=SubmissionState.CLAIMED)
+
+
+def abandoned(sub: Submission, reason: str, *, now: float) -> tuple[Submission, EventSpec]:
+    expect_submission(sub, {SubmissionState.CLAIMING})
+    data = {"submission_id": sub.id, "route": sub.route, "name": sub.name, "reason": reason}
+    done = replace(sub, state=SubmissionState.ABANDONED, reason=reason, finished_at=now)
+    return done, EventSpec("submission.abandoned", data)
+
+
+def accepted(
+    sub: Submission, *, sha256: str, line_count: int, results_dir: str, chunks: int, now: float
+) -> Submission:
+    expect_submission(sub, {SubmissionState.CLAIMED})
+    return replace(
+        sub,
+        state=SubmissionState.ACTIVE,
+        sha256=sha256,
+        line_count=line_count,
+        results_dir=results_dir,
+        chunk_count=chunks,
+        accepted_at=now,
+    )
+
+
+def rejected(sub: Submission, reason: str, *, now: float) -> Submission:
+    expect_submission(sub, {SubmissionState.CLAIMING, SubmissionState.CLAIMED})
+    return replace(sub, state=SubmissionState.REJECTED, reason=reason, finished_at=now)
+
+
+def finished(sub: Submission, outcome: Outcome, jobs: Sequence[Job], *, now: float) -> Submission:
+    """ACTIVE -> DONE, refused (``StaleState``) while some job is not settled."""
+    expect_submission(sub, {SubmissionState.ACTIVE})
+    unsettled = [j.id for j in jobs if not settled(j)]
+    if unsettled:
+        raise StaleState(f"submission {sub.id}", "every job settled", f"{unsettled} unsettled")
+    return replace(sub, state=SubmissionState.DONE, outcome=Outcome(outcome), finished_at=now)
+
+
+def cancel_requested(sub: Submission, *, now: float) -> Submission | None:
+    """The submission with the cancel recorded, or None when it already was (idempotent)."""
+    expect_submission(sub, CANCELLABLE)
+    if sub.cancel_requested_at is not None:
+        return None
+    return replace(sub, cancel_requested_at=now)
+
+
+def settled(job: Job) -> bool:
+    return job.state in TERMINAL and job.result_state in SETTLED_RESULTS
+
+
+# ---------------------------------------------------------------------------- jobs
+
+
+def new_jobs(sub: Submission, chunks: Sequence[ChunkPlan], *, now: float) -> list[Job]:
+    """One NEW job per chunk, ordered by chunk index."""
+    indexes = [c.index for c in chunks]
+    if len(set(indexes)) != len(indexes) or any(i < 0 for i in indexes):
+        raise StoreError(f"submission {sub.id}: chunk indexes must be unique and >= 0")
+    return [
+        Job(
+            id=new_id("job", now),
+            submission_id=sub.id,
+            chunk_index=c.index,
+            provider=sub.provider,
+            state=JobState.NEW,
+            line_start=c.line_start,
+            line_count=c.line_count,
+            byte_count=c.byte_count,
+            cancel_requested=sub.cancel_requested_at is not None,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        for c in sorted(chunks, key=lambda c: c.index)
+    ]
+
+
+JOB_KEYS = frozenset({"id", "submission_id", "chunk_index", "state"})
+JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(Job)) - JOB_KEYS
+_SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float)}
+
+
+def _field_kinds() -> dict[str, tuple[tuple[type, ...], bool]]:
+    """For plain ``str``/``int``/``float`` (optionally ``| None``) fields: types and nullability."""
+    kinds: dict[str, tuple[tuple[type, ...], bool]] = {}
+    for f in dataclasses.fields(Job):
+        parts = [p.strip() for p in str(f.type).split("|")]
+        if parts[0] in _SCALARS and f.name in JOB_FIELDS:
+            kinds[f.name] = (_SCALARS[parts[0]], "None" in parts[1:])
+    return kinds
+
+
+_KINDS = _field_kinds()
+
+
+def _checked(name: str, value: Any) -> Any:
+    if name not in JOB_FIELDS:
+        raise StoreError(f"job field {name!r} cannot be set by a transition")
+    if name == "result_state":
+        return ResultState(value)
+    if name == "counts":
+        if not isinstance(value, RequestCounts):
+            raise StoreError("job field 'counts' must be a RequestCounts")
+        return value
+    if name == "errors":
+        errors = json_copy(list(value))
+        if not all(isinstance(e, dict) for e in errors):
+            raise StoreError("job field 'errors' must hold dicts")
+        return tuple(errors)
+    if name == "cancel_requested":
+        return bool(value)
+    types, nullable = _KINDS[name]
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, types):
+        raise StoreError(f"job field {name!r} has the wrong type: {type(value).__name__}")
+    return float(value) if float in types and isinstance(value, int | float) else value
+
+
+def checked_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` validated and normalised the way storage would read them back."""
+    try:
+        return {name: _checked(name, value) for name, value in fields.items()}
+    except ValueError as exc:
+        raise StoreError(f"invalid job field: {exc}") from exc
+
+
+def job_state(value: JobState | str) -> JobState:
+    try:
+        return JobState(value)
+    except ValueError as exc:
+        raise StoreError(f"unknown job state {value!r}") from exc
+
+
+def transitioned(
+    job: Job, expected: JobState, new: JobState, *, now: float, fields: Mapping[str, Any]
+) -> Job:
+    """The job after a compare-and-set ``expected -> new`` with ``fields`` applied."""
+    changes = checked_fields(fields)
+    expected, new = job_state(expected), job_state(new)
+    if job.state is not expected:
+        raise StaleState(f"job {job.id}", expected, job.state)
+    if new is not expected and not can_transition(expected, new):
+        raise StoreError(f"job {job.id}: transition {expected} -> {new} is not allowed")
+    entering_terminal = new in TERMINAL and expected not in TERMINAL
+    if entering_terminal:
+        changes.setdefault("terminal_at", now)
+        if "result_state" not in changes and job.result_state is ResultState.NONE:
+            changes["result_state"] = ResultState.PENDING
+    return replace(job, **{"updated_at": now, **changes, "state": new})
+
+
+# ---------------------------------------------------------------------------- outbox
+
+
+def delivery_state(value: str) -> str:
+    if value not in DELIVERY_STATES:
+        raise StoreError(f"unknown delivery state {value!r}")
+    return value
+
+
+def attempted(
+    current: Delivery,
+    *,
+    now: float,
+    state: str,
+    status: int | None,
+    error: str | None,
+    next_attempt_at: float | None,
+) -> Delivery:
+    """The delivery after one more attempt. ``next_attempt_at=None`` keeps the old value."""
+    return replace(
+        current,
+        state=delivery_state(state),
+        attempts=current.attempts + 1,
+        next_attempt_at=current.next_attempt_at if next_attempt_at is None else next_attempt_at,
+        first_attempt_at=now if current.first_attempt_at is None else current.first_attempt_at,
+        last_status=status,
+        last_error=error,
+        delivered_at=now if state == DeliveryState.DELIVERED else current.delivered_at,
+    )
+
+
+def health_after(current: EndpointHealth, *, delivered: bool, now: float) -> EndpointHealth:
+    if delivered:
+        return replace(current, last_success_at=now, consecutive_failures=0)
+    return replace(
+        current, last_failure_at=now, consecutive_failures=current.consecutive_failures + 1
+    )

@@ -1,0 +1,344 @@
+"""``SqliteJobStore``: the ``JobStore`` on one SQLite file, through aiosqlite.
+
+Durability (see ``reference/reliability.md`` §2): WAL, ``synchronous=FULL``, ``busy_timeout``
+5 s, foreign keys on, read back at ``open()`` (``StoreError`` when they did not take). One
+writer connection behind one ``asyncio.Lock``, every write verb one ``BEGIN IMMEDIATE``
+transaction; reads on a second, read-only connection that only ever sees committed data (the
+reasoning is in ``sqlite_db.py``). Schema migrations by ``PRAGMA user_version``
+(``migrate.py``, ``migrations/*.sql``). Decisions come from ``rules.py``, shared with
+``MemoryJobStore``; SQL stays in the ``sqlite*`` modules and ``migrations/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from batchd.clock import Clock, SystemClock
+from batchd.errors import StoreError
+from batchd.models import (
+    ACTIVE,
+    LOCAL,
+    SUBMISSION_OPEN,
+    TERMINAL,
+    Job,
+    JobState,
+    Outcome,
+    ResultState,
+    Submission,
+    SubmissionState,
+)
+from batchd.store import rules
+from batchd.store.base import ChunkPlan, DeliveryState, EventSpec, NewSubmission, StoreStats
+from batchd.store.migrate import load_migrations, migrate, user_version
+from batchd.store.sqlite_db import Database, Tx
+from batchd.store.sqlite_outbox import SqliteOutbox, insert_event
+from batchd.store.sqlite_rows import (
+    INSERT_JOB,
+    INSERT_SUBMISSION,
+    SELECT_JOBS,
+    UPDATE_JOB,
+    UPDATE_SUBMISSION,
+    job_from_row,
+    job_params,
+    submission_from_row,
+    submission_params,
+)
+
+log = structlog.get_logger(__name__)
+
+
+def _in(values: Sequence[str]) -> str:
+    return f"({', '.join('?' * len(values))})"
+
+
+_OPEN_SUBS = sorted(SUBMISSION_OPEN)
+_OPEN_JOBS = sorted(LOCAL | ACTIVE)
+_TERMINAL = sorted(TERMINAL)
+_STATS = (
+    f"SELECT (SELECT count(*) FROM submissions WHERE state IN {_in(_OPEN_SUBS)}), "  # noqa: S608
+    f"(SELECT count(*) FROM jobs WHERE state IN {_in(_OPEN_JOBS)}), "
+    "(SELECT count(*) FROM jobs WHERE result_state = ?), "
+    "(SELECT count(*) FROM events WHERE fanned_out_at IS NULL) "
+    "+ (SELECT count(*) FROM deliveries WHERE state = ?)"
+)
+_STATS_PARAMS = (*_OPEN_SUBS, *_OPEN_JOBS, ResultState.PENDING, DeliveryState.PENDING)
+_NEWEST_FIRST = " ORDER BY created_at DESC, seq DESC LIMIT ?"
+_CANCEL_JOBS = (
+    f"UPDATE jobs SET cancel_requested = 1, updated_at = ? "  # noqa: S608
+    f"WHERE submission_id = ? AND cancel_requested = 0 AND state NOT IN {_in(_TERMINAL)}"
+)
+
+
+class SqliteJobStore(SqliteOutbox):
+    """A ``JobStore`` on the SQLite file at ``path``.
+
+    ``on_migration(version)`` is called before each schema migration ``open()`` applies (the
+    daemon extends its systemd start timeout there). ``clock`` stamps ``schema_history``."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Clock | None = None,
+        on_migration: Callable[[int], None] | None = None,
+    ) -> None:
+        self._db = Database(Path(path))
+        self._clock = clock or SystemClock()
+        self._on_migration = on_migration
+
+    # ------------------------------------------------------------------ lifecycle
+    async def open(self) -> None:
+        if self._db.is_open:
+            return
+        await self._db.open_writer()
+        try:
+            version = await migrate(
+                self._db, load_migrations(), now=self._clock.now(), on_migration=self._on_migration
+            )
+            await self._db.open_reader()
+        except BaseException:
+            await self._db.close()
+            raise
+        log.debug("store.opened", path=str(self._db.path), schema_version=version)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def pragmas(self) -> dict[str, object]:
+        """The durability settings in force on the writer connection (for checks and tests)."""
+        return await self._db.pragmas()
+
+    async def schema_version(self) -> int:
+        return await user_version(self._db)
+
+    async def integrity_check(self) -> list[str]:
+        rows = await self._db.fetch("PRAGMA integrity_check")
+        problems = [str(r[0]) for r in rows if r[0] != "ok"]
+        dangling = await self._db.fetch("PRAGMA foreign_key_check")
+        return problems + [
+            f"foreign key: {r[0]} row {r[1]} references a missing {r[2]}" for r in dangling
+        ]
+
+    async def stats(self) -> StoreStats:
+        row = await self._db.fetch_one(_STATS, _STATS_PARAMS)
+        assert row is not None
+        return StoreStats(*(int(v) for v in row))
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    async def _submission(tx: Tx, submission_id: str) -> Submission:
+        row = await tx.row("SELECT * FROM submissions WHERE id = ?", (submission_id,))
+        if row is None:
+            raise StoreError(f"submission {submission_id} not found")
+        return submission_from_row(row)
+
+    @staticmethod
+    async def _jobs_of(tx: Tx, submission_id: str) -> list[Job]:
+        rows = await tx.rows(
+            SELECT_JOBS + " WHERE submission_id = ? ORDER BY chunk_index", (submission_id,)
+        )
+        return [job_from_row(r) for r in rows]
+
+    @staticmethod
+    async def _put_submission(tx: Tx, sub: Submission, event: EventSpec | None, now: float) -> None:
+        new_event = rules.build_event(event, now=now, submission_id=sub.id) if event else None
+        await tx.run(UPDATE_SUBMISSION, submission_params(sub))
+        await insert_event(tx, new_event)
+
+    # ------------------------------------------------------------------ submissions
+    async def begin_claim(self, new: NewSubmission, *, now: float) -> Submission:
+        sub = rules.new_submission(new, now=now)
+        async with self._db.write() as tx:
+            await tx.run(INSERT_SUBMISSION, submission_params(sub, new))
+        return sub
+
+    async def mark_claimed(self, submission_id: str, *, now: float) -> Submission:
+        async with self._db.write() as tx:
+            sub = rules.claimed(await self._submission(tx, submission_id))
+            await self._put_submission(tx, sub, None, now)
+        return sub
+
+    async def abandon_submission(self, submission_id: str, reason: str, *, now: float) -> None:
+        async with self._db.write() as tx:
+            current = await self._submission(tx, submission_id)
+            sub, event = rules.abandoned(current, reason, now=now)
+            await self._put_submission(tx, sub, event, now)
+
+    async def accept_submission(
+        self,
+        submission_id: str,
+        *,
+        sha256: str,
+        line_count: int,
+        results_dir: str,
+        chunks: Sequence[ChunkPlan],
+        now: float,
+        event: EventSpec,
+    ) -> list[Job]:
+        async with self._db.write() as tx:
+            sub = rules.accepted(
+                await self._submission(tx, submission_id),
+                sha256=sha256,
+                line_count=line_count,
+                results_dir=results_dir,
+                chunks=len(chunks),
+                now=now,
+            )
+            jobs = rules.new_jobs(sub, chunks, now=now)
+            await self._put_submission(tx, sub, event, now)
+            await tx.many(INSERT_JOB, [job_params(j) for j in jobs])
+        return jobs
+
+    async def reject_submission(
+        self, submission_id: str, reason: str, *, now: float, event: EventSpec
+    ) -> None:
+        async with self._db.write() as tx:
+            sub = rules.rejected(await self._submission(tx, submission_id), reason, now=now)
+            await self._put_submission(tx, sub, event, now)
+
+    async def finish_submission(
+        self, submission_id: str, outcome: Outcome, *, now: float, event: EventSpec
+    ) -> Submission:
+        async with self._db.write() as tx:
+            current = await self._submission(tx, submission_id)
+            jobs = await self._jobs_of(tx, submission_id)
+            sub = rules.finished(current, outcome, jobs, now=now)
+            await self._put_submission(tx, sub, event, now)
+        return sub
+
+    async def request_cancel(
+        self, submission_id: str, *, now: float, event: EventSpec
+    ) -> Submission:
+        async with self._db.write() as tx:
+            current = await self._submission(tx, submission_id)
+            sub = rules.cancel_requested(current, now=now)
+            if sub is None:
+                return current
+            await self._put_submission(tx, sub, event, now)
+            await tx.run(_CANCEL_JOBS, (now, sub.id, *_TERMINAL))
+        return sub
+
+    async def get_submission(self, submission_id: str) -> Submission | None:
+        row = await self._db.fetch_one("SELECT * FROM submissions WHERE id = ?", (submission_id,))
+        return None if row is None else submission_from_row(row)
+
+    async def list_submissions(
+        self,
+        *,
+        states: Sequence[SubmissionState] | None = None,
+        route: str | None = None,
+        limit: int = 1000,
+    ) -> list[Submission]:
+        where, params = ["1"], []
+        if states is not None:
+            where.append(f"state IN {_in(states)}")
+            params += [str(s) for s in states]
+        if route is not None:
+            where.append("route = ?")
+            params.append(route)
+        sql = f"SELECT * FROM submissions WHERE {' AND '.join(where)}{_NEWEST_FIRST}"  # noqa: S608
+        rows = await self._db.fetch(sql, (*params, max(0, limit)))
+        return [submission_from_row(r) for r in rows]
+
+    async def find_duplicate(self, route: str, sha256: str) -> Submission | None:
+        row = await self._db.fetch_one(
+            "SELECT * FROM submissions WHERE route = ? AND sha256 = ? AND state IN (?, ?) "
+            "ORDER BY created_at DESC, seq DESC LIMIT ?",
+            (route, sha256, SubmissionState.ACTIVE, SubmissionState.DONE, 1),
+        )
+        return None if row is None else submission_from_row(row)
+
+    # ------------------------------------------------------------------ jobs
+    async def get_job(self, job_id: str) -> Job | None:
+        row = await self._db.fetch_one(SELECT_JOBS + " WHERE id = ?", (job_id,))
+        return None if row is None else job_from_row(row)
+
+    async def find_job(self, any_id: str) -> Job | None:
+        row = await self._db.fetch_one(
+            SELECT_JOBS + " WHERE id = :id OR provider_job_id = :id "
+            "ORDER BY id = :id DESC, id LIMIT 1",
+            {"id": any_id},
+        )
+        return None if row is None else job_from_row(row)
+
+    async def jobs_for_submission(self, submission_id: str) -> list[Job]:
+        rows = await self._db.fetch(
+            SELECT_JOBS + " WHERE submission_id = ? ORDER BY chunk_index", (submission_id,)
+        )
+        return [job_from_row(r) for r in rows]
+
+    async def list_jobs(
+        self,
+        *,
+        states: Sequence[JobState] | None = None,
+        provider: str | None = None,
+        due_before: float | None = None,
+        cancel_requested: bool | None = None,
+        result_pending: bool = False,
+        limit: int = 100_000,
+    ) -> list[Job]:
+        sql, params = _jobs_query(states, provider, due_before, cancel_requested, result_pending)
+        rows = await self._db.fetch(sql, (*params, max(0, limit)))
+        return [job_from_row(r) for r in rows]
+
+    async def transition_job(
+        self,
+        job_id: str,
+        expected: JobState,
+        new: JobState,
+        *,
+        now: float,
+        event: EventSpec | None = None,
+        **fields: Any,
+    ) -> Job:
+        async with self._db.write() as tx:
+            row = await tx.row(SELECT_JOBS + " WHERE id = ?", (job_id,))
+            if row is None:
+                raise StoreError(f"job {job_id} not found")
+            job = job_from_row(row)
+            changed = rules.transitioned(job, expected, new, now=now, fields=fields)
+            ids = {"submission_id": job.submission_id, "job_id": job.id}
+            new_event = rules.build_event(event, now=now, **ids) if event else None
+            await tx.run(UPDATE_JOB, job_params(changed))
+            await insert_event(tx, new_event)
+        return changed
+
+    async def reschedule_jobs(self, job_ids: Sequence[str], next_attempt_at: float) -> int:
+        rows = [(float(next_attempt_at), i) for i in dict.fromkeys(job_ids)]
+        async with self._db.write() as tx:
+            return await tx.many("UPDATE jobs SET next_attempt_at = ? WHERE id = ?", rows)
+
+
+def _jobs_query(
+    states: Sequence[JobState] | None,
+    provider: str | None,
+    due_before: float | None,
+    cancel_requested: bool | None,
+    result_pending: bool,
+) -> tuple[str, list[object]]:
+    """``list_jobs`` as SQL: only fixed fragments and placeholders, for the indexes on
+    ``(state, next_attempt_at)`` and ``(result_state, next_attempt_at)``."""
+    where: list[str] = ["1"]
+    params: list[object] = []
+    if states is not None:
+        values = sorted({rules.job_state(s).value for s in states})
+        where.append(f"state IN {_in(values)}")
+        params += values
+    if result_pending:
+        where.append(f"result_state = ? AND state IN {_in(_TERMINAL)}")
+        params += [ResultState.PENDING.value, *_TERMINAL]
+    if provider is not None:
+        where.append("provider = ?")
+        params.append(provider)
+    if due_before is not None:
+        where.append("next_attempt_at <= ?")
+        params.append(due_before)
+    if cancel_requested is not None:
+        where.append("cancel_requested = ?")
+        params.append(int(cancel_requested))
+    sql = f"{SELECT_JOBS} WHERE {' AND '.join(where)} ORDER BY next_attempt_at, id LIMIT ?"
+    return sql, params

@@ -1,0 +1,218 @@
+"""Rows of the SQLite schema (``migrations/0001_initial.sql``) to ``models`` values and back."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from batchd.models import (
+    Event,
+    Job,
+    JobState,
+    Outcome,
+    RequestCounts,
+    ResultState,
+    Submission,
+    SubmissionState,
+)
+from batchd.store.base import Delivery, EndpointHealth, NewSubmission
+from batchd.store.rules import NewEvent, canonical_json
+
+
+def _insert(table: str, columns: Sequence[str]) -> str:
+    """An INSERT of named parameters; table and column names are the constants below."""
+    names, values = ", ".join(columns), ", ".join(f":{c}" for c in columns)
+    return f"INSERT INTO {table} ({names}) VALUES ({values})"  # noqa: S608
+
+
+def _select(table: str, columns: Sequence[str]) -> str:
+    return f"SELECT {', '.join(columns)} FROM {table}"  # noqa: S608
+
+
+def _update(table: str, columns: Sequence[str], where: str) -> str:
+    sets = ", ".join(f"{c} = :{c}" for c in columns)
+    return f"UPDATE {table} SET {sets} WHERE {where}"  # noqa: S608
+
+
+# ---------------------------------------------------------------------------- submissions
+
+SUBMISSION_COLUMNS = (
+    "id",
+    "route",
+    "name",
+    "state",
+    "provider",
+    "endpoint",
+    "model",
+    "timeout_hours",
+    "metadata",
+    "outcome",
+    "sha256",
+    "size_bytes",
+    "line_count",
+    "chunk_count",
+    "processing_path",
+    "results_dir",
+    "reason",
+    "cancel_requested_at",
+    "created_at",
+    "accepted_at",
+    "finished_at",
+)
+_SUB_CHANGES = [c for c in SUBMISSION_COLUMNS if c != "id"]
+
+INSERT_SUBMISSION = _insert(
+    "submissions", (*SUBMISSION_COLUMNS, "inbox_path", "file_dev", "file_ino")
+)
+UPDATE_SUBMISSION = _update("submissions", _SUB_CHANGES, "id = :id")
+
+
+def submission_params(sub: Submission, new: NewSubmission | None = None) -> dict[str, Any]:
+    params: dict[str, Any] = {c: getattr(sub, c) for c in SUBMISSION_COLUMNS}
+    params["metadata"] = canonical_json(sub.metadata)
+    params["state"] = sub.state.value
+    params["outcome"] = None if sub.outcome is None else sub.outcome.value
+    if new is not None:
+        params.update(inbox_path=new.inbox_path, file_dev=new.file_dev, file_ino=new.file_ino)
+    return params
+
+
+def submission_from_row(row: sqlite3.Row) -> Submission:
+    values = {c: row[c] for c in SUBMISSION_COLUMNS}
+    values["state"] = SubmissionState(values["state"])
+    values["outcome"] = None if values["outcome"] is None else Outcome(values["outcome"])
+    values["metadata"] = json.loads(values["metadata"])
+    return Submission(**values)
+
+
+# ---------------------------------------------------------------------------- jobs
+
+_COUNTS = tuple(f.name for f in dataclasses.fields(RequestCounts))
+
+
+def _job_columns() -> tuple[str, ...]:
+    """``Job``'s fields in order, ``counts`` spread over four ``counts_*`` columns."""
+    columns: list[str] = []
+    for f in dataclasses.fields(Job):
+        columns += [f"counts_{c}" for c in _COUNTS] if f.name == "counts" else [f.name]
+    return tuple(columns)
+
+
+JOB_COLUMNS = _job_columns()
+_JOB_CHANGES = [c for c in JOB_COLUMNS if c not in {"id", "submission_id", "chunk_index"}]
+_STATE_AT = JOB_COLUMNS.index("state")
+_COUNTS_AT = JOB_COLUMNS.index(f"counts_{_COUNTS[0]}")
+_AFTER_COUNTS = _COUNTS_AT + len(_COUNTS)
+if JOB_COLUMNS[_AFTER_COUNTS : _AFTER_COUNTS + 3] != ("errors", "result_state", "cancel_requested"):
+    raise RuntimeError("job_from_row no longer matches the fields of models.Job")
+_JOB_STATES = {s.value: s for s in JobState}
+_RESULT_STATES = {s.value: s for s in ResultState}
+
+SELECT_JOBS = _select("jobs", JOB_COLUMNS)
+INSERT_JOB = _insert("jobs", JOB_COLUMNS)
+UPDATE_JOB = _update("jobs", _JOB_CHANGES, "id = :id")
+
+
+def job_params(job: Job) -> dict[str, Any]:
+    params: dict[str, Any] = {c: getattr(job, c) for c in JOB_COLUMNS if hasattr(job, c)}
+    params["state"] = job.state.value
+    params["result_state"] = job.result_state.value
+    params["cancel_requested"] = int(job.cancel_requested)
+    params["errors"] = canonical_json(list(job.errors))
+    params.update({f"counts_{c}": getattr(job.counts, c) for c in _COUNTS})
+    return params
+
+
+def job_from_row(row: Sequence[Any]) -> Job:
+    """A row of ``SELECT_JOBS`` (positional: this runs for every job the tracker lists)."""
+    errors, result_state, cancel_requested = row[_AFTER_COUNTS : _AFTER_COUNTS + 3]
+    values: list[Any] = [
+        *row[:_STATE_AT],
+        _JOB_STATES[row[_STATE_AT]],
+        *row[_STATE_AT + 1 : _COUNTS_AT],
+        RequestCounts(*row[_COUNTS_AT:_AFTER_COUNTS]),
+        () if errors == "[]" else tuple(json.loads(errors)),
+        _RESULT_STATES[result_state],
+        bool(cancel_requested),
+        *row[_AFTER_COUNTS + 3 :],
+    ]
+    return Job(*values)
+
+
+# ---------------------------------------------------------------------------- outbox
+
+INSERT_EVENT = (
+    "INSERT INTO events (id, type, created_at, submission_id, job_id, data, payload) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def event_params(new: NewEvent) -> tuple[Any, ...]:
+    ev = new.event
+    return (ev.id, ev.type, ev.created_at, ev.submission_id, ev.job_id, new.data_json, new.payload)
+
+
+def event_from_row(row: sqlite3.Row) -> Event:
+    return Event(
+        id=row["id"],
+        type=row["type"],
+        created_at=row["created_at"],
+        data=json.loads(row["data"]),
+        submission_id=row["submission_id"],
+        job_id=row["job_id"],
+    )
+
+
+DELIVERY_COLUMNS = (
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "first_attempt_at",
+    "last_status",
+    "last_error",
+    "delivered_at",
+)
+UPDATE_DELIVERY = _update(
+    "deliveries", DELIVERY_COLUMNS, "event_id = :event_id AND endpoint = :endpoint"
+)
+
+
+def delivery_params(d: Delivery) -> dict[str, Any]:
+    return {c: getattr(d, c) for c in ["event_id", "endpoint", *DELIVERY_COLUMNS]}
+
+
+def delivery_from_row(row: sqlite3.Row) -> Delivery:
+    return Delivery(
+        event_id=row["event_id"],
+        endpoint=row["endpoint"],
+        event_type=row["event_type"],
+        payload=bytes(row["payload"]),
+        **{c: row[c] for c in DELIVERY_COLUMNS},
+    )
+
+
+HEALTH_COLUMNS = (
+    "name",
+    "disabled_at",
+    "disabled_reason",
+    "last_success_at",
+    "last_failure_at",
+    "consecutive_failures",
+)
+UPSERT_HEALTH = _insert("endpoints", HEALTH_COLUMNS) + (
+    " ON CONFLICT (name) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in HEALTH_COLUMNS[1:])
+)
+
+
+def health_params(h: EndpointHealth) -> dict[str, Any]:
+    return {c: getattr(h, c) for c in HEALTH_COLUMNS}
+
+
+def health_from_row(row: sqlite3.Row) -> EndpointHealth:
+    keys = row.keys()
+    extra = {c: row[c] for c in ("pending", "dead") if c in keys}
+    return EndpointHealth(**{c: row[c] for c in HEALTH_COLUMNS}, **extra)
