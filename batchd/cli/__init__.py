@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="batchd",
         description="Drop JSONL batch files in a folder; get ordered, verified results back.",
+        epilog="environment: BATCHD_CONFIG (the configuration file), and one variable per "
+        "setting, BATCHD_<SECTION>__<KEY> (e.g. BATCHD_DAEMON__LOG_LEVEL=debug); every key "
+        "and its default is in config/batchd.toml",
     )
     parser.add_argument("--version", action="version", version=f"batchd {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -56,6 +59,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    if args.command not in {"run", "emulator"}:  # these configure logging themselves
+        from batchd.log import configure_logging
+
+        # Commands print their results on stdout (--json included); logs go to stderr.
+        configure_logging(level="warning", fmt="console", stream=sys.stderr)
     try:
         return handler(args)
     except UsageError as exc:

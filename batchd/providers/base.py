@@ -120,7 +120,7 @@ class ProviderLimits:
     """Per-job limits used to split a submission into chunks."""
 
     max_requests_per_job: int = 100_000
-    max_bytes_per_job: int = 500 * 1024 * 1024
+    max_bytes_per_job: int = 500_000_000  # Mistral: 512 MB per file (decimal, to be safe)
     max_inline_requests: int = 10_000
     max_metadata_key_chars: int = 32
     max_metadata_value_chars: int = 512

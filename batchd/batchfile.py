@@ -1,0 +1,445 @@
+"""Parse and validate one JSONL batch file, and split it into provider-sized chunks.
+
+Pure apart from reading the file (streamed, one bounded line at a time) and writing chunks
+atomically. Whatever the bytes, parsing raises only ``IntakeRejected`` (never ``ValueError``,
+``RecursionError`` or ``UnicodeError``), carrying up to ``max_problems`` problems with their
+1-based line numbers.
+
+Rules: strict UTF-8 (one leading BOM tolerated); no NUL bytes; blank lines skipped; each other
+line one JSON object ``{"custom_id"?, "body", "method"?, "url"?}`` with ``body`` an object, no
+other keys, nesting at most ``MAX_DEPTH``, no NaN/Infinity and no lone surrogate escapes;
+``custom_id`` (if present and not null) a non-empty string of at most ``MAX_CUSTOM_ID_CHARS``,
+unique in the file; OpenAI style ``method`` must be ``POST`` and ``url`` the route's endpoint.
+A missing ``custom_id`` is assigned ``line-<n>`` (``n`` the 1-based line number); if that is
+taken by an explicit id, ``line-<n>-2``, ``line-<n>-3``, ... (the first free one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+from array import array
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final
+
+from batchd.errors import IntakeRejected, Problem
+from batchd.store.base import ChunkPlan
+
+BOM: Final = b"\xef\xbb\xbf"
+MAX_DEPTH: Final = 64
+MAX_CUSTOM_ID_CHARS: Final = 512
+ALLOWED_KEYS: Final = frozenset({"custom_id", "body", "method", "url"})
+_SKIP_CHUNK: Final = 64 * 1024
+_UNBOUNDED: Final = sys.maxsize // 2  # write_chunk re-reads lines the parse already bounded
+
+
+@dataclass(frozen=True)
+class FileLimits:
+    max_file_bytes: int
+    max_line_bytes: int
+    max_lines: int
+    max_problems: int = 50
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    sha256: str
+    size_bytes: int
+    request_count: int
+    custom_ids: list[str]  # in input order, assigned ids included
+    line_numbers: list[int]  # 1-based file line of each request
+    normalized_sizes: list[int]  # bytes of each request's normalized line, newline included
+    assigned_ids: int  # how many custom_ids were assigned
+    byte_offsets: Sequence[int] = field(default_factory=lambda: array("q"), repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    number: int  # 1-based
+    offset: int  # byte offset of the line in the file
+    content: bytes | None  # without the line terminator; None: longer than the limit
+
+
+class _Bad(Exception):
+    """One line is invalid; the message is the reason (it never echoes the line)."""
+
+
+class _Stop(Exception):
+    """Scanning ends early (too many problems or requests, file too large)."""
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+class _Counting:
+    """A binary reader that hashes and counts every byte read through it."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self.digest = hashlib.sha256()
+        self.count = 0
+
+    def readline(self, limit: int) -> bytes:
+        data = self._handle.readline(limit)
+        self.digest.update(data)
+        self.count += len(data)
+        return data
+
+
+def _read_lines(
+    handle: IO[bytes] | _Counting, max_line_bytes: int, *, number: int = 0, offset: int = 0
+) -> Iterator[_Line]:
+    """Every physical line after line ``number`` (which ends at byte ``offset``), holding at
+    most ``max_line_bytes + 5`` bytes at once. A BOM opening the file is dropped (and does not
+    count towards the first line's length)."""
+    while True:
+        limit = max_line_bytes + 2 + (len(BOM) if offset == 0 else 0)
+        raw = handle.readline(limit)
+        if not raw:
+            return
+        number += 1
+        start = offset
+        offset += len(raw)
+        cut = not raw.endswith(b"\n") and len(raw) >= limit
+        if start == 0 and raw.startswith(BOM):
+            raw = raw[len(BOM) :]
+        if cut:
+            offset += _skip_rest(handle)
+            yield _Line(number, start, None)
+            continue
+        content = raw.removesuffix(b"\n").removesuffix(b"\r")
+        yield _Line(number, start, content if len(content) <= max_line_bytes else None)
+
+
+def _skip_rest(handle: IO[bytes] | _Counting) -> int:
+    skipped = 0
+    while chunk := handle.readline(_SKIP_CHUNK):
+        skipped += len(chunk)
+        if chunk.endswith(b"\n"):
+            break
+    return skipped
+
+
+def _is_blank(content: bytes) -> bool:
+    return not content.strip(b" \t\r")
+
+
+# ------------------------------------------------------------------------------ one line
+
+
+def _reject_constant(name: str) -> Any:
+    raise _Bad(f"{name} is not valid JSON")
+
+
+def _depth_ok(value: object) -> bool:
+    """Nesting at most ``MAX_DEPTH`` (iterative: deep input must not recurse)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = list(node.values()) if isinstance(node, dict) else node
+        if isinstance(children, list):
+            if depth > MAX_DEPTH:
+                return False
+            stack.extend((child, depth + 1) for child in children)
+    return True
+
+
+def _decode(content: bytes) -> Any:
+    """The JSON value of one line, or ``_Bad`` with a short reason (no input echoed)."""
+    if b"\x00" in content:
+        raise _Bad("NUL byte in line")
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Bad(f"invalid UTF-8 at byte {exc.start + 1} of the line") from None
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except _Bad:
+        raise
+    except RecursionError:
+        raise _Bad(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError, and ints over 4300 digits (plain ValueError)
+        raise _Bad(f"invalid JSON: {_short(exc)}") from None
+    if content.count(b"[") + content.count(b"{") > MAX_DEPTH and not _depth_ok(value):
+        raise _Bad(f"JSON nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _short(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at column {exc.colno}"
+    return str(exc).split(";")[0][:120]
+
+
+def _request(value: Any, endpoint: str) -> tuple[str | None, dict[str, Any]]:
+    """Check one decoded line; return its explicit custom_id (or None) and its body."""
+    if not isinstance(value, dict):
+        raise _Bad("not a JSON object")
+    unknown = sorted(set(value) - ALLOWED_KEYS)
+    if unknown:
+        names = ", ".join(repr(k[:40]) for k in unknown[:5])
+        raise _Bad(f"unknown key(s) {names}; allowed: body, custom_id, method, url")
+    if "body" not in value:
+        raise _Bad("missing body")
+    if not isinstance(value["body"], dict):
+        raise _Bad("body must be a JSON object")
+    if "method" in value and value["method"] != "POST":
+        raise _Bad('method must be "POST"')
+    if "url" in value and value["url"] != endpoint:
+        raise _Bad(f"url must be the route's endpoint {endpoint}")
+    custom_id = value.get("custom_id")
+    if custom_id is not None and not (
+        isinstance(custom_id, str) and 0 < len(custom_id) <= MAX_CUSTOM_ID_CHARS
+    ):
+        raise _Bad(f"custom_id must be a string of 1 to {MAX_CUSTOM_ID_CHARS} characters")
+    return custom_id, value["body"]
+
+
+def normalized_line(custom_id: str, body: object) -> bytes:
+    """The canonical Mistral line written for each request: compact JSON, keys in input order,
+    UTF-8 (not ASCII-escaped), newline-terminated. ``ValueError`` if it cannot be encoded."""
+    text = json.dumps(
+        {"custom_id": custom_id, "body": body},
+        ensure_ascii=False,
+        separators=(",", ":"),
+        allow_nan=False,
+    )
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        raise ValueError("string with a lone surrogate escape (\\ud800-\\udfff)") from None
+
+
+def custom_id_for_line(line_no: int) -> str:
+    """The id given to a request without one: ``line-<n>``, ``n`` its 1-based line number."""
+    return f"line-{line_no}"
+
+
+def assign_custom_id(line_no: int, taken: set[str] | frozenset[str]) -> str:
+    """``custom_id_for_line``, or the first of ``line-<n>-2``, ``-3``, ... not in ``taken``."""
+    candidate = custom_id_for_line(line_no)
+    suffix = 1
+    while candidate in taken:
+        suffix += 1
+        candidate = f"{custom_id_for_line(line_no)}-{suffix}"
+    return candidate
+
+
+# ------------------------------------------------------------------------------ the file
+
+
+class _Scan:
+    """The state of one parse: problems, ids and sizes, in input order."""
+
+    def __init__(self, endpoint: str, limits: FileLimits) -> None:
+        self.endpoint = endpoint
+        self.limits = limits
+        self.problems: list[Problem] = []
+        self.truncated = False
+        self.ids: list[str | None] = []
+        self.first_line: dict[str, int] = {}
+        self.lines: list[int] = []
+        self.sizes: list[int] = []
+        self.offsets = array("q")
+
+    def problem(self, line: int, reason: str) -> None:
+        if len(self.problems) >= self.limits.max_problems:
+            self.truncated = True
+            raise _Stop
+        self.problems.append(Problem(line, reason))
+
+    def too_large(self) -> None:
+        self.problem(0, f"file larger than {self.limits.max_file_bytes} bytes")
+        raise _Stop
+
+    def line(self, line: _Line) -> None:
+        if line.content is None:
+            self.problem(line.number, f"line longer than {self.limits.max_line_bytes} bytes")
+            return
+        if _is_blank(line.content):
+            return
+        if len(self.lines) >= self.limits.max_lines:
+            self.problem(line.number, f"more than {self.limits.max_lines} requests")
+            raise _Stop
+        try:
+            custom_id, body = _request(_decode(line.content), self.endpoint)
+            size = len(normalized_line(custom_id or custom_id_for_line(line.number), body))
+        except (_Bad, ValueError) as exc:  # ValueError: normalized_line (NaN/inf, surrogates)
+            self.problem(line.number, str(exc))
+            return
+        self.request(line, custom_id, size)
+
+    def request(self, line: _Line, custom_id: str | None, size: int) -> None:
+        if custom_id is not None:
+            first = self.first_line.setdefault(custom_id, line.number)
+            if first != line.number:
+                self.problem(line.number, f"duplicate custom_id {custom_id[:60]!r} (line {first})")
+                return
+        self.ids.append(custom_id)
+        self.lines.append(line.number)
+        self.sizes.append(size)
+        self.offsets.append(line.offset)
+
+    def resolve_ids(self) -> tuple[list[str], list[int], int]:
+        """Fill in assigned ids (never colliding with explicit ones); fix their line sizes."""
+        taken = set(self.first_line)
+        ids: list[str] = []
+        sizes = list(self.sizes)
+        for i, explicit in enumerate(self.ids):
+            if explicit is not None:
+                ids.append(explicit)
+                continue
+            assigned = assign_custom_id(self.lines[i], taken)
+            taken.add(assigned)
+            sizes[i] += len(assigned) - len(custom_id_for_line(self.lines[i]))
+            ids.append(assigned)
+        return ids, sizes, sum(1 for x in self.ids if x is None)
+
+
+def parse_batch_file(path: Path, *, endpoint: str, limits: FileLimits) -> ParsedFile:
+    """Validate ``path`` (streamed). ``IntakeRejected`` lists every problem, up to the cap."""
+    scan = _Scan(endpoint, limits)
+    with path.open("rb") as handle:
+        reader = _Counting(handle)
+        with contextlib.suppress(_Stop):
+            if os.fstat(handle.fileno()).st_size > limits.max_file_bytes:
+                scan.too_large()
+            for line in _read_lines(reader, limits.max_line_bytes):
+                if reader.count > limits.max_file_bytes:
+                    scan.too_large()
+                scan.line(line)
+    if not scan.lines and not scan.problems:
+        scan.problems.append(Problem(0, "no requests: the file is empty or has only blank lines"))
+    if scan.problems:
+        raise IntakeRejected(scan.problems, truncated=scan.truncated)
+    ids, sizes, assigned = scan.resolve_ids()
+    return ParsedFile(
+        sha256=reader.digest.hexdigest(),
+        size_bytes=reader.count,
+        request_count=len(ids),
+        custom_ids=ids,
+        line_numbers=scan.lines,
+        normalized_sizes=sizes,
+        assigned_ids=assigned,
+        byte_offsets=scan.offsets,
+    )
+
+
+def format_reason(exc: IntakeRejected, name: str) -> str:
+    """The text of ``<name>.reason.txt``: a header, then one problem per line."""
+    count = len(exc.problems)
+    more = f" (scanning stopped after the first {count})" if exc.truncated else ""
+    head = f"{name}: rejected, {count} problem{'' if count == 1 else 's'}{more}"
+    return "\n".join([head, *(str(problem) for problem in exc.problems)]) + "\n"
+
+
+# ------------------------------------------------------------------------------ chunks
+
+
+def plan_chunks(
+    normalized_sizes: Sequence[int],
+    *,
+    max_requests: int,
+    max_bytes: int,
+    line_numbers: Sequence[int] | None = None,
+) -> list[ChunkPlan]:
+    """Contiguous chunks in input order, each within both limits, as few as possible (greedy
+    is optimal here). A request larger than ``max_bytes`` on its own is ``IntakeRejected``
+    (line numbers from ``line_numbers``, else the request's 1-based position)."""
+    if max_requests < 1 or max_bytes < 1:
+        raise ValueError("max_requests and max_bytes must be positive")
+    lines = line_numbers if line_numbers is not None else range(1, len(normalized_sizes) + 1)
+    oversized = [
+        Problem(lines[i], f"request of {size} bytes exceeds the provider's {max_bytes} per job")
+        for i, size in enumerate(normalized_sizes)
+        if size > max_bytes
+    ]
+    if oversized:
+        raise IntakeRejected(oversized[:50], truncated=len(oversized) > 50)
+    chunks: list[ChunkPlan] = []
+    start = count = total = 0
+    for i, size in enumerate(normalized_sizes):
+        if count and (count >= max_requests or total + size > max_bytes):
+            chunks.append(ChunkPlan(len(chunks), start, count, total))
+            start, count, total = i, 0, 0
+        count += 1
+        total += size
+    if count:
+        chunks.append(ChunkPlan(len(chunks), start, count, total))
+    return chunks
+
+
+def write_chunk(
+    path: Path, parsed: ParsedFile, chunk: ChunkPlan, dest: Path, *, endpoint: str
+) -> int:
+    """Write the chunk's requests to ``dest`` as normalized Mistral lines (OpenAI ``method`` and
+    ``url`` dropped, assigned ids filled in), atomically: a 0600 temp file, fsync, rename, fsync
+    of the folder. Same input, same bytes. Returns the byte count. ``IntakeRejected`` if the
+    file no longer matches ``parsed``."""
+    temp = dest.with_name(f".{dest.name}.part")
+    temp.unlink(missing_ok=True)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            written = 0
+            for data in _chunk_lines(path, parsed, chunk, endpoint):
+                out.write(data)
+                written += len(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, dest)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(dest.parent)
+    return written
+
+
+def _chunk_lines(
+    path: Path, parsed: ParsedFile, chunk: ChunkPlan, endpoint: str
+) -> Iterator[bytes]:
+    index, end = chunk.line_start, chunk.line_start + chunk.line_count
+    with path.open("rb") as handle:
+        number = offset = 0
+        if len(parsed.byte_offsets) == parsed.request_count and index < end:
+            number, offset = parsed.line_numbers[index] - 1, parsed.byte_offsets[index]
+            handle.seek(offset)
+        for line in _read_lines(handle, _UNBOUNDED, number=number, offset=offset):
+            if index >= end:
+                return
+            if line.number == parsed.line_numbers[index]:
+                yield _rebuild(line, parsed, index, endpoint)
+                index += 1
+    if index < end:
+        raise _changed(0)
+
+
+def _rebuild(line: _Line, parsed: ParsedFile, index: int, endpoint: str) -> bytes:
+    """One request's normalized line, checked against what the parse recorded."""
+    try:
+        custom_id, body = _request(_decode(line.content or b""), endpoint)
+        data = normalized_line(parsed.custom_ids[index], body)
+    except (_Bad, ValueError):
+        raise _changed(line.number) from None
+    if custom_id not in (None, parsed.custom_ids[index]):
+        raise _changed(line.number)
+    if len(data) != parsed.normalized_sizes[index]:
+        raise _changed(line.number)
+    return data
+
+
+def _changed(line: int) -> IntakeRejected:
+    return IntakeRejected([Problem(line, "the file changed after it was validated")])
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,560 @@
+"""The configuration: a TOML file, then ``BATCHD_*`` environment overrides, then secrets.
+
+``load_settings`` reads ``--config`` / ``$BATCHD_CONFIG`` / ``/etc/batchd/batchd.toml`` (if it
+exists; otherwise built-in defaults), applies ``BATCHD_<SECTION>__<KEY>`` overrides for the
+scalar keys of ``[daemon]``, ``[intake]``, ``[submit]``, ``[track]`` and ``[collect]``, and
+validates everything once. Secrets (provider API keys, webhook signing secrets) are not in the
+file: they are resolved by ``provider_settings()`` / ``webhook_endpoints()`` from
+``$CREDENTIALS_DIRECTORY``, a 0600 file or an environment variable (``batchd.credentials``).
+No other module reads the environment or configuration files.
+
+Errors are ``ConfigError``: one line per problem, ``<file or variable>: <dotted key>: <problem>``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Final, Literal, get_args
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from batchd.credentials import SecretSources, SecretSpec, api_key, webhook_secrets
+from batchd.errors import ConfigError, WebhookError
+from batchd.providers.base import ProviderLimits, ProviderSettings
+from batchd.webhooks.endpoint import WebhookEndpoint
+
+DEFAULT_CONFIG_PATH = Path("/etc/batchd/batchd.toml")
+ENV_CONFIG: Final = "BATCHD_CONFIG"
+ENV_PREFIX: Final = "BATCHD_"
+MiB: Final = 1024 * 1024
+Endpoint = Literal[
+    "/v1/chat/completions",
+    "/v1/embeddings",
+    "/v1/fim/completions",
+    "/v1/moderations",
+    "/v1/chat/moderations",
+    "/v1/ocr",
+    "/v1/classifications",
+    "/v1/chat/classifications",
+    "/v1/conversations",
+    "/v1/audio/transcriptions",
+]
+ENDPOINTS: Final = get_args(Endpoint)
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+FileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+Seconds = Annotated[float, Field(gt=0)]
+Count = Annotated[int, Field(ge=1)]
+MetadataKey = Annotated[str, Field(min_length=1, max_length=32)]
+MetadataValue = Annotated[str, Field(min_length=1, max_length=512)]
+
+
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """``$STATE_DIRECTORY`` (systemd; the first if several), else the XDG state directory."""
+    state = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if state:
+        return Path(state)
+    xdg = environ.get("XDG_STATE_HOME")
+    home = Path(environ["HOME"]) if environ.get("HOME") else Path.home()
+    return (Path(xdg) if xdg else home / ".local" / "state") / "batchd"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    _ranges: ClassVar[tuple[tuple[str, str], ...]] = ()  # (low, high) keys: high >= low
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> _Model:
+        for low, high in self._ranges:
+            if getattr(self, high) < getattr(self, low):
+                raise ValueError(f"{high} must be >= {low}")
+        return self
+
+
+class DaemonSettings(_Model):
+    data_dir: Path = Field(default_factory=lambda: default_data_dir(os.environ))
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    shutdown_grace_s: Seconds = 10.0
+    heartbeat_stale_s: Seconds = 60.0
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @property
+    def database_path(self) -> Path:
+        """The job store: one SQLite file in the data folder."""
+        return self.data_dir / "batchd.sqlite3"
+
+
+class IntakeSettings(_Model):
+    scan_interval_s: Seconds = 30.0
+    min_age_s: Annotated[float, Field(ge=0)] = 2.0
+    use_inotify: bool = True
+    max_file_bytes: Count = 512 * MiB
+    max_line_bytes: Count = MiB
+    max_lines: Count = 1_000_000
+    duplicates: Literal["reject", "allow"] = "reject"
+
+
+class SubmitSettings(_Model):
+    concurrency: Count = 4
+    retry_base_s: Seconds = 5.0
+    retry_max_s: Seconds = 300.0
+    reconcile_delay_s: Annotated[float, Field(ge=0)] = 5.0
+    _ranges = (("retry_base_s", "retry_max_s"),)
+
+
+class TrackSettings(_Model):
+    concurrency: Count = 8
+    poll_initial_s: Seconds = 5.0
+    poll_max_s: Seconds = 300.0
+    list_threshold: Annotated[int, Field(ge=0)] = 10
+    rate_limit_slowdown_s: Annotated[float, Field(ge=0)] = 30.0
+    _ranges = (("poll_initial_s", "poll_max_s"),)
+
+
+class CollectSettings(_Model):
+    concurrency: Count = 2
+    retry_base_s: Seconds = 5.0
+    retry_max_s: Seconds = 600.0
+    _ranges = (("retry_base_s", "retry_max_s"),)
+
+
+SECTIONS: Final[dict[str, type[_Model]]] = {
+    "daemon": DaemonSettings,
+    "intake": IntakeSettings,
+    "submit": SubmitSettings,
+    "track": TrackSettings,
+    "collect": CollectSettings,
+}
+
+
+class ProviderConfig(_Model):
+    kind: Literal["mistral", "emulator"] = "mistral"
+    base_url: str = "https://api.mistral.ai"
+    api_key_credential: FileName | None = None  # default "<name>_api_key" (kind mistral)
+    api_key_file: Path | None = None
+    api_key_env: EnvName | None = None  # default MISTRAL_API_KEY (kind mistral)
+    requests_per_second: Annotated[float, Field(ge=0)] = 5.0
+    timeout_s: Seconds = 60.0
+    connect_timeout_s: Seconds = 10.0
+    download_timeout_s: Seconds = 3600.0
+    read_retries: Annotated[int, Field(ge=0, le=100)] = 6
+    retry_base_s: Seconds = 0.5
+    retry_max_s: Seconds = 30.0
+    retry_after_max_s: Seconds = 300.0
+    max_requests_per_job: Annotated[int, Field(ge=1, le=1_000_000)] = 100_000
+    max_bytes_per_job: Annotated[int, Field(ge=1, le=512_000_000)] = 500_000_000
+    emulator_speed: Seconds = 60.0
+    emulator_seed: int | None = None
+    _ranges = (("retry_base_s", "retry_max_s"),)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_base_url(value)
+
+    @model_validator(mode="after")
+    def _kind_keys(self) -> ProviderConfig:
+        stray = {"emulator_speed", "emulator_seed"} & self.model_fields_set
+        if self.kind != "emulator" and stray:
+            raise ValueError(f'{", ".join(sorted(stray))}: only for kind = "emulator"')
+        return self
+
+    def key_spec(self, name: str, what: str) -> SecretSpec:
+        mistral = self.kind == "mistral"
+        return SecretSpec(
+            what=what,
+            credential=self.api_key_credential or (f"{name}_api_key" if mistral else None),
+            file=self.api_key_file,
+            env=self.api_key_env or ("MISTRAL_API_KEY" if mistral else None),
+        )
+
+
+def check_base_url(value: str) -> str:
+    """https, or http to a loopback host only (an API key never crosses a network in clear)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    loopback = parts.hostname in {"localhost", "127.0.0.1", "::1"}
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError("must be an http(s) URL with a host")
+    if parts.scheme == "http" and not loopback:
+        raise ValueError("must use https (http is only allowed for localhost)")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError("must not contain credentials, a query or a fragment")
+    return value.rstrip("/")
+
+
+class RouteConfig(_Model):
+    name: Name
+    spool: Path  # relative: under daemon.data_dir
+    provider: Name
+    endpoint: Endpoint = "/v1/chat/completions"
+    model: Annotated[str, Field(min_length=1)] | None = None
+    timeout_hours: Annotated[int, Field(ge=1, le=168)] = 24
+    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict)
+
+    @field_validator("metadata")
+    @classmethod
+    def _reserved(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(k for k in value if k.startswith("batchd_"))
+        if reserved:
+            raise ValueError(f"keys starting with batchd_ are reserved: {', '.join(reserved)}")
+        return value
+
+    @field_validator("spool")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        value = value.expanduser()
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path (or relative to daemon.data_dir)")
+        return Path(os.path.normpath(value))
+
+
+class WebhookConfig(_Model):
+    name: Name
+    allow_http: bool = False  # validated before url, which depends on them
+    allow_private: bool = False
+    url: str
+    secret_credential: FileName | None = None  # default "webhook_<name>"
+    secret_file: Path | None = None
+    secret_env: EnvName | None = None
+    events: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] = ["*"]
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 15.0
+    max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    max_response_bytes: Annotated[int, Field(ge=0)] = 64 * 1024
+
+    @field_validator("url")
+    @classmethod
+    def _safe_url(cls, value: str, info: ValidationInfo) -> str:
+        from batchd.webhooks.urls import check_url
+
+        try:
+            check_url(
+                value,
+                allow_http=bool(info.data.get("allow_http")),
+                allow_private=bool(info.data.get("allow_private")),
+            )
+        except WebhookError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def secret_spec(self, what: str) -> SecretSpec:
+        return SecretSpec(
+            what=what,
+            credential=self.secret_credential or f"webhook_{self.name}",
+            file=self.secret_file,
+            env=self.secret_env,
+        )
+
+
+class Settings(_Model):
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    intake: IntakeSettings = Field(default_factory=IntakeSettings)
+    submit: SubmitSettings = Field(default_factory=SubmitSettings)
+    track: TrackSettings = Field(default_factory=TrackSettings)
+    collect: CollectSettings = Field(default_factory=CollectSettings)
+    providers: dict[Name, ProviderConfig] = Field(default_factory=dict)
+    routes: list[RouteConfig] = Field(default_factory=list)
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    source: Path | None = None
+    _secrets: SecretSources | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        return fill_defaults(data) if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        problems = cross_problems(self)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    # -------------------------------------------------------------- runtime views
+    @property
+    def where(self) -> str:
+        return str(self.source) if self.source else "built-in configuration"
+
+    def route(self, name: str) -> RouteConfig:
+        for route in self.routes:
+            if route.name == name:
+                return route
+        known = ", ".join(r.name for r in self.routes)
+        raise ConfigError(f"{self.where}: routes: no route named {name!r} (known: {known})")
+
+    def provider_settings(self, name: str | None = None) -> ProviderSettings:
+        """The runtime settings of one provider, its API key resolved (the first route's
+        provider when ``name`` is None). ``ConfigError`` when a mistral provider has no key."""
+        name = name or self.routes[0].provider
+        cfg = self.providers.get(name)
+        if cfg is None:
+            raise ConfigError(f"{self.where}: providers.{name}: no such provider")
+        spec = cfg.key_spec(name, f"{self.where}: providers.{name}")
+        key = api_key(spec, self._sources(), required=cfg.kind == "mistral")
+        fields = cfg.model_dump(exclude=_NOT_RUNTIME)
+        limits = ProviderLimits(
+            max_requests_per_job=cfg.max_requests_per_job, max_bytes_per_job=cfg.max_bytes_per_job
+        )
+        return ProviderSettings(name=name, api_key=key, limits=limits, **fields)
+
+    def webhook_endpoints(self) -> list[WebhookEndpoint]:
+        """Every webhook with its signing secrets resolved (newest first)."""
+        endpoints = []
+        for i, hook in enumerate(self.webhooks):
+            spec = hook.secret_spec(f"{self.where}: webhooks[{i}] ({hook.name})")
+            secrets = webhook_secrets(spec, self._sources())
+            fields = hook.model_dump(exclude=_NOT_RUNTIME | {"events"})
+            endpoints.append(WebhookEndpoint(secrets=secrets, events=tuple(hook.events), **fields))
+        return endpoints
+
+    def secret_env_names(self) -> set[str]:
+        """The environment variables secrets may be read from."""
+        names = {cfg.key_spec(n, n).env for n, cfg in self.providers.items()}
+        names |= {hook.secret_env for hook in self.webhooks}
+        return {n for n in names if n}
+
+    def _sources(self) -> SecretSources:
+        if self._secrets is None:
+            self._secrets = SecretSources.capture(os.environ, self.secret_env_names())
+        return self._secrets
+
+
+_NOT_RUNTIME: Final = {
+    "api_key_credential",
+    "api_key_file",
+    "api_key_env",
+    "max_requests_per_job",
+    "max_bytes_per_job",
+    "secret_credential",
+    "secret_file",
+    "secret_env",
+}
+
+
+# ------------------------------------------------------------------------------ loading
+
+
+def load_settings(
+    path: Path | None = None, *, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read, override and validate the configuration (see the module docstring)."""
+    env = os.environ if environ is None else environ
+    chosen = choose_path(path, env)
+    data = read_toml(chosen) if chosen is not None else {}
+    where = str(chosen) if chosen is not None else "built-in configuration"
+    origins = apply_env(data, env)
+    daemon = data.setdefault("daemon", {})
+    if isinstance(daemon, dict) and "data_dir" not in daemon:
+        daemon["data_dir"] = str(default_data_dir(env))
+    data["source"] = chosen
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        # not chained: pydantic's text echoes input values, and a pasted key must not leak
+        raise ConfigError(format_errors(exc, where, origins)) from None
+    settings._secrets = SecretSources.capture(env, settings.secret_env_names())
+    return settings
+
+
+def choose_path(path: Path | None, environ: Mapping[str, str]) -> Path | None:
+    """An explicit path (argument or ``$BATCHD_CONFIG``) must exist; the default may not."""
+    if path is not None:
+        return path
+    if environ.get(ENV_CONFIG):
+        return Path(environ[ENV_CONFIG])
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
+
+
+def env_var(section: str, key: str) -> str:
+    """The one environment variable of a scalar key: ``BATCHD_<SECTION>__<KEY>``."""
+    return f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+
+
+def env_vars() -> dict[str, str]:
+    """Every override variable and the dotted key it sets (for ``--help`` and the README)."""
+    return {
+        env_var(section, key): f"{section}.{key}"
+        for section, model in SECTIONS.items()
+        for key in model.model_fields
+    }
+
+
+def closest(word: str, choices: list[str] | dict[str, Any]) -> str:
+    """A cheap "did you mean" suffix ("" when nothing is close)."""
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: configuration file not found") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8") from exc
+    if "source" in data:
+        raise ConfigError(f"{path}: source: unknown key")
+    return data
+
+
+def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[str, str], str]:
+    """Copy ``BATCHD_<SECTION>__<KEY>`` values into ``data``; return key -> variable."""
+    known = env_vars()
+    origins: dict[tuple[str, str], str] = {}
+    problems: list[str] = []
+    for var in sorted(environ):
+        if not var.startswith(ENV_PREFIX) or "__" not in var:
+            continue
+        if var not in known:
+            problems.append(f"{var}: unknown setting{closest(var, known)}")
+            continue
+        section, key = known[var].split(".")
+        target = data.setdefault(section, {})
+        if isinstance(target, dict):
+            target[key] = environ[var]
+            origins[(section, key)] = var
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return origins
+
+
+def fill_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """The embedded ``emulator`` provider, the default route, relative spools anchored."""
+    data = dict(data)
+    providers = data.get("providers", {})
+    if isinstance(providers, dict) and "emulator" not in providers:
+        data["providers"] = {"emulator": {"kind": "emulator"}, **providers}
+    data_dir = _raw_data_dir(data.get("daemon"))
+    routes = data.get("routes")
+    if not routes:
+        data["routes"] = [{"name": "default", "spool": data_dir / "spool", "provider": "emulator"}]
+    elif isinstance(routes, list):
+        data["routes"] = [_anchor_spool(route, data_dir) for route in routes]
+    return data
+
+
+def _raw_data_dir(daemon: object) -> Path:
+    if isinstance(daemon, DaemonSettings):
+        return daemon.data_dir
+    raw = daemon.get("data_dir") if isinstance(daemon, dict) else None
+    if isinstance(raw, str | Path) and str(raw):
+        return Path(raw).expanduser().absolute()
+    return default_data_dir(os.environ)
+
+
+def _anchor_spool(route: object, data_dir: Path) -> object:
+    if isinstance(route, dict) and isinstance(route.get("spool"), str):
+        spool = Path(route["spool"]).expanduser()
+        if not spool.is_absolute():
+            return {**route, "spool": data_dir / spool}
+    return route
+
+
+def cross_problems(settings: Settings) -> list[str]:
+    """Checks across sections: unique names, known providers, spools that do not overlap."""
+    problems = _duplicates("routes", [r.name for r in settings.routes])
+    problems += _duplicates("webhooks", [w.name for w in settings.webhooks])
+    for i, route in enumerate(settings.routes):
+        if route.provider not in settings.providers:
+            hint = closest(route.provider, settings.providers)
+            problems.append(f"routes[{i}].provider: no provider named {route.provider!r}{hint}")
+    spools = [r.spool for r in settings.routes]
+    for j, later in enumerate(spools):
+        for i, earlier in enumerate(spools[:j]):
+            if later == earlier or earlier in later.parents or later in earlier.parents:
+                problems.append(f"routes[{j}].spool: overlaps routes[{i}].spool ({earlier})")
+    return problems
+
+
+def _duplicates(section: str, names: list[str]) -> list[str]:
+    first: dict[str, int] = {}
+    problems = []
+    for i, name in enumerate(names):
+        if name in first:
+            problems.append(
+                f"{section}[{i}].name: {name!r} is already used by {section}[{first[name]}]"
+            )
+        first.setdefault(name, i)
+    return problems
+
+
+_SECRET_KEYS: Final = {"api_key", "apikey", "key", "secret", "token", "password", "signing_secret"}
+_ITEM_MODELS: Final[dict[str, type[_Model]]] = {
+    "providers": ProviderConfig,
+    "routes": RouteConfig,
+    "webhooks": WebhookConfig,
+}
+
+
+def format_errors(exc: ValidationError, where: str, origins: Mapping[tuple[str, str], str]) -> str:
+    """One line per problem: ``<file or variable>: <dotted key>: <problem>``."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        source = origins.get((str(loc[0]), str(loc[1])), where) if len(loc) >= 2 else where
+        prefix = f"{source}: {dotted(loc)}: " if loc else f"{source}: "
+        text = _message(err["type"], err["msg"], err.get("input"), loc)
+        lines += [prefix + line for line in text.splitlines()]
+    return "\n".join(lines)
+
+
+def dotted(loc: tuple[int | str, ...]) -> str:
+    """``("routes", 1, "timeout_hours")`` -> ``routes[1].timeout_hours``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part != "[key]":
+            out += f".{part}" if out else part
+    return out
+
+
+def _message(kind: str, msg: str, value: object, loc: tuple[int | str, ...]) -> str:
+    if kind == "extra_forbidden":
+        name = str(loc[-1])
+        if name.lower().replace("-", "_") in _SECRET_KEYS:
+            return "unknown key; secrets do not belong here (name a credential, file or variable)"
+        return "unknown key" + closest(name, _fields_at(loc[:-1]))
+    msg = msg.removeprefix("Value error, ")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        msg += f" (got {value!r})"
+    return msg
+
+
+def _fields_at(parent: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed where an unknown key was found (for "did you mean")."""
+    if not parent:
+        return [name for name in Settings.model_fields if name != "source"]
+    model = SECTIONS.get(str(parent[0])) if len(parent) == 1 else None
+    if len(parent) == 2:
+        model = _ITEM_MODELS.get(str(parent[0]))
+    return list(model.model_fields) if model is not None else []

@@ -1,0 +1,109 @@
+"""Running a loop: ``run_once()`` passes separated by the loop's own wait, forever.
+
+A failed pass is logged and the loop goes on (after a short pause, so a persistent failure does
+not spin); an exception that escapes this runner kills the loop, and the daemon stops the process
+with exit code 1 so that systemd restarts it.
+
+Heartbeats gate the systemd watchdog. A loop beats after every pass, and also every
+``BEAT_EVERY_S`` while a pass is running, but only until the pass has run for the loop's
+``max_pass_s``: a legitimately long pass (a 1 GB download) keeps the watchdog fed, a pass stuck
+for longer than anything it could legitimately do lets the heartbeat go stale and systemd
+restarts the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Protocol
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+FAILED_PASS_PAUSE_S = 1.0
+BEAT_EVERY_S = 5.0
+DEFAULT_MAX_PASS_S = 600.0
+
+
+class Loop(Protocol):
+    name: str
+
+    async def run_once(self) -> int: ...
+
+    async def wait(self) -> None:
+        """Sleep until the next pass is due (or something woke the loop)."""
+        ...
+
+
+async def run_loop(
+    loop: Loop,
+    stop: asyncio.Event,
+    beat: Callable[[str], None],
+    *,
+    max_wait_s: float = 20.0,
+    max_pass_s: float = DEFAULT_MAX_PASS_S,
+) -> None:
+    """``run(stop)`` for any loop: passes until ``stop`` is set. An idle loop still runs a pass
+    every ``max_wait_s`` so that its heartbeat stays fresh for the watchdog."""
+    while not stop.is_set():
+        try:
+            await _pass_with_heartbeat(loop, beat, max_pass_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("loop.pass_failed", loop=loop.name)
+            await _sleep_or_stop(stop, FAILED_PASS_PAUSE_S)
+        beat(loop.name)
+        if stop.is_set():
+            break
+        waiter = asyncio.ensure_future(loop.wait())
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait(
+                {waiter, stopper}, timeout=max_wait_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            waiter.cancel()
+            stopper.cancel()
+
+
+async def _pass_with_heartbeat(loop: Loop, beat: Callable[[str], None], max_pass_s: float) -> None:
+    """Run one pass, beating while it runs for at most ``max_pass_s``."""
+    task = asyncio.ensure_future(loop.run_once())
+    elapsed = 0.0
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=BEAT_EVERY_S)
+            if done:
+                task.result()
+                return
+            elapsed += BEAT_EVERY_S
+            if elapsed <= max_pass_s:
+                beat(loop.name)
+            elif elapsed - BEAT_EVERY_S <= max_pass_s:
+                log.error("loop.pass_too_long", loop=loop.name, max_pass_s=max_pass_s)
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+class Waker:
+    """An ``asyncio.Event`` with a timed wait: how loops wake each other without a direct call."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout=max(0.0, timeout_s))
+        self._event.clear()
