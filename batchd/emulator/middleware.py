@@ -1,0 +1,153 @@
+"""The request pipeline around every handler, outermost first:
+
+1. stats: count the request under its route template (``GET /v1/batch/jobs/{job_id}``);
+2. faults: maybe fail, delay or drop it before the handler, or after it (the effect happened);
+3. auth: ``/v1`` needs ``Authorization: Bearer <key>`` (the gateway answers 401 before
+   routing, so an unknown ``/v1`` path without a key is 401, not 404);
+4. errors: render ``ApiError``, FastAPI's 404/405 bodies, and 500 for anything unexpected.
+
+Admin routes (``/_emulator/...``) are neither counted, faulted nor authenticated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import socket
+import struct
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from batchd.emulator.faults import STATUS_KINDS, FaultKind, FaultRule, Phase
+from batchd.emulator.state import STATE
+from batchd.emulator.wire import (
+    ApiError,
+    json_response,
+    method_not_allowed,
+    object_error,
+    rate_limited,
+    route_not_found,
+    server_error,
+    unauthorized,
+)
+
+log = structlog.get_logger(__name__)
+ADMIN_PREFIX = "/_emulator/"
+
+
+def route_key(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    template = resource.canonical if resource is not None else "<unmatched>"
+    return f"{request.method} {template}"
+
+
+def is_admin(request: web.Request) -> bool:
+    return request.path.startswith(ADMIN_PREFIX)
+
+
+def abort_connection(request: web.Request) -> None:
+    """Drop the connection with a TCP reset (no response at all)."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+@web.middleware
+async def stats_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not is_admin(request):
+        request.app[STATE].stats[route_key(request)] += 1
+    return await handler(request)
+
+
+def _fault_response(rule: FaultRule) -> web.Response:
+    if rule.kind is FaultKind.RATE_LIMIT:
+        return rate_limited(rule.retry_after_s)
+    return server_error(int(rule.kind.value))
+
+
+async def _apply(
+    rule: FaultRule, request: web.Request, response: web.StreamResponse | None
+) -> web.StreamResponse | None:
+    """The response to send instead, or ``None`` to carry on (latency before the handler)."""
+    log.info(
+        "emulator.fault_injected",
+        kind=rule.kind.value,
+        phase=rule.phase.value,
+        route=route_key(request),
+    )
+    if rule.kind in STATUS_KINDS:
+        return _fault_response(rule)
+    if rule.kind is FaultKind.LATENCY:
+        await asyncio.sleep(rule.delay_s)
+        return response
+    abort_connection(request)
+    return web.Response(status=499)  # never sent: the connection is gone
+
+
+@web.middleware
+async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if is_admin(request):
+        return await handler(request)
+    injector = request.app[STATE].faults
+    key = route_key(request)
+    before = injector.decide(key, Phase.BEFORE)
+    if before is not None:
+        replaced = await _apply(before, request, None)
+        if replaced is not None:
+            return replaced
+    response = await handler(request)
+    after = injector.decide(key, Phase.AFTER)
+    if after is not None:
+        return await _apply(after, request, response) or response
+    return response
+
+
+def _authorized(header: str, keys: tuple[str, ...]) -> bool:
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        return False
+    if not keys:
+        return True
+    return any(hmac.compare_digest(key.encode(), k.encode()) for k in keys)
+
+
+def api_key_of(request: web.Request) -> str:
+    return request.headers.get("Authorization", "").partition(" ")[2].strip()
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/v1/") or request.path == "/v1":
+        header = request.headers.get("Authorization", "")
+        if not _authorized(header, request.app[STATE].config.api_keys):
+            return unauthorized()
+    return await handler(request)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except web.HTTPNotFound:
+        return route_not_found()
+    except web.HTTPMethodNotAllowed:
+        return method_not_allowed()
+    except web.HTTPRequestEntityTooLarge:
+        return json_response(object_error("Request body too large", code="too_large"), 413)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("emulator.handler_failed", route=route_key(request))
+        return server_error(500)
+
+
+MIDDLEWARES = (stats_middleware, fault_middleware, auth_middleware, error_middleware)

@@ -1,0 +1,80 @@
+"""``batchd emulator`` argument parsing into an ``EmulatorConfig`` (no server started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from batchd.cli import build_parser
+from batchd.cli.emulator_cmd import API_KEYS_ENV, build_config
+from batchd.emulator import Behaviour, EmulatorConfig, FaultKind, FaultRule, Phase, ProcessingModel
+from batchd.errors import UsageError
+
+
+def parse(*argv: str) -> EmulatorConfig:
+    return build_config(build_parser().parse_args(["emulator", *argv]))
+
+
+def test_defaults() -> None:
+    args = build_parser().parse_args(["emulator"])
+    assert (args.host, args.port) == ("127.0.0.1", 8089)
+    config = build_config(args)
+    assert config.speed == 60 and config.api_keys == () and config.faults.rules == ()
+    assert config.processing == ProcessingModel() and config.behaviour == Behaviour()
+
+
+def test_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(API_KEYS_ENV, "k3, k4")
+    config = parse(
+        "--api-key",
+        "k1",
+        "--api-key",
+        "k2",
+        "--speed",
+        "1000",
+        "--seed",
+        "9",
+        "--data-dir",
+        str(tmp_path),
+        "--fault",
+        "429:0.5,retry_after=2",
+        "--fault",
+        "reset:1,route=POST /v1/batch/jobs,phase=after,limit=1",
+        "--processing",
+        "queue_s=0.5",
+        "--processing",
+        "parallelism=7",
+        "--behaviour",
+        "error_field=string",
+        "--behaviour",
+        "invalid_id_status=404",
+        "--behaviour",
+        "stable_created=false",
+    )
+    assert config.api_keys == ("k1", "k2", "k3", "k4")
+    assert (config.speed, config.seed, config.data_dir) == (1000, 9, tmp_path)
+    assert config.faults.rules == (
+        FaultRule(FaultKind.RATE_LIMIT, 0.5, retry_after_s=2),
+        FaultRule(FaultKind.RESET, 1.0, "POST /v1/batch/jobs", Phase.AFTER, limit=1),
+    )
+    assert config.processing == ProcessingModel(queue_s=0.5, parallelism=7)
+    assert config.behaviour == Behaviour(
+        error_field="string", invalid_id_status=404, stable_created=False
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--fault", "teapot"],
+        ["--processing", "warp=9"],
+        ["--processing", "parallelism=0"],
+        ["--behaviour", "error_field=xml"],
+        ["--behaviour", "noequals"],
+        ["--speed", "0"],
+    ],
+)
+def test_bad_options_are_usage_errors(argv: list[str]) -> None:
+    with pytest.raises(UsageError):
+        parse(*argv)
