@@ -9,7 +9,10 @@ from batchd.providers.base import (
     JobSpec,
     ProviderJobError,
     ProviderLimits,
+    ProviderSettings,
+    ResultLine,
 )
+from batchd.providers.registry import open_provider, provider_kinds
 
 __all__ = [
     "BatchProvider",
@@ -20,4 +23,8 @@ __all__ = [
     "JobSpec",
     "ProviderJobError",
     "ProviderLimits",
+    "ProviderSettings",
+    "ResultLine",
+    "open_provider",
+    "provider_kinds",
 ]

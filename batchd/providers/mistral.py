@@ -1,0 +1,207 @@
+"""``MistralProvider``: the Mistral Batch and Files API over aiohttp.
+
+Every operation and parameter of ``/v1/batch/jobs`` and ``/v1/files``. HTTP policy (retries,
+rate limit, timeouts, error mapping) is ``ProviderHttp``'s; wire formats and the status mapping
+are ``mistral_wire``'s. Upload and create are sent once: the caller reconciles through
+``find_files`` / ``list_jobs(metadata=...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Final, Protocol, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+import structlog
+
+from batchd.errors import BatchdError
+from batchd.providers import mistral_wire as wire
+from batchd.providers.base import (
+    FileRef,
+    JobFilter,
+    JobPage,
+    JobSnapshot,
+    JobSpec,
+    ProviderLimits,
+    ProviderSettings,
+    ResultLine,
+)
+from batchd.providers.http import ProviderHttp
+from batchd.providers.mistral_wire import FilePage, FileQuery
+
+log = structlog.get_logger(__name__)
+
+MAX_PAGES: Final = 10_000  # a page walk never goes further (1M objects at 100 a page)
+JOBS: Final = "/v1/batch/jobs"
+FILES: Final = "/v1/files"
+ALL_FILES: Final = FileQuery()
+
+
+def _seg(value: str) -> str:
+    """An id as one path segment (never lets a ``/`` or ``?`` in an id change the route)."""
+    return quote(value, safe="")
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+ItemT = TypeVar("ItemT", bound=_HasId)
+
+
+async def walk_pages(
+    fetch: Callable[[int], Awaitable[tuple[Sequence[ItemT], int | None]]],
+    *,
+    start: int,
+    page_size: int,
+    what: str,
+) -> AsyncIterator[ItemT]:
+    """Walk numbered pages from ``start``. Stops on an empty page, when ``total`` is reached
+    (or, without a total, on a short page), on a page of ids already seen (a server ignoring
+    ``page``) and after ``MAX_PAGES``; an item seen twice (the list shifted) is yielded once."""
+    seen: set[str] = set()
+    page: int | None = start
+    for _ in range(MAX_PAGES):
+        if page is None:
+            return
+        items, total = await fetch(page)
+        ids = [item.id for item in items]
+        if wire.page_is_repeat(ids, seen):
+            log.warning("provider.page_repeated", op=what, page=page)
+            return
+        for item in items:
+            if item.id not in seen:
+                seen.add(item.id)
+                yield item
+        page = wire.next_page(page, page_size, len(ids), total)
+    log.warning("provider.page_limit", op=what, pages=MAX_PAGES)
+
+
+class MistralProvider:
+    """One Mistral account (or anything that speaks its API, such as the emulator)."""
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        session: aiohttp.ClientSession,
+        *,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.name: str = settings.name
+        self.limits: ProviderLimits = settings.limits
+        self.http = ProviderHttp(settings, session, rng=rng, sleep=sleep)
+        self.emulator: Any = None  # set by the registry for kind "emulator"
+
+    @property
+    def calls(self) -> Counter[str]:
+        """Requests sent per operation (every attempt)."""
+        return self.http.calls
+
+    # ------------------------------------------------------------------ files
+    async def upload_file(self, path: Path, *, filename: str | None = None) -> FileRef:
+        """Multipart upload exactly like the SDK, streamed from disk; sent once."""
+        name = filename or path.name
+        try:
+            handle = path.open("rb")
+        except OSError as exc:
+            raise BatchdError(f"cannot read {path}: {exc.strerror}") from exc
+        with handle:
+
+            def form() -> aiohttp.FormData:
+                data = aiohttp.FormData()
+                data.add_field("visibility", "workspace")
+                data.add_field("purpose", "batch")
+                data.add_field(
+                    "file", handle, filename=name, content_type="application/octet-stream"
+                )
+                return data
+
+            return wire.parse_file(await self.http.call_form("upload_file", FILES, form))
+
+    async def list_files(self, query: FileQuery = ALL_FILES) -> FilePage:
+        data = await self.http.call_json("list_files", "GET", FILES, query=wire.files_query(query))
+        return wire.parse_file_page(data, query)
+
+    def iter_files(self, query: FileQuery = ALL_FILES) -> AsyncIterator[FileRef]:
+        """Every file over every page from ``query.page``; bounded, never loops."""
+
+        async def fetch(page: int) -> tuple[tuple[FileRef, ...], int | None]:
+            result = await self.list_files(replace(query, page=page))
+            return result.files, result.total
+
+        return walk_pages(fetch, start=query.page, page_size=query.page_size, what="list_files")
+
+    async def find_files(self, search: str) -> list[FileRef]:
+        """Every file whose name matches ``search`` (the API's ``search=``), over all pages."""
+        return [ref async for ref in self.iter_files(FileQuery(search=search))]
+
+    async def get_file(self, file_id: str) -> FileRef:
+        return wire.parse_file(
+            await self.http.call_json("get_file", "GET", f"{FILES}/{_seg(file_id)}")
+        )
+
+    async def delete_file(self, file_id: str) -> None:
+        await self.http.call_json("delete_file", "DELETE", f"{FILES}/{_seg(file_id)}")
+
+    async def download_file(self, file_id: str, to_path: Path) -> int:
+        return await self.http.download(
+            "download_file", f"{FILES}/{_seg(file_id)}/content", to_path
+        )
+
+    async def file_url(self, file_id: str, *, expiry_hours: int = 24) -> str:
+        """A signed URL to the content, valid ``expiry_hours`` (1..168)."""
+        data = await self.http.call_json(
+            "file_url",
+            "GET",
+            f"{FILES}/{_seg(file_id)}/url",
+            query=[("expiry", str(expiry_hours))],
+        )
+        return wire.parse_signed_url(data)
+
+    # ------------------------------------------------------------------ jobs
+    async def create_job(self, spec: JobSpec) -> JobSnapshot:
+        """Sent once; an ambiguous failure (timeout, 5xx) is raised as ``ProviderTransient``."""
+        body = wire.create_body(spec)
+        return wire.parse_job(await self.http.call_json("create_job", "POST", JOBS, body=body))
+
+    async def get_job(self, job_id: str, *, inline: bool | None = None) -> JobSnapshot:
+        query = [] if inline is None else [("inline", "true" if inline else "false")]
+        data = await self.http.call_json("get_job", "GET", f"{JOBS}/{_seg(job_id)}", query=query)
+        return wire.parse_job(data)
+
+    async def list_jobs(self, filters: JobFilter) -> JobPage:
+        """One page. States Mistral cannot filter on (only ``UNKNOWN``) match nothing."""
+        if filters.states and not wire.statuses_for(filters.states):
+            return JobPage((), 0, filters.page, filters.page_size)
+        query = wire.jobs_query(filters)
+        data = await self.http.call_json("list_jobs", "GET", JOBS, query=query)
+        return wire.parse_job_page(data, filters.page, filters.page_size)
+
+    def iter_jobs(self, filters: JobFilter) -> AsyncIterator[JobSnapshot]:
+        """Every job over every page from ``filters.page``; see ``walk_pages``."""
+
+        async def fetch(page: int) -> tuple[tuple[JobSnapshot, ...], int | None]:
+            result = await self.list_jobs(replace(filters, page=page))
+            return result.jobs, result.total
+
+        return walk_pages(fetch, start=filters.page, page_size=filters.page_size, what="list_jobs")
+
+    async def cancel_job(self, job_id: str) -> JobSnapshot:
+        """Idempotent on the provider's side, so retried like a read."""
+        data = await self.http.call_json("cancel_job", "POST", f"{JOBS}/{_seg(job_id)}/cancel")
+        return wire.parse_job(data)
+
+    async def delete_job(self, job_id: str) -> None:
+        await self.http.call_json("delete_job", "DELETE", f"{JOBS}/{_seg(job_id)}")
+
+    # ------------------------------------------------------------------ result files
+    def parse_result_line(self, raw: bytes) -> ResultLine:
+        return wire.parse_result_line(raw)
