@@ -1,0 +1,315 @@
+"""Claim one dropped file, validate it, and accept or reject it: each step resumable.
+
+The order is what makes a crash at any instant harmless (ARCHITECTURE invariant 2):
+
+1. ``begin_claim`` commits a CLAIMING row naming the file's inode;
+2. the file is renamed from inbox/ into processing/ (``mark_claimed``);
+3. it is validated and split; chunk files are written to the work folder (deterministic, so
+   redoing this after a crash writes the same bytes);
+4. ``accept_submission`` commits the jobs and ``submission.accepted`` in one transaction, or the
+   file moves to rejected/ with its reason and ``reject_submission`` commits the rejection.
+
+``resume`` finishes whatever a previous process left half done, by looking for the inode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from batchd.batchfile import (
+    FileLimits,
+    ParsedFile,
+    format_reason,
+    parse_batch_file,
+    plan_chunks,
+    write_chunk,
+)
+from batchd.clock import Clock
+from batchd.errors import IntakeRejected, Problem
+from batchd.models import Submission, SubmissionState
+from batchd.providers.base import ProviderLimits
+from batchd.spool import (
+    SpoolPaths,
+    UnsafeFile,
+    lstat_identity,
+    move,
+    name_allowed,
+    open_dropped,
+    write_atomic,
+)
+from batchd.store.base import ChunkPlan, EventSpec, JobStore, NewSubmission
+from batchd.workdir import WorkDir
+
+log = structlog.get_logger(__name__)
+
+
+class RouteLike(Protocol):
+    """What claims need of a route (``config.RouteConfig`` satisfies it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def spool(self) -> Path: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def endpoint(self) -> str: ...
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def timeout_hours(self) -> int: ...
+    @property
+    def metadata(self) -> Mapping[str, str]: ...
+
+
+class Claimer:
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        work: WorkDir,
+        limits: FileLimits,
+        limits_for: Callable[[str], ProviderLimits],
+        clock: Clock,
+        reject_duplicates: bool = True,
+    ) -> None:
+        self._store = store
+        self._work = work
+        self._limits = limits
+        self._limits_for = limits_for
+        self._clock = clock
+        self._reject_duplicates = reject_duplicates
+
+    # ------------------------------------------------------------------ steps 1-2
+    async def claim(self, route: RouteLike, name: str) -> Submission | None:
+        paths = SpoolPaths(route.spool)
+        ident = lstat_identity(paths.inbox / name)
+        if ident is None:
+            return None
+        processing_name = f"{ident.ino}-{name}" if name_allowed(name) else f"{ident.ino}.jsonl"
+        sub = await self._store.begin_claim(
+            NewSubmission(
+                route=route.name,
+                name=name,
+                provider=route.provider,
+                endpoint=route.endpoint,
+                model=route.model,
+                timeout_hours=route.timeout_hours,
+                metadata=dict(route.metadata),
+                inbox_path=str(paths.inbox / name),
+                processing_path=str(paths.processing / processing_name),
+                size_bytes=ident.size_bytes,
+                file_dev=ident.dev,
+                file_ino=ident.ino,
+            ),
+            now=self._clock.now(),
+        )
+        return await self._finish_claim(sub, paths, ident.ino)
+
+    async def _finish_claim(self, sub: Submission, paths: SpoolPaths, ino: int) -> Submission:
+        processing = Path(_required(sub.processing_path))
+        inbox = paths.inbox / sub.name
+        found = lstat_identity(processing)
+        if found is None or found.ino != ino:
+            current = lstat_identity(inbox)
+            if current is None or current.ino != ino:
+                await self._store.abandon_submission(
+                    sub.id, "the file disappeared before batchd claimed it", now=self._clock.now()
+                )
+                return sub
+            move(inbox, processing)
+        return await self._store.mark_claimed(sub.id, now=self._clock.now())
+
+    # ------------------------------------------------------------------ steps 3-4
+    async def process(self, sub: Submission, route: RouteLike) -> bool:
+        """Validate a CLAIMED submission; accept or reject it. True when accepted."""
+        processing = Path(_required(sub.processing_path))
+        paths = SpoolPaths(route.spool)
+        if lstat_identity(processing) is None:
+            await self._recover_rejected(sub, paths)
+            return False
+        try:
+            parsed, chunks = await asyncio.to_thread(self._validate, sub, processing)
+            await self._check_duplicate(sub, parsed)
+        except IntakeRejected as exc:
+            await self._reject(sub, paths, processing, exc)
+            return False
+        await asyncio.to_thread(self._write_chunks, sub, processing, parsed, chunks)
+        results_dir = await self._results_dir(sub, paths)
+        await self._store.accept_submission(
+            sub.id,
+            sha256=parsed.sha256,
+            line_count=parsed.request_count,
+            results_dir=str(results_dir),
+            chunks=chunks,
+            now=self._clock.now(),
+            event=EventSpec(
+                "submission.accepted",
+                {
+                    "submission_id": sub.id,
+                    "route": sub.route,
+                    "name": sub.name,
+                    "requests": parsed.request_count,
+                    "chunks": len(chunks),
+                    "assigned_custom_ids": parsed.assigned_ids,
+                    "sha256": parsed.sha256,
+                },
+            ),
+        )
+        return True
+
+    def _validate(self, sub: Submission, processing: Path) -> tuple[ParsedFile, list[ChunkPlan]]:
+        if not name_allowed(sub.name):
+            raise IntakeRejected(
+                [Problem(0, "file name not allowed: use [A-Za-z0-9._-], ending in .jsonl")]
+            )
+        try:
+            fd, _ = open_dropped(processing.parent, processing.name, max_bytes=self._max_bytes)
+        except UnsafeFile as exc:
+            raise IntakeRejected([Problem(0, f"rejected: {exc}")]) from exc
+        os.close(fd)
+        parsed = parse_batch_file(processing, endpoint=sub.endpoint, limits=self._limits)
+        provider = self._limits_for(sub.provider)
+        chunks = plan_chunks(
+            parsed.normalized_sizes,
+            max_requests=provider.max_requests_per_job,
+            max_bytes=provider.max_bytes_per_job,
+            line_numbers=parsed.line_numbers,
+        )
+        return parsed, chunks
+
+    @property
+    def _max_bytes(self) -> int:
+        return self._limits.max_file_bytes
+
+    def _write_chunks(
+        self, sub: Submission, processing: Path, parsed: ParsedFile, chunks: list[ChunkPlan]
+    ) -> None:
+        self._work.submission(sub.id).mkdir(parents=True, exist_ok=True, mode=0o700)
+        for chunk in chunks:
+            dest = self._work.chunk(sub.id, chunk.index)
+            write_chunk(processing, parsed, chunk, dest, endpoint=sub.endpoint)
+
+    async def _check_duplicate(self, sub: Submission, parsed: ParsedFile) -> None:
+        if not self._reject_duplicates:
+            return
+        earlier = await self._store.find_duplicate(sub.route, parsed.sha256)
+        if earlier is not None and earlier.id != sub.id:
+            where = f"results in {earlier.results_dir}" if earlier.results_dir else earlier.state
+            raise IntakeRejected(
+                [
+                    Problem(
+                        0,
+                        f"duplicate: the same content was submitted as {earlier.name} "
+                        f"(submission {earlier.id}, {where}); to submit it again anyway, "
+                        'set duplicates = "allow" in [intake]',
+                    )
+                ]
+            )
+
+    async def _results_dir(self, sub: Submission, paths: SpoolPaths) -> Path:
+        stem = sub.name.removesuffix(".jsonl")
+        taken = {
+            s.results_dir
+            for s in await self._store.list_submissions(
+                states=[SubmissionState.ACTIVE], route=sub.route
+            )
+        }
+        candidate = paths.done / stem
+        if candidate.exists() or str(candidate) in taken:
+            candidate = paths.done / f"{stem}-{sub.id[-6:]}"
+        return candidate
+
+    async def _reject(
+        self, sub: Submission, paths: SpoolPaths, processing: Path, exc: IntakeRejected
+    ) -> None:
+        dest = _rejected_name(paths, sub)
+        write_atomic(_reason_path(dest), format_reason(exc, sub.name).encode())
+        move(processing, dest)
+        await self._finalize_reject(sub, dest, exc.problems)
+
+    async def _finalize_reject(self, sub: Submission, dest: Path, problems: list[Problem]) -> None:
+        reason = str(problems[0]) if problems else "rejected"
+        await self._store.reject_submission(
+            sub.id,
+            reason,
+            now=self._clock.now(),
+            event=EventSpec(
+                "submission.rejected",
+                {
+                    "submission_id": sub.id,
+                    "route": sub.route,
+                    "name": sub.name,
+                    "reason": reason,
+                    "problems": [str(p) for p in problems[:5]],
+                    "problem_count": len(problems),
+                    "rejected_path": str(dest),
+                },
+            ),
+        )
+        log.warning("intake.rejected", submission_id=sub.id, name=sub.name, reason=reason)
+
+    async def _recover_rejected(self, sub: Submission, paths: SpoolPaths) -> None:
+        """The file left processing/ without the rejection being committed: finish it."""
+        for dest in _rejected_candidates(paths, sub):
+            ident = lstat_identity(dest)
+            if ident is not None and ident.ino == _ino_of(sub):
+                reason_file = _reason_path(dest)
+                text = reason_file.read_text() if reason_file.exists() else ""
+                problem = _first_problem(text)
+                await self._finalize_reject(sub, dest, [problem])
+                return
+        await self._finalize_reject(
+            sub, paths.processing, [Problem(0, "the file vanished from processing/")]
+        )
+
+    # ------------------------------------------------------------------ recovery
+    async def resume(self, sub: Submission, route: RouteLike) -> bool:
+        """Finish a CLAIMING or CLAIMED submission left by an earlier process."""
+        if sub.state is SubmissionState.CLAIMING:
+            sub = await self._finish_claim(sub, SpoolPaths(route.spool), _ino_of(sub))
+        if sub.state is SubmissionState.CLAIMED:
+            return await self.process(sub, route)
+        return False
+
+
+def _required(value: str | None) -> str:
+    if value is None:
+        raise ValueError("submission row is missing a path")
+    return value
+
+
+def _ino_of(sub: Submission) -> int:
+    # The inode is the last part of the processing name: "<ino>-<name>" or "<ino>.jsonl".
+    name = Path(_required(sub.processing_path)).name
+    return int(name.split("-", 1)[0].split(".", 1)[0])
+
+
+def _rejected_candidates(paths: SpoolPaths, sub: Submission) -> list[Path]:
+    safe = sub.name if name_allowed(sub.name) else f"unnamed-{sub.id[-6:]}.jsonl"
+    stem = safe.removesuffix(".jsonl")
+    return [paths.rejected / safe, paths.rejected / f"{stem}-{sub.id[-6:]}.jsonl"]
+
+
+def _rejected_name(paths: SpoolPaths, sub: Submission) -> Path:
+    first, second = _rejected_candidates(paths, sub)
+    return second if first.exists() or first.is_symlink() else first
+
+
+def _reason_path(dest: Path) -> Path:
+    return dest.with_name(dest.name.removesuffix(".jsonl") + ".reason.txt")
+
+
+def _first_problem(reason_text: str) -> Problem:
+    for line in reason_text.splitlines():
+        if line.startswith("line "):
+            number, _, reason = line.removeprefix("line ").partition(": ")
+            if number.isdigit():
+                return Problem(int(number), reason)
+    return Problem(0, "rejected (recovered after a restart)")

@@ -1,0 +1,274 @@
+"""Collect results the moment a job ends, and hand each finished submission back to the user.
+
+Per terminal job: download the output and error files (streamed to the work folder), verify them
+against the job (line count, every custom_id known and unique), mark the job COLLECTED. A 404 on
+the content makes the job's results UNAVAILABLE (with ``results.unavailable``); other failures
+retry with backoff; files that keep failing verification are accepted after ``verify_attempts``
+with the problem recorded in the summary.
+
+When every job of a submission is settled, write ``done/<name>/`` (results.jsonl in input order,
+errors.jsonl, summary.json; each atomic), move the input to ``done/<name>/input.jsonl``, then
+commit DONE with ``results.ready``. Every step is idempotent, so a restart redoes what a crash
+interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from batchd.clock import Clock
+from batchd.errors import NotFound, ProviderError, StaleState
+from batchd.models import (
+    TERMINAL,
+    Job,
+    JobState,
+    ResultState,
+    Submission,
+    SubmissionState,
+    backoff_s,
+    outcome_for,
+)
+from batchd.providers.base import BatchProvider
+from batchd.results import JobFiles, ParseLine, ResultsInvalid, verify_job, write_results
+from batchd.spool import lstat_identity, move, write_atomic
+from batchd.store.base import EventSpec, JobStore
+from batchd.summary import build_summary, dump_summary, ready_event
+from batchd.workdir import WorkDir
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CollectPolicy:
+    concurrency: int = 2
+    retry_base_s: float = 5.0
+    retry_max_s: float = 600.0
+    verify_attempts: int = 3
+
+
+class Collector:
+    name = "collector"
+
+    def __init__(
+        self,
+        store: JobStore,
+        providers: Mapping[str, BatchProvider],
+        *,
+        work: WorkDir,
+        clock: Clock,
+        policy: CollectPolicy | None = None,
+        rng: random.Random | None = None,
+        on_finished: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._providers = dict(providers)
+        self._work = work
+        self._clock = clock
+        self._policy = policy or CollectPolicy()
+        self._rng = rng or random.Random()
+        self._on_finished = on_finished
+        self._to_check: set[str] | None = None  # None: check every ACTIVE submission (start-up)
+        self._wake = asyncio.Event()
+
+    def set_providers(self, providers: Mapping[str, BatchProvider]) -> None:
+        self._providers = dict(providers)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # ------------------------------------------------------------------ the pass
+    async def run_once(self) -> int:
+        now = self._clock.now()
+        jobs = await self._store.list_jobs(result_pending=True, due_before=now, limit=100)
+        limit = asyncio.Semaphore(self._policy.concurrency)
+
+        async def bounded(job: Job) -> None:
+            async with limit:
+                await self._collect(job)
+
+        await asyncio.gather(*(bounded(j) for j in jobs))
+        return len(jobs) + await self._finish_ready({j.submission_id for j in jobs})
+
+    async def wait(self) -> None:
+        pending = await self._store.list_jobs(result_pending=True, limit=1)
+        delay = 30.0 if not pending else pending[0].next_attempt_at - self._clock.now()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=max(0.05, delay))
+        self._wake.clear()
+
+    # ------------------------------------------------------------------ one job
+    async def _collect(self, job: Job) -> None:
+        if job.state is JobState.LOST:
+            await self._unavailable(job, "the provider no longer knows this job")
+            return
+        files = self._files(job)
+        try:
+            await self._download(job, files)
+        except NotFound as exc:
+            await self._unavailable(job, str(exc))
+            return
+        except ProviderError as exc:
+            await self._retry(job, f"download failed: {exc}")
+            return
+        chunk = self._work.chunk(job.submission_id, job.chunk_index)
+        provider = self._providers[job.provider] if job.provider_job_id else None
+        try:
+            if provider is not None:
+                await asyncio.to_thread(
+                    verify_job, job, chunk, [p for _, p in files], provider.parse_result_line
+                )
+        except ResultsInvalid as exc:
+            if job.attempts + 1 < self._policy.verify_attempts:
+                await self._retry(job, f"results failed verification: {exc}")
+                return
+            log.exception("collect.unverified", job_id=job.id, problem=str(exc))
+            await self._settle(job, ResultState.COLLECTED, last_error=f"unverified: {exc}")
+            return
+        await self._settle(job, ResultState.COLLECTED, last_error=None)
+
+    def _files(self, job: Job) -> list[tuple[str | None, Path]]:
+        return [
+            (job.output_file_id, self._work.output(job.submission_id, job.id)),
+            (job.error_file_id, self._work.errors(job.submission_id, job.id)),
+        ]
+
+    async def _download(self, job: Job, files: list[tuple[str | None, Path]]) -> None:
+        if job.provider_job_id is None:
+            return
+        provider = self._providers[job.provider]
+        for file_id, path in files:
+            if file_id:
+                size = await provider.download_file(file_id, path)
+                log.info("collect.downloaded", job_id=job.id, file_id=file_id, size_bytes=size)
+
+    async def _settle(self, job: Job, state: ResultState, *, last_error: str | None) -> None:
+        try:
+            await self._store.transition_job(
+                job.id,
+                job.state,
+                job.state,
+                now=self._clock.now(),
+                result_state=state,
+                collected_at=self._clock.now(),
+                attempts=0,
+                last_error=last_error,
+            )
+        except StaleState:
+            return
+
+    async def _unavailable(self, job: Job, reason: str) -> None:
+        log.error("collect.results_unavailable", job_id=job.id, reason=reason)
+        await self._store.transition_job(
+            job.id,
+            job.state,
+            job.state,
+            now=self._clock.now(),
+            result_state=ResultState.UNAVAILABLE,
+            collected_at=self._clock.now(),
+            last_error=reason,
+            event=EventSpec(
+                "results.unavailable",
+                {
+                    "submission_id": job.submission_id,
+                    "job_id": job.id,
+                    "provider_job_id": job.provider_job_id,
+                    "reason": reason,
+                },
+            ),
+        )
+
+    async def _retry(self, job: Job, reason: str) -> None:
+        delay = backoff_s(
+            job.attempts,
+            base_s=self._policy.retry_base_s,
+            cap_s=self._policy.retry_max_s,
+            rng=self._rng,
+        )
+        log.warning("collect.retry", job_id=job.id, reason=reason, retry_in_s=round(delay, 1))
+        await self._store.transition_job(
+            job.id,
+            job.state,
+            job.state,
+            now=self._clock.now(),
+            attempts=job.attempts + 1,
+            next_attempt_at=self._clock.now() + delay,
+            last_error=reason,
+        )
+
+    # ------------------------------------------------------------------ submissions
+    async def _finish_ready(self, touched: set[str]) -> int:
+        if self._to_check is None:
+            active = await self._store.list_submissions(states=[SubmissionState.ACTIVE])
+            touched |= {s.id for s in active}
+            self._to_check = set()
+        touched |= self._to_check
+        self._to_check = set()
+        finished = 0
+        for submission_id in sorted(touched):
+            sub = await self._store.get_submission(submission_id)
+            if sub is None or sub.state is not SubmissionState.ACTIVE:
+                continue
+            jobs = await self._store.jobs_for_submission(submission_id)
+            if jobs and all(_settled(j) for j in jobs):
+                await self._finish(sub, jobs)
+                finished += 1
+        return finished
+
+    def recheck(self, submission_id: str) -> None:
+        """Ask the next pass to look at a submission (for example after a cancel)."""
+        if self._to_check is not None:
+            self._to_check.add(submission_id)
+        self._wake.set()
+
+    async def _finish(self, sub: Submission, jobs: list[Job]) -> None:
+        results_dir = Path(sub.results_dir or self._work.submission(sub.id) / "results")
+        parse = self._parser(jobs)
+        items = [
+            JobFiles(
+                j,
+                self._work.chunk(sub.id, j.chunk_index),
+                tuple(p for _, p in self._files(j)),
+            )
+            for j in jobs
+        ]
+        tally = await asyncio.to_thread(write_results, results_dir, items, parse)
+        outcome = outcome_for(
+            [j.state for j in jobs],
+            [j.result_state for j in jobs],
+            cancelled=sub.cancel_requested_at is not None,
+        )
+        now = self._clock.now()
+        summary = build_summary(sub, jobs, tally, outcome, results_dir, now=now)
+        await asyncio.to_thread(write_atomic, results_dir / "summary.json", dump_summary(summary))
+        await asyncio.to_thread(self._move_input, sub, results_dir)
+        await self._store.finish_submission(
+            sub.id, outcome, now=now, event=ready_event(sub, jobs, tally, outcome, results_dir)
+        )
+        self._work.remove(sub.id)
+        log.info("collect.finished", submission_id=sub.id, outcome=outcome.value)
+        self._on_finished()
+
+    def _parser(self, jobs: list[Job]) -> ParseLine:
+        names = [j.provider for j in jobs if j.provider in self._providers]
+        provider = self._providers[names[0]] if names else next(iter(self._providers.values()))
+        return provider.parse_result_line
+
+    def _move_input(self, sub: Submission, results_dir: Path) -> None:
+        source = Path(sub.processing_path or "")
+        target = results_dir / "input.jsonl"
+        if lstat_identity(source) is not None:
+            move(source, target)
+
+
+def _settled(job: Job) -> bool:
+    return job.state in TERMINAL and job.result_state in {
+        ResultState.COLLECTED,
+        ResultState.UNAVAILABLE,
+    }

@@ -1,0 +1,451 @@
+"""The composition root: build everything from the settings, run the loops, stop cleanly.
+
+Start-up (each step before ``READY=1``): take the data folder's lock, open and migrate the
+store, open the providers (credentials read), finish half-done claims and scan every inbox once.
+Run: one named task per loop (intake, submitter, tracker, collector, notifier) plus the watchdog
+and the status reporter. A failed pass is logged; a loop that dies stops the process with exit
+code 1. SIGTERM/SIGINT: ``STOPPING=1``, stop taking files, let in-flight passes finish within
+``shutdown_grace_s``, exit 0; a second signal exits at once. SIGHUP: reload the configuration
+without dropping in-flight work (a bad configuration is refused and the old one stays).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import secrets
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import aiohttp
+import structlog
+
+from batchd.batchfile import FileLimits
+from batchd.claims import Claimer
+from batchd.clock import Clock, SystemClock
+from batchd.collector import Collector, CollectPolicy
+from batchd.config import Settings, load_settings
+from batchd.errors import ConfigError
+from batchd.health import ProviderGate
+from batchd.intake import Intake
+from batchd.log import configure_logging
+from batchd.loops import DEFAULT_MAX_PASS_S, Loop, run_loop
+from batchd.models import ACTIVE, LOCAL
+from batchd.notifier import Notifier
+from batchd.providers.base import BatchProvider, ProviderLimits
+from batchd.providers.registry import open_provider
+from batchd.spool import write_atomic
+from batchd.store.sqlite import SqliteJobStore
+from batchd.submitter import SubmitPolicy, Submitter
+from batchd.systemd import (
+    Heartbeats,
+    SystemdNotifier,
+    format_status,
+    watchdog_interval_s,
+    watchdog_loop,
+)
+from batchd.tracker import Tracker, TrackPolicy
+from batchd.workdir import WorkDir
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK = 0
+EXIT_LOOP_DIED = 1
+STATUS_INTERVAL_S = 5.0
+
+
+@contextlib.contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[IO[str]]:
+    """One daemon per data folder: an exclusive ``flock`` (released by the kernel on death)."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle = (data_dir / "batchd.lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        handle.close()
+        raise ConfigError(f"{data_dir}: another batchd is already running here") from exc
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+def instance_id(data_dir: Path) -> str:
+    """A stable id for this installation, tagged on every provider job (``batchd=<id>``)."""
+    path = data_dir / "instance-id"
+    if path.exists():
+        return path.read_text().strip()
+    value = f"bd{secrets.token_hex(8)}"
+    write_atomic(path, value.encode())
+    return value
+
+
+def provider_names(settings: Settings, open_job_providers: set[str]) -> list[str]:
+    """Providers to open: those the routes use, plus any with jobs still open in the store."""
+    return sorted({r.provider for r in settings.routes} | open_job_providers)
+
+
+@dataclass
+class Policies:
+    submit: SubmitPolicy
+    track: TrackPolicy
+    collect: CollectPolicy
+    file_limits: FileLimits
+
+    @classmethod
+    def from_settings(cls, settings: Settings, requests_per_second: float) -> Policies:
+        s, t, c, i = settings.submit, settings.track, settings.collect, settings.intake
+        return cls(
+            submit=SubmitPolicy(
+                concurrency=s.concurrency,
+                retry_base_s=s.retry_base_s,
+                retry_max_s=s.retry_max_s,
+                reconcile_delay_s=s.reconcile_delay_s,
+            ),
+            track=TrackPolicy(
+                concurrency=t.concurrency,
+                poll_initial_s=t.poll_initial_s,
+                poll_max_s=t.poll_max_s,
+                list_threshold=t.list_threshold,
+                rate_limit_slowdown_s=t.rate_limit_slowdown_s,
+                requests_per_second=requests_per_second,
+            ),
+            collect=CollectPolicy(
+                concurrency=c.concurrency, retry_base_s=c.retry_base_s, retry_max_s=c.retry_max_s
+            ),
+            file_limits=FileLimits(
+                max_file_bytes=i.max_file_bytes,
+                max_line_bytes=i.max_line_bytes,
+                max_lines=i.max_lines,
+            ),
+        )
+
+
+@dataclass
+class Runtime:
+    """Everything built at start-up, kept for reloads and shutdown."""
+
+    store: SqliteJobStore
+    providers: dict[str, BatchProvider]
+    limits: dict[str, ProviderLimits]
+    intake: Intake
+    submitter: Submitter
+    tracker: Tracker
+    collector: Collector
+    notifier: Notifier
+    gate: ProviderGate
+    heartbeats: Heartbeats
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+    @property
+    def loops(self) -> list[Loop]:
+        return [self.intake, self.submitter, self.tracker, self.collector, self.notifier]
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config_path: Path | None = None,
+        clock: Clock | None = None,
+        systemd: SystemdNotifier | None = None,
+        install_signals: bool = True,
+    ) -> None:
+        self.settings = settings
+        self._config_path = config_path
+        self._clock = clock or SystemClock()
+        self._sd = systemd or SystemdNotifier()
+        self._install_signals = install_signals
+        self._stop = asyncio.Event()
+        self._signals = 0
+        self._exit = contextlib.AsyncExitStack()
+        self.runtime: Runtime | None = None
+        self.ready = asyncio.Event()
+
+    # ------------------------------------------------------------------ public
+    async def run(self) -> int:
+        with data_dir_lock(self.settings.daemon.data_dir):
+            async with self._exit:
+                runtime = await self._start()
+                with self._signal_handlers():
+                    return await self._serve(runtime)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # ------------------------------------------------------------------ start-up
+    async def _start(self) -> Runtime:
+        settings = self.settings
+        data_dir = settings.daemon.data_dir
+        store = SqliteJobStore(settings.daemon.database_path, on_migration=self._extend_timeout)
+        await store.open()
+        self._exit.push_async_callback(store.close)
+        session = aiohttp.ClientSession()
+        self._exit.push_async_callback(session.close)
+        self._session = session
+        open_jobs = await store.list_jobs(states=sorted(LOCAL | ACTIVE))
+        providers = await self._open_providers(
+            provider_names(settings, {j.provider for j in open_jobs})
+        )
+        runtime = self._build(store, providers, instance_id(data_dir))
+        # LIFO: in-flight webhook attempts finish recording before the store closes.
+        self._exit.push_async_callback(runtime.notifier.close)
+        runtime.intake.start()
+        self._exit.callback(runtime.intake.close)
+        await runtime.intake.run_once()  # finish half-done claims, first scan
+        runtime.heartbeats.beat("intake")
+        self.runtime = runtime
+        log.info(
+            "daemon.started",
+            routes=[r.name for r in settings.routes],
+            providers=sorted(providers),
+            data_dir=str(data_dir),
+        )
+        return runtime
+
+    def _extend_timeout(self, version: int) -> None:
+        self._sd.extend_timeout(120)
+        log.info("daemon.migrating", version=version)
+
+    async def _open_providers(self, names: list[str]) -> dict[str, BatchProvider]:
+        providers: dict[str, BatchProvider] = {}
+        for name in names:
+            ps = self.settings.provider_settings(name)
+            providers[name] = await self._exit.enter_async_context(open_provider(ps, self._session))
+        return providers
+
+    def _build(
+        self, store: SqliteJobStore, providers: dict[str, BatchProvider], instance: str
+    ) -> Runtime:
+        settings = self.settings
+        limits = {n: settings.provider_settings(n).limits for n in providers}
+        rps = min(
+            (settings.provider_settings(n).requests_per_second for n in providers), default=5.0
+        )
+        policies = Policies.from_settings(settings, rps)
+        work = WorkDir(settings.daemon.data_dir / "work")
+        gate = ProviderGate()
+        heartbeats = Heartbeats()
+        collector = Collector(
+            store, providers, work=work, clock=self._clock, policy=policies.collect
+        )
+        tracker = Tracker(
+            store,
+            providers,
+            clock=self._clock,
+            instance_id=instance,
+            policy=policies.track,
+            gate=gate,
+            on_terminal=collector.wake,
+        )
+        submitter = Submitter(
+            store,
+            providers,
+            work=work,
+            clock=self._clock,
+            instance_id=instance,
+            policy=policies.submit,
+            gate=gate,
+            on_created=tracker.wake,
+        )
+        claimer = Claimer(
+            store,
+            work=work,
+            limits=policies.file_limits,
+            limits_for=lambda name: limits.get(name, ProviderLimits()),
+            clock=self._clock,
+            reject_duplicates=settings.intake.duplicates == "reject",
+        )
+        intake = Intake(
+            store,
+            claimer,
+            settings.routes,
+            clock=self._clock,
+            min_age_s=settings.intake.min_age_s,
+            scan_interval_s=settings.intake.scan_interval_s,
+            use_inotify=settings.intake.use_inotify,
+            on_accepted=submitter.wake,
+        )
+        notifier = Notifier(store, settings.webhook_endpoints(), clock=self._clock)
+        for loop in (intake, submitter, tracker, collector, notifier):
+            heartbeats.register(loop.name)
+        return Runtime(
+            store,
+            providers,
+            limits,
+            intake,
+            submitter,
+            tracker,
+            collector,
+            notifier,
+            gate,
+            heartbeats,
+        )
+
+    # ------------------------------------------------------------------ running
+    async def _serve(self, rt: Runtime) -> int:
+        for loop in rt.loops:
+            rt.tasks[loop.name] = asyncio.create_task(
+                run_loop(
+                    loop,
+                    self._stop,
+                    self._beat(rt, loop.name),
+                    max_pass_s=self._max_pass_s(rt, loop.name),
+                ),
+                name=f"loop:{loop.name}",
+            )
+        helpers = [asyncio.create_task(self._report_status(rt), name="status")]
+        interval = watchdog_interval_s()
+        if interval is not None:
+            helpers.append(
+                asyncio.create_task(
+                    watchdog_loop(
+                        self._sd,
+                        rt.heartbeats,
+                        interval_s=interval,
+                        max_age_s=self.settings.daemon.heartbeat_stale_s,
+                        stop=self._stop,
+                    ),
+                    name="watchdog",
+                )
+            )
+        self._sd.ready(status="started")
+        self.ready.set()
+        exit_code = await self._until_stopped(rt)
+        self._sd.stopping(status="stopping")
+        await self._drain(rt, helpers)
+        log.info("daemon.stopped", exit_code=exit_code)
+        return exit_code
+
+    def _max_pass_s(self, rt: Runtime, name: str) -> float:
+        """How long one pass may legitimately take before the watchdog should fire."""
+        downloads = max(
+            (self.settings.provider_settings(n).download_timeout_s for n in rt.providers),
+            default=3600.0,
+        )
+        return {"collector": downloads + 600.0, "submitter": 3600.0}.get(name, DEFAULT_MAX_PASS_S)
+
+    def _beat(self, rt: Runtime, name: str) -> Callable[[str], None]:
+        def beat(loop_name: str) -> None:
+            rt.heartbeats.beat(loop_name)
+            if name != "notifier":
+                rt.notifier.wake()
+
+        return beat
+
+    async def _until_stopped(self, rt: Runtime) -> int:
+        stopper = asyncio.create_task(self._stop.wait())
+        done, _ = await asyncio.wait(
+            {stopper, *rt.tasks.values()}, return_when=asyncio.FIRST_COMPLETED
+        )
+        stopper.cancel()
+        dead = [t for t in done if t is not stopper]
+        for task in dead:
+            error = task.exception() if not task.cancelled() else None
+            log.error("daemon.loop_died", loop=task.get_name(), error=repr(error))
+        self._stop.set()
+        return EXIT_LOOP_DIED if dead else EXIT_OK
+
+    async def _drain(self, rt: Runtime, helpers: list[asyncio.Task[None]]) -> None:
+        """Let in-flight passes finish within the grace period, then cancel what is left."""
+        tasks = [*rt.tasks.values(), *helpers]
+        _, pending = await asyncio.wait(tasks, timeout=self.settings.daemon.shutdown_grace_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("daemon.drain_timeout", cancelled=[t.get_name() for t in pending])
+            await asyncio.wait(pending, timeout=2.0)
+
+    async def _report_status(self, rt: Runtime) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                stats = await rt.store.stats()
+                self._sd.status(format_status(stats, last_error=rt.gate.last_error))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=STATUS_INTERVAL_S)
+
+    # ------------------------------------------------------------------ signals and reload
+    @contextlib.contextmanager
+    def _signal_handlers(self) -> Iterator[None]:
+        if not self._install_signals:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._on_stop_signal, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self._on_stop_signal, "SIGINT")
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    def _on_stop_signal(self, name: str) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("daemon.forced_exit", signal=name)
+            os._exit(EXIT_LOOP_DIED)
+        log.info("daemon.stopping", signal=name)
+        self._stop.set()
+
+    def _on_reload_signal(self) -> None:
+        asyncio.get_running_loop().create_task(self.reload(), name="reload")
+
+    async def reload(self) -> bool:
+        """Re-read the configuration; apply it without dropping in-flight work."""
+        rt = self.runtime
+        if rt is None:
+            return False
+        self._sd.reloading()
+        try:
+            new = await asyncio.to_thread(load_settings, self._config_path)
+            self._check_reloadable(new)
+            new_providers = await self._reload_providers(new, rt)
+        except ConfigError as exc:
+            log.exception("daemon.reload_failed", error=str(exc))
+            self._sd.ready(status=f"reload refused: {exc}"[:200])
+            return False
+        self._apply(new, rt, new_providers)
+        self._sd.ready(status="reloaded")
+        log.info("daemon.reloaded", routes=[r.name for r in new.routes])
+        return True
+
+    def _check_reloadable(self, new: Settings) -> None:
+        if new.daemon.data_dir != self.settings.daemon.data_dir:
+            raise ConfigError("daemon.data_dir cannot change on reload; restart batchd instead")
+        new.webhook_endpoints()  # resolve secrets now, so a bad one refuses the reload
+
+    async def _reload_providers(self, new: Settings, rt: Runtime) -> dict[str, BatchProvider]:
+        open_jobs = await rt.store.list_jobs(states=sorted(LOCAL | ACTIVE))
+        wanted = provider_names(new, {j.provider for j in open_jobs})
+        providers: dict[str, BatchProvider] = {}
+        for name in wanted:
+            settings = new.provider_settings(name)
+            if name in rt.providers and self.settings.provider_settings(name) == settings:
+                providers[name] = rt.providers[name]
+            else:
+                providers[name] = await self._exit.enter_async_context(
+                    open_provider(settings, self._session)
+                )
+        return providers
+
+    def _apply(self, new: Settings, rt: Runtime, providers: dict[str, BatchProvider]) -> None:
+        self.settings = new
+        configure_logging(level=new.daemon.log_level, fmt=new.daemon.log_format)
+        rt.providers = providers
+        rt.limits.clear()
+        rt.limits.update({n: new.provider_settings(n).limits for n in providers})
+        rt.gate.reset()
+        rps = min((new.provider_settings(n).requests_per_second for n in providers), default=5.0)
+        policies = Policies.from_settings(new, rps)
+        rt.tracker.set_policy(policies.track)
+        for loop in (rt.submitter, rt.tracker, rt.collector):
+            loop.set_providers(providers)
+        rt.intake.set_routes(new.routes)
+        rt.notifier.set_endpoints(new.webhook_endpoints())

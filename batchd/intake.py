@@ -1,0 +1,202 @@
+"""Watch the drop folders and decide when a dropped file is complete, then claim it.
+
+A file is taken when it was renamed into the inbox (inotify ``IN_MOVED_TO``), or when its
+modification time is at least ``min_age_s`` old with size, mtime and inode unchanged across two
+scans (writers that write in place, network filesystems, files found at start-up). Dotfiles,
+``*.part`` and sidecars are ignored. inotify only wakes the loop; a full rescan runs at start-up,
+after an overflow and every ``scan_interval_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from batchd.claims import Claimer, RouteLike
+from batchd.clock import Clock
+from batchd.models import SubmissionState
+from batchd.spool import SpoolPaths, is_ignored
+from batchd.store.base import JobStore
+from batchd.watch import InboxWatcher
+
+log = structlog.get_logger(__name__)
+
+SECOND_LOOK_S = 0.5  # the two scans of the stability rule are at least this far apart
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    size_bytes: int
+    mtime_ns: int
+    ino: int
+    seen_at: float
+
+
+def is_complete(
+    previous: Sighting | None, current: Sighting, *, now: float, min_age_s: float, renamed: bool
+) -> bool:
+    """The completeness rule (pure)."""
+    if renamed:
+        return True
+    if previous is None or now - previous.seen_at < SECOND_LOOK_S:
+        return False
+    return not _changed(previous, current) and now - current.mtime_ns / 1e9 >= min_age_s
+
+
+def _changed(a: Sighting, b: Sighting) -> bool:
+    return (a.size_bytes, a.mtime_ns, a.ino) != (b.size_bytes, b.mtime_ns, b.ino)
+
+
+def next_look_at(sighting: Sighting, *, min_age_s: float) -> float:
+    return max(sighting.seen_at + SECOND_LOOK_S, sighting.mtime_ns / 1e9 + min_age_s)
+
+
+class Intake:
+    name = "intake"
+
+    def __init__(
+        self,
+        store: JobStore,
+        claimer: Claimer,
+        routes: Sequence[RouteLike],
+        *,
+        clock: Clock,
+        min_age_s: float = 2.0,
+        scan_interval_s: float = 30.0,
+        use_inotify: bool = True,
+        on_accepted: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._claimer = claimer
+        self._clock = clock
+        self._min_age_s = min_age_s
+        self._scan_interval_s = scan_interval_s
+        self._use_inotify = use_inotify
+        self._on_accepted = on_accepted
+        self._routes: dict[str, RouteLike] = {r.name: r for r in routes}
+        self._seen: dict[tuple[str, str], Sighting] = {}
+        self._renamed: set[tuple[Path, str]] = set()
+        self._wake = asyncio.Event()
+        self._watcher = InboxWatcher(self._wake.set, self._note_renamed, self._wake.set)
+        self._next_look: float | None = None
+        self.scans = 0
+
+    # ------------------------------------------------------------------ configuration
+    def set_routes(self, routes: Sequence[RouteLike]) -> None:
+        """Apply a reloaded configuration; in-flight submissions keep their own settings."""
+        self._routes = {r.name: r for r in routes}
+        for route in routes:
+            SpoolPaths(route.spool).ensure()
+        if self._watcher.active:
+            self._watcher.stop()
+            self._watcher.start(SpoolPaths(r.spool).inbox for r in routes)
+        self._wake.set()
+
+    def start(self) -> None:
+        for route in self._routes.values():
+            SpoolPaths(route.spool).ensure()
+        if self._use_inotify:
+            self._watcher.start(SpoolPaths(r.spool).inbox for r in self._routes.values())
+
+    def close(self) -> None:
+        self._watcher.stop()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _note_renamed(self, inbox: Path, name: str) -> None:
+        self._renamed.add((inbox, name))
+
+    # ------------------------------------------------------------------ one pass
+    async def run_once(self) -> int:
+        """Finish half-done claims, scan every inbox, claim and validate what is complete."""
+        done = await self.resume()
+        self._next_look = None
+        for route in list(self._routes.values()):
+            done += await self._scan_route(route)
+        self.scans += 1
+        return done
+
+    async def resume(self) -> int:
+        open_states = [SubmissionState.CLAIMING, SubmissionState.CLAIMED]
+        done = 0
+        for sub in reversed(await self._store.list_submissions(states=open_states)):
+            route = self._routes.get(sub.route)
+            if route is None:
+                log.warning("intake.route_missing", submission_id=sub.id, route=sub.route)
+                continue
+            if await self._claimer.resume(sub, route):
+                self._on_accepted()
+            done += 1
+        return done
+
+    async def _scan_route(self, route: RouteLike) -> int:
+        inbox = SpoolPaths(route.spool).inbox
+        now = self._clock.now()
+        try:
+            entries = list(os.scandir(inbox))
+        except OSError as exc:
+            log.exception("intake.scan_failed", route=route.name, error=str(exc))
+            return 0
+        present = set()
+        done = 0
+        for entry in sorted(entries, key=lambda e: e.name):
+            if is_ignored(entry.name) or entry.is_dir(follow_symlinks=False):
+                continue
+            present.add(entry.name)
+            if await self._consider(route, inbox, entry, now):
+                done += 1
+        self._forget_missing(route.name, present)
+        return done
+
+    async def _consider(
+        self, route: RouteLike, inbox: Path, entry: os.DirEntry[str], now: float
+    ) -> bool:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        key = (route.name, entry.name)
+        current = Sighting(st.st_size, st.st_mtime_ns, st.st_ino, now)
+        renamed = (inbox, entry.name) in self._renamed
+        if not is_complete(
+            self._seen.get(key), current, now=now, min_age_s=self._min_age_s, renamed=renamed
+        ):
+            previous = self._seen.get(key)
+            if previous is None or _changed(previous, current):
+                self._seen[key] = current
+            self._schedule(next_look_at(self._seen[key], min_age_s=self._min_age_s))
+            return False
+        self._seen.pop(key, None)
+        self._renamed.discard((inbox, entry.name))
+        sub = await self._claimer.claim(route, entry.name)
+        if sub is not None and await self._claimer.resume(sub, route):
+            self._on_accepted()
+        return sub is not None
+
+    def _forget_missing(self, route: str, present: set[str]) -> None:
+        for key in [k for k in self._seen if k[0] == route and k[1] not in present]:
+            del self._seen[key]
+
+    def _schedule(self, when: float) -> None:
+        self._next_look = when if self._next_look is None else min(self._next_look, when)
+
+    # ------------------------------------------------------------------ the loop
+    def wait_s(self) -> float:
+        """How long the loop may sleep before the next pass is due."""
+        delay = self._scan_interval_s
+        if self._next_look is not None:
+            delay = min(delay, max(0.05, self._next_look - self._clock.now()))
+        return delay
+
+    async def wait(self) -> None:
+        """Sleep until woken by inotify, a pending stability check or the rescan timer."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=self.wait_s())
+        self._wake.clear()

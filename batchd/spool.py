@@ -1,0 +1,179 @@
+"""The drop-folder contract on disk: paths, safe opening of dropped files, atomic writes.
+
+Per route::
+
+    <spool>/inbox/       users write elsewhere (or as a dotfile / *.part) and rename in
+    <spool>/processing/  claimed by batchd (``<submission id>.jsonl``)
+    <spool>/done/<name>/ input.jsonl, results.jsonl, errors.jsonl, summary.json
+    <spool>/rejected/    <name>.jsonl and <name>.reason.txt
+
+Nothing here builds a path from file *content*; names come from directory listings (one path
+component, never containing ``/``) and are checked against an allow-list before use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.jsonl")
+SIDECAR_SUFFIX = ".json"  # <name>.jsonl.json overrides the route for one submission
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolPaths:
+    root: Path
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def processing(self) -> Path:
+        return self.root / "processing"
+
+    @property
+    def done(self) -> Path:
+        return self.root / "done"
+
+    @property
+    def rejected(self) -> Path:
+        return self.root / "rejected"
+
+    def ensure(self) -> None:
+        """Create the four folders. An existing inbox keeps its mode (it may be a setgid,
+        group-writable folder made by tmpfiles.d); new folders are private to batchd."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for path in (self.inbox, self.processing, self.done, self.rejected):
+            path.mkdir(mode=0o700 if path != self.inbox else 0o770, exist_ok=True)
+
+
+def is_ignored(name: str) -> bool:
+    """Names intake never looks at: dotfiles, writers' ``*.part`` files, and sidecars."""
+    return name.startswith(".") or name.endswith(".part") or name.endswith(".jsonl.json")
+
+
+def name_allowed(name: str) -> bool:
+    return NAME_RE.fullmatch(name) is not None
+
+
+class UnsafeFile(Exception):
+    """The dropped entry is not a plain, private, regular file (symlink, FIFO, device, hard
+    link, too large). The message is the reason given to the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    dev: int
+    ino: int
+    size_bytes: int
+    mtime_ns: int
+
+
+def open_dropped(directory: Path, name: str, *, max_bytes: int) -> tuple[int, FileIdentity]:
+    """Open ``directory/name`` without following links or blocking on FIFOs, and check what it
+    is through the open descriptor. Returns the fd (caller closes) and its identity."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeFile("a symbolic link; drop the file itself") from exc
+        raise
+    finally:
+        os.close(dir_fd)
+    try:
+        identity = _check_fd(fd, max_bytes)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, identity
+
+
+def _check_fd(fd: int, max_bytes: int) -> FileIdentity:
+    st = os.fstat(fd)
+    if stat.S_ISFIFO(st.st_mode):
+        raise UnsafeFile("a FIFO, not a regular file")
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        raise UnsafeFile("a device, not a regular file")
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeFile("not a regular file")
+    if st.st_nlink != 1:
+        raise UnsafeFile(f"a hard link ({st.st_nlink} names); drop a copy instead")
+    if st.st_size > max_bytes:
+        raise UnsafeFile(f"{st.st_size} bytes, over the limit of {max_bytes} bytes")
+    return FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def lstat_identity(path: Path) -> FileIdentity | None:
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    return FileIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+# ------------------------------------------------------------------------------ atomic writes
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_writer(final: Path, *, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """Write ``final`` whole or not at all: a private temp file in the same folder (O_EXCL),
+    fsync, rename over ``final``, fsync the folder. On error the temp file is removed."""
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.part")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    fsync_dir(final.parent)
+
+
+def write_atomic(final: Path, data: bytes, *, mode: int = 0o600) -> None:
+    with atomic_writer(final, mode=mode) as handle:
+        handle.write(data)
+
+
+def move(src: Path, dst: Path) -> None:
+    """Rename within one filesystem and make it durable (both folders fsynced)."""
+    os.rename(src, dst)
+    fsync_dir(dst.parent)
+    if src.parent != dst.parent:
+        fsync_dir(src.parent)
+
+
+def remove_stale_temp_files(directory: Path) -> int:
+    """Delete our own leftover ``.<name>.<pid>.part`` temp files (after a crash)."""
+    removed = 0
+    pattern = re.compile(r"\..+\.\d+\.part")
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(directory):
+            if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                removed += 1
+    return removed

@@ -1,0 +1,71 @@
+"""``batchd submit``: validate a file, then copy it into a route's inbox atomically.
+
+The copy is written as ``.<name>.part`` inside the inbox (ignored by intake), fsynced, then
+renamed to ``<name>``: intake sees a complete file appear at once (``IN_MOVED_TO``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+from batchd.batchfile import FileLimits, parse_batch_file
+from batchd.config import Settings
+from batchd.errors import UsageError
+from batchd.spool import SpoolPaths, fsync_dir, name_allowed
+
+COPY_MODE = 0o640  # readable by the batchd group through the setgid inbox
+
+
+def submit_file(
+    settings: Settings,
+    source: Path,
+    *,
+    route: str | None = None,
+    name: str | None = None,
+    validate: bool = True,
+) -> Path:
+    chosen = settings.route(route) if route else settings.routes[0]
+    name = name or source.name
+    if not name_allowed(name):
+        raise UsageError(
+            f"{name!r}: names are [A-Za-z0-9._-], start with a letter or digit, end in .jsonl"
+        )
+    if validate:
+        limits = settings.intake
+        parse_batch_file(
+            source,
+            endpoint=chosen.endpoint,
+            limits=FileLimits(
+                max_file_bytes=limits.max_file_bytes,
+                max_line_bytes=limits.max_line_bytes,
+                max_lines=limits.max_lines,
+            ),
+        )
+    inbox = SpoolPaths(chosen.spool).inbox
+    if not inbox.is_dir():
+        raise UsageError(f"{inbox} does not exist: is batchd running with this configuration?")
+    return copy_into(source, inbox, name)
+
+
+def copy_into(source: Path, inbox: Path, name: str) -> Path:
+    target = inbox / name
+    if target.exists():
+        raise FileExistsError(0, "exists", str(target))
+    temp = inbox / f".{name}.part"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, COPY_MODE)
+    try:
+        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+            shutil.copyfileobj(src, out, length=1024 * 1024)
+            out.flush()
+            os.fsync(out.fileno())
+        if target.exists():  # checked again just before the rename
+            raise FileExistsError(0, "exists", str(target))
+        os.rename(temp, target)  # a rename, so intake sees a complete file (IN_MOVED_TO)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+    fsync_dir(inbox)
+    return target

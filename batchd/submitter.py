@@ -1,0 +1,337 @@
+"""Turn each chunk into exactly one provider job (ARCHITECTURE invariant 1).
+
+Per job, every step is committed before the call it guards:
+
+* NEW: ``attempts`` is bumped (committed) before the upload, so after a crash we know an upload
+  may exist; uploads are named ``batchd-<job id>.jsonl`` and found again with ``find_files``.
+* UPLOADED -> CREATING is committed before ``create_job``; the job carries
+  ``metadata.batchd_job = <job id>``.
+* A job found in CREATING (after a crash or an ambiguous error: timeout, 5xx, reset) is first
+  looked up with ``list_jobs(metadata={"batchd_job": id})`` and adopted if it exists; only then is
+  create sent again. Upload and create are never retried blindly.
+
+A 401/403 pauses submission for that provider (one ``provider.auth_failed`` event) instead of
+burning through the queue; a reload or ``auth_pause_s`` later one job probes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from batchd.clock import Clock
+from batchd.errors import AuthError, NotFound, ProviderError, ProviderPermanent, RateLimited
+from batchd.health import ProviderGate
+from batchd.models import ACTIVE, LOCAL, Job, JobState, Submission, backoff_s
+from batchd.providers.base import BatchProvider, JobFilter, JobSnapshot, JobSpec
+from batchd.store.base import EventSpec, JobStore
+from batchd.workdir import WorkDir
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitPolicy:
+    concurrency: int = 8
+    retry_base_s: float = 5.0
+    retry_max_s: float = 300.0
+    reconcile_delay_s: float = 5.0
+    batch_size: int = 500
+
+
+def upload_name(job_id: str) -> str:
+    return f"batchd-{job_id}.jsonl"
+
+
+def job_metadata(sub: Submission, job: Job, instance_id: str) -> dict[str, str]:
+    """The metadata batchd puts on every provider job: the user's route metadata plus tags."""
+    return {
+        **sub.metadata,
+        "batchd": instance_id,
+        "batchd_job": job.id,
+        "batchd_submission": sub.id,
+        "batchd_route": sub.route,
+    }
+
+
+def adopted_state(snapshot: JobSnapshot) -> JobState:
+    """Adopt an active job as it is; anything else is adopted as PENDING so that the tracker
+    observes (and announces) its final state through the usual transition."""
+    return snapshot.state if snapshot.state in ACTIVE else JobState.PENDING
+
+
+class Submitter:
+    name = "submitter"
+
+    def __init__(
+        self,
+        store: JobStore,
+        providers: Mapping[str, BatchProvider],
+        *,
+        work: WorkDir,
+        clock: Clock,
+        instance_id: str,
+        policy: SubmitPolicy | None = None,
+        gate: ProviderGate | None = None,
+        on_created: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._providers = dict(providers)
+        self._work = work
+        self._clock = clock
+        self._instance_id = instance_id
+        self._policy = policy or SubmitPolicy()
+        self._on_created = on_created
+        self._gate = gate or ProviderGate()
+        self._wake = asyncio.Event()
+
+    def set_providers(self, providers: Mapping[str, BatchProvider]) -> None:
+        self._providers = dict(providers)
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # ------------------------------------------------------------------ the pass
+    async def run_once(self) -> int:
+        now = self._clock.now()
+        jobs = await self._store.list_jobs(
+            states=sorted(LOCAL), due_before=now, limit=self._policy.batch_size
+        )
+        jobs = [j for j in jobs if self._gate.is_open(j.provider, now)]
+        limit = asyncio.Semaphore(self._policy.concurrency)
+
+        async def bounded(job: Job) -> None:
+            async with limit:
+                await self._step(job)
+
+        await asyncio.gather(*(bounded(j) for j in jobs))
+        return len(jobs)
+
+    async def wait(self) -> None:
+        jobs = await self._store.list_jobs(states=sorted(LOCAL), limit=1)
+        delay = 30.0 if not jobs else max(0.05, jobs[0].next_attempt_at - self._clock.now())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=delay)
+        self._wake.clear()
+
+    async def _step(self, job: Job) -> None:
+        provider = self._providers.get(job.provider)
+        sub = await self._store.get_submission(job.submission_id)
+        if provider is None or sub is None:
+            log.error("submit.no_provider", job_id=job.id, provider=job.provider)
+            return
+        try:
+            await self._advance(job, sub, provider)
+        except AuthError as exc:
+            await self._pause(job, exc)
+        except ProviderError as exc:
+            if isinstance(exc, RateLimited):
+                wait_s = exc.retry_after_s or self._policy.retry_base_s
+                self._gate.slow_down(job.provider, self._clock.now() + wait_s)
+            await self._retry_later(job, exc)
+
+    async def _advance(self, job: Job, sub: Submission, provider: BatchProvider) -> None:
+        if job.cancel_requested and job.state in {JobState.NEW, JobState.UPLOADED}:
+            await self._cancel_unsent(job)
+            return
+        if job.state is JobState.CREATING:
+            if await self._reconcile(job, provider):
+                return
+            if job.input_file_id is None:
+                job = await self._transition(job, JobState.NEW, input_file_id=None)
+        if job.state is JobState.NEW:
+            job = await self._upload(job, provider)
+        if job.state is JobState.UPLOADED:
+            # If we die while the create is in flight, the restart waits reconcile_delay_s
+            # before looking the job up, so that a create still being processed is found.
+            job = await self._transition(
+                job,
+                JobState.CREATING,
+                attempts=job.attempts + 1,
+                next_attempt_at=self._clock.now() + self._policy.reconcile_delay_s,
+            )
+        if job.state is JobState.CREATING:
+            await self._create(job, sub, provider)
+
+    # ------------------------------------------------------------------ upload
+    async def _upload(self, job: Job, provider: BatchProvider) -> Job:
+        name = upload_name(job.id)
+        if job.attempts > 0:
+            found = await self._find_upload(job, provider, name)
+            if found is not None:
+                return await self._transition(job, JobState.UPLOADED, input_file_id=found)
+        job = await self._transition(job, JobState.NEW, attempts=job.attempts + 1)
+        chunk = self._work.chunk(job.submission_id, job.chunk_index)
+        ref = await provider.upload_file(chunk, filename=name)
+        log.info("submit.uploaded", job_id=job.id, file_id=ref.id, size_bytes=ref.size_bytes)
+        return await self._transition(job, JobState.UPLOADED, input_file_id=ref.id, attempts=0)
+
+    async def _find_upload(self, job: Job, provider: BatchProvider, name: str) -> str | None:
+        """Reuse an upload orphaned by a crash; delete partial or surplus copies."""
+        keep: str | None = None
+        for ref in await provider.find_files(name.removesuffix(".jsonl")):
+            if ref.filename != name:
+                continue
+            if keep is None and ref.size_bytes == job.byte_count:
+                keep = ref.id
+                log.info("submit.upload_adopted", job_id=job.id, file_id=ref.id)
+            else:
+                await self._delete_quietly(provider, ref.id)
+        return keep
+
+    async def _delete_quietly(self, provider: BatchProvider, file_id: str) -> None:
+        try:
+            await provider.delete_file(file_id)
+        except ProviderError as exc:
+            log.warning("submit.orphan_delete_failed", file_id=file_id, error=str(exc))
+
+    # ------------------------------------------------------------------ create
+    async def _create(self, job: Job, sub: Submission, provider: BatchProvider) -> None:
+        spec = JobSpec(
+            endpoint=sub.endpoint,
+            model=sub.model,
+            input_files=(job.input_file_id or "",),
+            metadata=job_metadata(sub, job, self._instance_id),
+            timeout_hours=sub.timeout_hours,
+        )
+        try:
+            snapshot = await provider.create_job(spec)
+        except NotFound:  # the uploaded input is gone: upload again
+            await self._transition(
+                job, JobState.NEW, input_file_id=None, attempts=0, next_attempt_at=self._clock.now()
+            )
+            return
+        except AuthError:
+            raise
+        except ProviderPermanent as exc:  # a definite refusal: nothing was created
+            await self._refused(job, exc)
+            return
+        except ProviderError as exc:  # ambiguous: reconcile before anything else
+            await self._ambiguous(job, exc)
+            return
+        await self._adopt(job, snapshot)
+
+    async def _reconcile(self, job: Job, provider: BatchProvider) -> bool:
+        """Look the job up by its tag; adopt it when the provider has it."""
+        found = [s async for s in provider.iter_jobs(JobFilter(metadata={"batchd_job": job.id}))]
+        if not found:
+            return False
+        found.sort(key=lambda s: (s.created_at or 0.0, s.id))
+        for extra in found[1:]:  # should never happen; cancel to stop the double bill
+            log.error("submit.duplicate_job", job_id=job.id, provider_job_id=extra.id)
+            try:
+                await provider.cancel_job(extra.id)
+            except ProviderError as exc:
+                log.warning("submit.duplicate_cancel_failed", error=str(exc))
+        log.info("submit.reconciled", job_id=job.id, provider_job_id=found[0].id)
+        await self._adopt(job, found[0])
+        return True
+
+    async def _adopt(self, job: Job, snapshot: JobSnapshot) -> None:
+        now = self._clock.now()
+        await self._store.transition_job(
+            job.id,
+            JobState.CREATING,
+            adopted_state(snapshot),
+            now=now,
+            provider_job_id=snapshot.id,
+            raw_status=snapshot.raw_status,
+            counts=snapshot.counts,
+            provider_created_at=snapshot.created_at,
+            attempts=0,
+            last_error=None,
+            next_attempt_at=now,
+            event=EventSpec(
+                "batch.created",
+                {
+                    "submission_id": job.submission_id,
+                    "job_id": job.id,
+                    "chunk": job.chunk_index,
+                    "provider": job.provider,
+                    "provider_job_id": snapshot.id,
+                    "requests": job.line_count,
+                    "state": adopted_state(snapshot).value,
+                },
+            ),
+        )
+        self._on_created()
+
+    # ------------------------------------------------------------------ failures
+    async def _refused(self, job: Job, exc: ProviderPermanent) -> None:
+        self._gate.record_error(job.provider, str(exc))
+        await self._store.transition_job(
+            job.id,
+            job.state,
+            JobState.FAILED,
+            now=self._clock.now(),
+            last_error=str(exc),
+            event=EventSpec(
+                "batch.failed",
+                {
+                    "submission_id": job.submission_id,
+                    "job_id": job.id,
+                    "provider": job.provider,
+                    "error": str(exc),
+                    "stage": "create",
+                },
+            ),
+        )
+
+    async def _ambiguous(self, job: Job, exc: ProviderError) -> None:
+        self._gate.record_error(job.provider, str(exc))
+        delay = max(self._policy.reconcile_delay_s, self._delay(job))
+        log.warning("submit.create_ambiguous", job_id=job.id, error=str(exc), retry_in_s=delay)
+        await self._transition(
+            job, JobState.CREATING, last_error=str(exc), next_attempt_at=self._clock.now() + delay
+        )
+
+    async def _retry_later(self, job: Job, exc: ProviderError) -> None:
+        self._gate.record_error(job.provider, str(exc))
+        current = await self._store.get_job(job.id)
+        if current is None or current.state not in LOCAL:
+            return
+        delay = self._delay(current)
+        log.warning("submit.retry", job_id=job.id, state=current.state.value, error=str(exc))
+        await self._transition(
+            current, current.state, last_error=str(exc), next_attempt_at=self._clock.now() + delay
+        )
+
+    async def _pause(self, job: Job, exc: AuthError) -> None:
+        now = self._clock.now()
+        if not self._gate.pause_for_auth(job.provider, now, str(exc)):
+            return
+        log.error("submit.paused", provider=job.provider, error=str(exc))
+        await self._store.append_event(
+            EventSpec("provider.auth_failed", {"provider": job.provider, "error": str(exc)}),
+            now=now,
+        )
+
+    async def _cancel_unsent(self, job: Job) -> None:
+        await self._store.transition_job(
+            job.id,
+            job.state,
+            JobState.CANCELLED,
+            now=self._clock.now(),
+            event=EventSpec(
+                "batch.cancelled",
+                {"submission_id": job.submission_id, "job_id": job.id, "sent": False},
+            ),
+        )
+
+    def _delay(self, job: Job) -> float:
+        return backoff_s(
+            max(0, job.attempts - 1),
+            base_s=self._policy.retry_base_s,
+            cap_s=self._policy.retry_max_s,
+        )
+
+    async def _transition(self, job: Job, new: JobState, **fields: Any) -> Job:
+        return await self._store.transition_job(
+            job.id, job.state, new, now=self._clock.now(), **fields
+        )

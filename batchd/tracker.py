@@ -1,0 +1,329 @@
+"""Notice every state change of every open job quickly, with as few provider calls as possible.
+
+Two ways to refresh a provider's open jobs, chosen per pass:
+
+* **per job** (few jobs): each job has its own next poll time; the interval starts at
+  ``poll_initial_s``, doubles while nothing moves up to ``poll_max_s``, resets when the state or
+  the counters move, and is jittered.
+* **sweep** (more than ``list_threshold`` open jobs): one list call (status filter plus batchd's
+  instance tag) covers a page of 100 jobs; only jobs that left the active list are fetched one by
+  one. Sweeps run every ``poll_initial_s``, stretched so that a sweep uses at most half the
+  provider's request budget.
+
+Transitions are compare-and-set on the store with their event in the same transaction. A 429
+slows every poll for that provider; 401/403 pauses it; a 404 on a job makes it LOST. Cancel
+requests are sent here too, and retried each pass until the provider shows cancelling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from batchd.clock import Clock
+from batchd.errors import AuthError, NotFound, ProviderError, RateLimited, StaleState
+from batchd.health import ProviderGate
+from batchd.models import ACTIVE, TERMINAL, Job, JobState, event_type_for
+from batchd.providers.base import BatchProvider, JobFilter, JobSnapshot
+from batchd.store.base import EventSpec, JobStore
+
+log = structlog.get_logger(__name__)
+
+LISTABLE: tuple[JobState, ...] = (JobState.PENDING, JobState.RUNNING, JobState.CANCELLING)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackPolicy:
+    concurrency: int = 8
+    poll_initial_s: float = 5.0
+    poll_max_s: float = 300.0
+    list_threshold: int = 10
+    rate_limit_slowdown_s: float = 30.0
+    page_size: int = 100
+    requests_per_second: float = 5.0
+
+
+def next_interval(previous_s: float, moved: bool, policy: TrackPolicy) -> float:
+    """Per-job backoff (pure): reset on movement, otherwise double up to the cap."""
+    if moved or previous_s <= 0:
+        return policy.poll_initial_s
+    return min(policy.poll_max_s, previous_s * 2)
+
+
+def sweep_interval(open_jobs: int, policy: TrackPolicy) -> float:
+    """Seconds between sweeps: ``poll_initial_s``, or longer when the pages of one sweep would
+    take more than half the provider's request budget."""
+    pages = max(1, math.ceil(open_jobs / policy.page_size))
+    budget = policy.requests_per_second * 0.5
+    return max(policy.poll_initial_s, pages / budget if budget > 0 else 0.0)
+
+
+def has_moved(job: Job, snap: JobSnapshot) -> bool:
+    return snap.state is not job.state or snap.counts != job.counts
+
+
+@dataclass
+class _Sweeps:
+    due_at: dict[str, float] = field(default_factory=dict)
+
+
+class Tracker:
+    name = "tracker"
+
+    def __init__(
+        self,
+        store: JobStore,
+        providers: Mapping[str, BatchProvider],
+        *,
+        clock: Clock,
+        instance_id: str,
+        policy: TrackPolicy | None = None,
+        gate: ProviderGate | None = None,
+        on_terminal: Callable[[], None] = lambda: None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._providers = dict(providers)
+        self._clock = clock
+        self._instance_id = instance_id
+        self._policy = policy or TrackPolicy()
+        self._gate = gate or ProviderGate()
+        self._on_terminal = on_terminal
+        self._rng = rng or random.Random()
+        self._sweeps = _Sweeps()
+        self._wake = asyncio.Event()
+
+    def set_providers(self, providers: Mapping[str, BatchProvider]) -> None:
+        self._providers = dict(providers)
+        self._wake.set()
+
+    def set_policy(self, policy: TrackPolicy) -> None:
+        self._policy = policy
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # ------------------------------------------------------------------ the pass
+    async def run_once(self) -> int:
+        now = self._clock.now()
+        done = await self._send_cancels(now)
+        due = await self._store.list_jobs(states=sorted(ACTIVE), due_before=now, limit=100_000)
+        for provider_name in sorted({j.provider for j in due} | self._sweeps_due(now)):
+            if self._gate.is_open(provider_name, now) and provider_name in self._providers:
+                done += await self._refresh_provider(provider_name, due, now)
+        return done
+
+    async def wait(self) -> None:
+        nxt = await self._store.list_jobs(states=sorted(ACTIVE), limit=1)
+        delay = 5.0 if not nxt else nxt[0].next_attempt_at - self._clock.now()
+        if self._sweeps.due_at:
+            delay = min(delay, min(self._sweeps.due_at.values()) - self._clock.now())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=min(5.0, max(0.05, delay)))
+        self._wake.clear()
+
+    def _sweeps_due(self, now: float) -> set[str]:
+        return {p for p, at in self._sweeps.due_at.items() if at <= now}
+
+    async def _refresh_provider(self, name: str, due: Sequence[Job], now: float) -> int:
+        if self._sweeps.due_at.get(name, 0.0) > now:
+            return 0  # sweep mode, next sweep not due: no need to load the open jobs
+        open_jobs = await self._store.list_jobs(states=sorted(ACTIVE), provider=name)
+        if len(open_jobs) > self._policy.list_threshold:
+            self._sweeps.due_at[name] = now + sweep_interval(len(open_jobs), self._policy)
+            return await self._sweep(name, open_jobs)
+        self._sweeps.due_at.pop(name, None)
+        mine = [j for j in due if j.provider == name]
+        await self._bounded(self._poll(name, job) for job in mine)
+        return len(mine)
+
+    # ------------------------------------------------------------------ sweep
+    async def _sweep(self, name: str, open_jobs: Sequence[Job]) -> int:
+        provider = self._providers[name]
+        by_id = {j.provider_job_id: j for j in open_jobs if j.provider_job_id}
+        seen: set[str] = set()
+        query = JobFilter(
+            metadata={"batchd": self._instance_id},
+            states=LISTABLE,
+            page_size=self._policy.page_size,
+        )
+        try:
+            async for snap in provider.iter_jobs(query):
+                job = by_id.get(snap.id)
+                if job is not None and snap.id not in seen:
+                    seen.add(snap.id)
+                    await self._apply(job, snap, schedule=False)
+        except ProviderError as exc:
+            await self._provider_failed(name, exc)
+            return 0
+        departed = [j for pid, j in by_id.items() if pid not in seen]
+        await self._bounded(self._poll(name, job) for job in departed)
+        steady = [j.id for j in open_jobs if j.provider_job_id in seen]
+        await self._store.reschedule_jobs(steady, self._sweeps.due_at[name])
+        log.debug("tracker.swept", provider=name, open=len(open_jobs), departed=len(departed))
+        return len(open_jobs)
+
+    # ------------------------------------------------------------------ per job
+    async def _poll(self, name: str, job: Job) -> None:
+        provider = self._providers[name]
+        try:
+            snap = await provider.get_job(job.provider_job_id or "")
+        except NotFound:
+            await self._lost(job)
+            return
+        except ProviderError as exc:
+            await self._provider_failed(name, exc, job)
+            return
+        await self._apply(job, snap, schedule=True)
+
+    async def _apply(self, job: Job, snap: JobSnapshot, *, schedule: bool) -> None:
+        """Record what the provider says (pure decision, one store call)."""
+        moved = has_moved(job, snap)
+        if not moved and not schedule:
+            return
+        now = self._clock.now()
+        interval = next_interval(job.poll_interval_s, moved, self._policy)
+        # A terminal job is due for collection at once; others at their next poll.
+        due_at = now if snap.state in TERMINAL else now + interval * self._rng.uniform(0.8, 1.2)
+        fields = _snapshot_fields(snap) if moved else {}
+        event = None
+        if snap.state is not job.state:
+            event = _state_event(job, snap)
+            if snap.state is JobState.UNKNOWN:
+                log.warning("tracker.unknown_status", job_id=job.id, raw_status=snap.raw_status)
+        try:
+            await self._store.transition_job(
+                job.id,
+                job.state,
+                snap.state,
+                now=now,
+                event=event,
+                poll_interval_s=interval,
+                next_attempt_at=due_at,
+                **fields,
+            )
+        except StaleState:
+            return  # somebody else moved it (a cancel from the CLI): next pass sees it
+        if snap.state in TERMINAL:
+            self._on_terminal()
+
+    async def _lost(self, job: Job) -> None:
+        log.error("tracker.job_lost", job_id=job.id, provider_job_id=job.provider_job_id)
+        await self._store.transition_job(
+            job.id,
+            job.state,
+            JobState.LOST,
+            now=self._clock.now(),
+            event=EventSpec(
+                "batch.lost",
+                {
+                    "submission_id": job.submission_id,
+                    "job_id": job.id,
+                    "provider_job_id": job.provider_job_id,
+                    "state": JobState.LOST.value,
+                },
+            ),
+        )
+        self._on_terminal()
+
+    # ------------------------------------------------------------------ cancel
+    async def _send_cancels(self, now: float) -> int:
+        wanted = await self._store.list_jobs(
+            states=[JobState.PENDING, JobState.RUNNING, JobState.UNKNOWN], cancel_requested=True
+        )
+        wanted = [j for j in wanted if self._gate.is_open(j.provider, now)]
+        await self._bounded(self._cancel(job) for job in wanted if job.provider in self._providers)
+        return len(wanted)
+
+    async def _cancel(self, job: Job) -> None:
+        try:
+            snap = await self._providers[job.provider].cancel_job(job.provider_job_id or "")
+        except NotFound:
+            await self._lost(job)
+            return
+        except ProviderError as exc:
+            await self._provider_failed(job.provider, exc, job)
+            return
+        log.info("tracker.cancel_sent", job_id=job.id, provider_job_id=job.provider_job_id)
+        await self._apply(job, snap, schedule=True)
+
+    # ------------------------------------------------------------------ failures
+    async def _provider_failed(self, name: str, exc: ProviderError, job: Job | None = None) -> None:
+        now = self._clock.now()
+        self._gate.record_error(name, str(exc))
+        if isinstance(exc, AuthError):
+            if self._gate.pause_for_auth(name, now, str(exc)):
+                await self._store.append_event(
+                    EventSpec("provider.auth_failed", {"provider": name, "error": str(exc)}),
+                    now=now,
+                )
+            return
+        if isinstance(exc, RateLimited):
+            slow_s = max(exc.retry_after_s or 0.0, self._policy.rate_limit_slowdown_s)
+            self._gate.slow_down(name, now + slow_s)
+            log.warning("tracker.rate_limited", provider=name, slow_down_s=slow_s)
+            return
+        log.warning("tracker.poll_failed", provider=name, error=str(exc))
+        if job is not None:
+            interval = next_interval(job.poll_interval_s, False, self._policy)
+            with contextlib.suppress(StaleState):
+                await self._store.transition_job(
+                    job.id,
+                    job.state,
+                    job.state,
+                    now=now,
+                    next_attempt_at=now + interval,
+                    poll_interval_s=interval,
+                    last_error=str(exc),
+                )
+
+    async def _bounded(self, calls: Iterable[Awaitable[None]]) -> None:
+        limit = asyncio.Semaphore(self._policy.concurrency)
+
+        async def one(call: Awaitable[None]) -> None:
+            async with limit:
+                await call
+
+        await asyncio.gather(*(one(c) for c in calls))
+
+
+def _snapshot_fields(snap: JobSnapshot) -> dict[str, object]:
+    return {
+        "raw_status": snap.raw_status,
+        "counts": snap.counts,
+        "output_file_id": snap.output_file,
+        "error_file_id": snap.error_file,
+        "errors": tuple({"message": e.message, "count": e.count} for e in snap.errors),
+        "started_at": snap.started_at,
+        "completed_at": snap.completed_at,
+        "last_error": None,
+    }
+
+
+def _state_event(job: Job, snap: JobSnapshot) -> EventSpec | None:
+    event_type = event_type_for(snap.state)
+    if event_type is None:
+        return None
+    return EventSpec(
+        event_type,
+        {
+            "submission_id": job.submission_id,
+            "job_id": job.id,
+            "provider_job_id": snap.id,
+            "state": snap.state.value,
+            "raw_status": snap.raw_status,
+            "counts": {
+                "total": snap.counts.total,
+                "completed": snap.counts.completed,
+                "succeeded": snap.counts.succeeded,
+                "failed": snap.counts.failed,
+            },
+            "errors": [{"message": e.message, "count": e.count} for e in snap.errors[:5]],
+        },
+    )

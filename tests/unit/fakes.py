@@ -1,0 +1,228 @@
+"""An in-memory ``BatchProvider`` for unit tests of the loops: scripted failures, call counts,
+and helpers to move jobs along. (Integration tests use the real emulator over HTTP.)"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from batchd.errors import NotFound, ProviderError, ProviderPermanent
+from batchd.models import JobState, RequestCounts
+from batchd.providers.base import (
+    FileRef,
+    JobFilter,
+    JobPage,
+    JobSnapshot,
+    JobSpec,
+    ProviderLimits,
+    ResultLine,
+)
+
+
+@dataclass
+class FakeJob:
+    snapshot: JobSnapshot
+    spec: JobSpec
+    custom_ids: list[str]
+
+
+@dataclass
+class FakeProvider:
+    name: str = "fake"
+    limits: ProviderLimits = field(default_factory=ProviderLimits)
+    calls: Counter[str] = field(default_factory=Counter)
+    files: dict[str, tuple[FileRef, bytes]] = field(default_factory=dict)
+    jobs: dict[str, FakeJob] = field(default_factory=dict)
+    # op -> list of exceptions raised on the next calls (before doing anything)
+    fail_before: dict[str, list[Exception]] = field(default_factory=lambda: defaultdict(list))
+    # op -> list of exceptions raised after the operation took effect (ambiguous outcome)
+    fail_after: dict[str, list[Exception]] = field(default_factory=lambda: defaultdict(list))
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    clock: Callable[[], float] = lambda: 1_700_000_000.0
+
+    # ------------------------------------------------------------------ helpers
+    def _enter(self, op: str) -> None:
+        self.calls[op] += 1
+        if self.fail_before[op]:
+            raise self.fail_before[op].pop(0)
+
+    def _leave(self, op: str) -> None:
+        if self.fail_after[op]:
+            raise self.fail_after[op].pop(0)
+
+    def set_state(self, job_id: str, state: JobState, **changes: Any) -> None:
+        job = self.jobs[job_id]
+        job.snapshot = replace(job.snapshot, state=state, raw_status=state.value.upper(), **changes)
+
+    def finish(
+        self,
+        job_id: str,
+        *,
+        state: JobState = JobState.SUCCEEDED,
+        failing: set[str] = frozenset(),  # type: ignore[assignment]
+        only: int | None = None,
+        shuffle: bool = True,
+    ) -> None:
+        """End a job, writing output/error files for its requests (the first ``only`` of them)."""
+        job = self.jobs[job_id]
+        ids = job.custom_ids[: only if only is not None else len(job.custom_ids)]
+        ok = [c for c in ids if c not in failing]
+        bad = [c for c in ids if c in failing]
+        if shuffle:
+            ok = list(reversed(ok))
+        output = self._file("out", b"".join(_ok_line(c) for c in ok)) if ok else None
+        errors = self._file("err", b"".join(_bad_line(c) for c in bad)) if bad else None
+        counts = RequestCounts(len(job.custom_ids), len(ids), len(ok), len(bad))
+        self.set_state(job_id, state, output_file=output, error_file=errors, counts=counts)
+
+    def _file(self, prefix: str, data: bytes) -> str:
+        file_id = f"{prefix}-{next(self._ids)}"
+        self.files[file_id] = (FileRef(file_id, f"{file_id}.jsonl", len(data)), data)
+        return file_id
+
+    def by_tag(self, batchd_job: str) -> list[FakeJob]:
+        return [j for j in self.jobs.values() if j.spec.metadata.get("batchd_job") == batchd_job]
+
+    # ------------------------------------------------------------------ files
+    async def upload_file(self, path: Path, *, filename: str | None = None) -> FileRef:
+        self._enter("upload_file")
+        data = path.read_bytes()
+        file_id = f"file-{next(self._ids)}"
+        ref = FileRef(file_id, filename or path.name, len(data), purpose="batch")
+        self.files[file_id] = (ref, data)
+        self._leave("upload_file")
+        return ref
+
+    async def find_files(self, search: str) -> list[FileRef]:
+        self._enter("find_files")
+        return [ref for ref, _ in self.files.values() if search in ref.filename]
+
+    async def get_file(self, file_id: str) -> FileRef:
+        self._enter("get_file")
+        if file_id not in self.files:
+            raise NotFound(f"no file {file_id}", status=404)
+        return self.files[file_id][0]
+
+    async def delete_file(self, file_id: str) -> None:
+        self._enter("delete_file")
+        self.files.pop(file_id, None)
+
+    async def download_file(self, file_id: str, to_path: Path) -> int:
+        self._enter("download_file")
+        if file_id not in self.files:
+            raise NotFound(f"no file {file_id}", status=404)
+        data = self.files[file_id][1]
+        to_path.parent.mkdir(parents=True, exist_ok=True)
+        to_path.write_bytes(data)
+        return len(data)
+
+    # ------------------------------------------------------------------ jobs
+    async def create_job(self, spec: JobSpec) -> JobSnapshot:
+        self._enter("create_job")
+        if spec.input_files[0] not in self.files:
+            raise NotFound("input file not found", status=404)
+        data = self.files[spec.input_files[0]][1]
+        ids = [json.loads(line)["custom_id"] for line in data.splitlines() if line.strip()]
+        job_id = f"pj-{next(self._ids)}"
+        snap = JobSnapshot(
+            id=job_id,
+            state=JobState.PENDING,
+            raw_status="QUEUED",
+            endpoint=spec.endpoint,
+            model=spec.model,
+            metadata=dict(spec.metadata),
+            input_files=spec.input_files,
+            created_at=self.clock() + len(self.jobs),
+        )
+        self.jobs[job_id] = FakeJob(snap, spec, ids)
+        self._leave("create_job")
+        return snap
+
+    async def get_job(self, job_id: str, *, inline: bool | None = None) -> JobSnapshot:
+        self._enter("get_job")
+        if job_id not in self.jobs:
+            raise NotFound(f"no job {job_id}", status=404)
+        return self.jobs[job_id].snapshot
+
+    async def list_jobs(self, filters: JobFilter) -> JobPage:
+        self._enter("list_jobs")
+        matches = [
+            j.snapshot
+            for j in sorted(self.jobs.values(), key=lambda j: j.snapshot.created_at or 0)
+            if all(j.spec.metadata.get(k) == v for k, v in filters.metadata.items())
+            and (not filters.states or j.snapshot.state in filters.states)
+        ]
+        start = filters.page * filters.page_size
+        page = matches[start : start + filters.page_size]
+        return JobPage(tuple(page), len(matches), filters.page, filters.page_size)
+
+    async def iter_jobs(self, filters: JobFilter) -> AsyncIterator[JobSnapshot]:
+        page = filters.page
+        while True:
+            result = await self.list_jobs(replace(filters, page=page))
+            for snap in result.jobs:
+                yield snap
+            if not result.jobs or (page + 1) * filters.page_size >= result.total:
+                return
+            page += 1
+
+    async def cancel_job(self, job_id: str) -> JobSnapshot:
+        self._enter("cancel_job")
+        if job_id not in self.jobs:
+            raise NotFound(f"no job {job_id}", status=404)
+        snap = self.jobs[job_id].snapshot
+        if snap.state in {JobState.PENDING, JobState.RUNNING}:
+            self.set_state(job_id, JobState.CANCELLING)
+        self._leave("cancel_job")
+        return self.jobs[job_id].snapshot
+
+    async def delete_job(self, job_id: str) -> None:
+        self._enter("delete_job")
+        self.jobs.pop(job_id, None)
+
+    def parse_result_line(self, raw: bytes) -> ResultLine:
+        try:
+            obj = json.loads(raw)
+            response = obj.get("response") or {}
+            return ResultLine(
+                str(obj["custom_id"]),
+                response.get("status_code"),
+                response.get("body"),
+                obj.get("error"),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ProviderPermanent(f"bad result line: {exc}") from exc
+
+
+def _ok_line(custom_id: str) -> bytes:
+    body = {
+        "object": "chat.completion",
+        "choices": [{"message": {"content": f"re:{custom_id}"}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    }
+    line = {
+        "id": f"x-{custom_id}",
+        "custom_id": custom_id,
+        "response": {"status_code": 200, "body": body},
+        "error": None,
+    }
+    return json.dumps(line).encode() + b"\n"
+
+
+def _bad_line(custom_id: str) -> bytes:
+    body = {"object": "error", "message": "bad request", "type": "invalid_request_error"}
+    line = {
+        "id": f"x-{custom_id}",
+        "custom_id": custom_id,
+        "response": {"status_code": 400, "body": body},
+        "error": {"message": "bad request"},
+    }
+    return json.dumps(line).encode() + b"\n"
+
+
+__all__ = ["FakeProvider", "ProviderError"]

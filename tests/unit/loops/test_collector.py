@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+from batchd.errors import ProviderTransient
+from batchd.models import JobState, Outcome, ResultState, SubmissionState
+from batchd.store.base import EventSpec
+from tests.unit.loops.conftest import World, request_lines
+
+
+async def run_all(world: World, rounds: int = 3) -> None:
+    for _ in range(rounds):
+        await world.submitter.run_once()
+        await world.tracker.run_once()
+        await world.collector.run_once()
+        world.clock.advance(30)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def test_results_are_merged_in_input_order_across_chunks(tmp_path: Path) -> None:
+    world = World(tmp_path, max_requests=4)
+    content = request_lines(10)
+    sub = await world.accept("ten.jsonl", content)
+    await world.submitter.run_once()
+    for job in await world.jobs(sub.id):
+        world.provider.finish(job.provider_job_id or "", failing={"r5"}, shuffle=True)
+    await run_all(world)
+    done = await world.store.get_submission(sub.id)
+    assert done is not None and done.state is SubmissionState.DONE
+    assert done.outcome is Outcome.SUCCEEDED
+    results_dir = Path(done.results_dir or "")
+    assert results_dir == world.paths.done / "ten"
+    results = read_jsonl(results_dir / "results.jsonl")
+    assert [r["custom_id"] for r in results] == [f"r{i}" for i in range(10)]
+    assert results[0]["status_code"] == 200
+    assert results[0]["response"]["choices"][0]["message"]["content"] == "re:r0"
+    assert [r["custom_id"] for r in read_jsonl(results_dir / "errors.jsonl")] == ["r5"]
+    assert (results_dir / "input.jsonl").read_text() == content
+    summary = json.loads((results_dir / "summary.json").read_text())
+    assert summary["counts"] == {"requests": 10, "succeeded": 9, "failed": 1, "missing": 0}
+    assert summary["usage"] == {"completion_tokens": 18, "prompt_tokens": 27, "total_tokens": 45}
+    assert [j["state"] for j in summary["jobs"]] == ["succeeded"] * 3
+    assert summary["top_errors"] == [{"message": "bad request", "count": 1}]
+    assert (results_dir / "results.jsonl").stat().st_mode & 0o777 == 0o600
+    assert not list(world.paths.processing.iterdir())
+    assert not world.work.submission(sub.id).exists()
+    assert (await world.events())[-1] == "results.ready"
+
+
+async def test_expired_job_keeps_partial_results(world: World) -> None:
+    sub = await world.accept("five.jsonl", request_lines(5))
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    world.provider.finish(job.provider_job_id or "", state=JobState.EXPIRED, only=3)
+    await run_all(world)
+    done = await world.store.get_submission(sub.id)
+    assert done is not None and done.outcome is Outcome.PARTIAL
+    results = read_jsonl(Path(done.results_dir or "") / "results.jsonl")
+    assert [r["status_code"] for r in results] == [200, 200, 200, None, None]
+    assert "expired" in results[4]["error"]["message"]
+
+
+async def test_content_gone_ends_as_results_unavailable(world: World) -> None:
+    sub = await world.accept("two.jsonl", request_lines(2))
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    world.provider.finish(job.provider_job_id or "")
+    await world.tracker.run_once()
+    world.provider.files.clear()  # the provider lost the output file
+    await run_all(world)
+    (job,) = await world.jobs(sub.id)
+    assert job.result_state is ResultState.UNAVAILABLE
+    events = await world.events()
+    assert "results.unavailable" in events
+    assert events[-1] == "results.ready"
+    done = await world.store.get_submission(sub.id)
+    assert done is not None and done.outcome is Outcome.FAILED
+
+
+async def test_download_failures_retry_with_backoff(world: World) -> None:
+    sub = await world.accept("two.jsonl", request_lines(2))
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    world.provider.finish(job.provider_job_id or "")
+    await world.tracker.run_once()
+    world.provider.fail_before["download_file"].append(ProviderTransient("reset"))
+    await world.collector.run_once()
+    (job,) = await world.jobs(sub.id)
+    assert job.result_state is ResultState.PENDING and job.attempts == 1
+    await world.collector.run_once()  # not due yet
+    assert world.provider.calls["download_file"] == 1
+    world.clock.advance(5)
+    await world.collector.run_once()
+    done = await world.store.get_submission(sub.id)
+    assert done is not None and done.state is SubmissionState.DONE
+
+
+async def test_results_that_do_not_match_are_redownloaded(world: World) -> None:
+    sub = await world.accept("two.jsonl", request_lines(2))
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    world.provider.finish(job.provider_job_id or "")
+    await world.tracker.run_once()
+    (job,) = await world.jobs(sub.id)
+    ref, data = world.provider.files[job.output_file_id or ""]
+    world.provider.files[ref.id] = (ref, data.splitlines(keepends=True)[0])  # truncated
+    await world.collector.run_once()
+    (job,) = await world.jobs(sub.id)
+    assert job.result_state is ResultState.PENDING
+    assert "verification" in (job.last_error or "")
+    world.provider.files[ref.id] = (ref, data)  # the provider serves it whole again
+    world.clock.advance(5)
+    await world.collector.run_once()
+    done = await world.store.get_submission(sub.id)
+    assert done is not None and done.outcome is Outcome.SUCCEEDED
+
+
+async def test_cancelled_submission_ends_cancelled_with_partial_results(world: World) -> None:
+    sub = await world.accept("four.jsonl", request_lines(4))
+    await world.submitter.run_once()
+    await world.store.request_cancel(
+        sub.id, now=world.clock.now(), event=EventSpec("submission.cancel_requested", {})
+    )
+    await world.tracker.run_once()
+    (job,) = await world.jobs(sub.id)
+    world.provider.finish(job.provider_job_id or "", state=JobState.CANCELLED, only=2)
+    await run_all(world)
+    done = await world.store.get_submission(sub.id)
+    assert done is not None and done.outcome is Outcome.CANCELLED
+    results = read_jsonl(Path(done.results_dir or "") / "results.jsonl")
+    assert sum(r["status_code"] == 200 for r in results) == 2
+
+
+async def test_finishing_is_redone_after_a_crash(world: World) -> None:
+    sub = await world.accept("two.jsonl", request_lines(2))
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    world.provider.finish(job.provider_job_id or "")
+    await world.tracker.run_once()
+
+    class Crash(Exception):
+        pass
+
+    real_finish = world.store.finish_submission
+
+    async def crash(*args: Any, **kwargs: Any) -> Any:
+        raise Crash  # the process dies after writing results, before committing DONE
+
+    world.store.finish_submission = crash  # type: ignore[method-assign]
+    with contextlib.suppress(Crash):
+        await world.collector.run_once()
+    results = world.paths.done / "two"
+    assert (results / "input.jsonl").exists()
+    assert (await world.store.get_submission(sub.id)).state is SubmissionState.ACTIVE  # type: ignore[union-attr]
+
+    world.store.finish_submission = real_finish  # type: ignore[method-assign]
+    from batchd.collector import Collector
+
+    restarted = Collector(world.store, {"fake": world.provider}, work=world.work, clock=world.clock)
+    await restarted.run_once()  # start-up looks at every ACTIVE submission
+    done = await world.store.get_submission(sub.id)
+    assert done is not None and done.state is SubmissionState.DONE
+    assert [r["custom_id"] for r in read_jsonl(results / "results.jsonl")] == ["r0", "r1"]
+    assert (results / "input.jsonl").read_text() == request_lines(2)
+    assert (await world.events()).count("results.ready") == 1

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from batchd.intake import Sighting, is_complete
+from batchd.models import JobState, SubmissionState
+from tests.unit.loops.conftest import World, request_lines
+
+
+def test_completeness_rule() -> None:
+    old = 1_700_000_000 * 10**9
+    first = Sighting(10, old, 1, seen_at=1_700_000_100.0)
+    same = Sighting(10, old, 1, seen_at=1_700_000_101.0)
+    assert is_complete(None, first, now=1_700_000_100.0, min_age_s=2, renamed=True)
+    assert not is_complete(None, first, now=1_700_000_100.0, min_age_s=2, renamed=False)
+    assert is_complete(first, same, now=1_700_000_101.0, min_age_s=2, renamed=False)
+    grown = Sighting(11, old, 1, seen_at=1_700_000_101.0)
+    assert not is_complete(first, grown, now=1_700_000_101.0, min_age_s=2, renamed=False)
+    fresh = Sighting(10, int(1_700_000_100.5 * 1e9), 1, seen_at=1_700_000_101.0)
+    assert not is_complete(
+        Sighting(10, fresh.mtime_ns, 1, seen_at=1_700_000_100.0),
+        fresh,
+        now=1_700_000_101.0,
+        min_age_s=2,
+        renamed=False,
+    )
+    too_soon = Sighting(10, old, 1, seen_at=1_700_000_100.1)
+    assert not is_complete(first, too_soon, now=1_700_000_100.1, min_age_s=2, renamed=False)
+
+
+async def test_valid_file_is_claimed_split_and_accepted(tmp_path: Path) -> None:
+    world = World(tmp_path, max_requests=4)
+    sub = await world.accept("ten.jsonl", request_lines(10))
+    assert sub.state is SubmissionState.ACTIVE
+    jobs = await world.jobs(sub.id)
+    assert [(j.line_start, j.line_count) for j in jobs] == [(0, 4), (4, 4), (8, 2)]
+    assert all(j.state is JobState.NEW for j in jobs)
+    assert not list(world.paths.inbox.iterdir())
+    assert [p.name for p in world.paths.processing.iterdir()] == [
+        Path(sub.processing_path or "").name
+    ]
+    assert world.work.chunk(sub.id, 2).read_text().count("\n") == 2
+    assert await world.events() == ["submission.accepted"]
+
+
+async def test_invalid_file_goes_to_rejected_with_reasons(world: World) -> None:
+    content = request_lines(2) + "not json\n" + '{"custom_id": "r0", "body": {}}\n'
+    sub = await world.accept("bad.jsonl", content)
+    assert sub.state is SubmissionState.REJECTED
+    assert (world.paths.rejected / "bad.jsonl").read_text() == content
+    reason = (world.paths.rejected / "bad.reason.txt").read_text()
+    assert "line 3:" in reason
+    assert "line 4:" in reason
+    assert await world.events() == ["submission.rejected"]
+    assert not list(world.paths.processing.iterdir())
+
+
+async def test_symlink_fifo_and_hard_link_are_rejected(world: World, tmp_path: Path) -> None:
+    outside = tmp_path / "secret.jsonl"
+    outside.write_text(request_lines(1))
+    (world.paths.inbox / "link.jsonl").symlink_to(outside)
+    os.mkfifo(world.paths.inbox / "pipe.jsonl")
+    os.link(outside, world.paths.inbox / "hard.jsonl")
+    for _ in range(3):
+        await world.intake.run_once()
+        world.clock.advance(3)
+    subs = {s.name: s for s in await world.store.list_submissions()}
+    assert {n: s.state for n, s in subs.items()} == {
+        "link.jsonl": SubmissionState.REJECTED,
+        "pipe.jsonl": SubmissionState.REJECTED,
+        "hard.jsonl": SubmissionState.REJECTED,
+    }
+    assert "symbolic link" in (subs["link.jsonl"].reason or "")
+    assert "FIFO" in (subs["pipe.jsonl"].reason or "")
+    assert "hard link" in (subs["hard.jsonl"].reason or "")
+    assert (world.paths.rejected / "link.jsonl").is_symlink()
+    assert outside.read_text() == request_lines(1)  # the target was never touched
+
+
+async def test_dotfiles_and_part_files_are_ignored(world: World) -> None:
+    (world.paths.inbox / ".hidden.jsonl").write_text(request_lines(1))
+    (world.paths.inbox / "upload.jsonl.part").write_text(request_lines(1))
+    for _ in range(3):
+        await world.intake.run_once()
+        world.clock.advance(10)
+    assert await world.store.list_submissions() == []
+
+
+async def test_file_written_in_place_waits_for_stability(world: World) -> None:
+    target = world.paths.inbox / "slow.jsonl"
+    target.write_text(request_lines(1))
+    os.utime(target, (world.clock.now(), world.clock.now()))
+    await world.intake.run_once()  # first sighting: too young, seen once
+    assert await world.store.list_submissions() == []
+    world.clock.advance(1)
+    with target.open("a") as handle:  # the writer is still writing
+        handle.write(request_lines(2, prefix="x"))
+    os.utime(target, (world.clock.now(), world.clock.now()))
+    await world.intake.run_once()
+    world.clock.advance(1)
+    await world.intake.run_once()
+    assert await world.store.list_submissions() == []  # changed or too young so far
+    world.clock.advance(3)
+    await world.intake.run_once()
+    subs = await world.store.list_submissions()
+    assert [s.line_count for s in subs] == [3]
+
+
+async def test_same_content_twice_is_rejected_as_duplicate(world: World) -> None:
+    first = await world.accept("a.jsonl", request_lines(3))
+    second = await world.accept("b.jsonl", request_lines(3))
+    assert first.state is SubmissionState.ACTIVE
+    assert second.state is SubmissionState.REJECTED
+    assert first.id in (second.reason or "")
+
+
+async def test_restart_finishes_a_half_done_claim(world: World) -> None:
+    path = world.drop("half.jsonl", request_lines(2))
+    from batchd.store.base import NewSubmission
+
+    ino = path.stat().st_ino
+    sub = await world.store.begin_claim(
+        NewSubmission(
+            route="chat",
+            name="half.jsonl",
+            provider="fake",
+            endpoint="/v1/chat/completions",
+            model="m",
+            timeout_hours=24,
+            metadata={},
+            inbox_path=str(path),
+            processing_path=str(world.paths.processing / f"{ino}-half.jsonl"),
+            size_bytes=path.stat().st_size,
+            file_dev=0,
+            file_ino=ino,
+        ),
+        now=world.clock.now(),
+    )
+    # the process died here: the row is committed, the file is still in the inbox
+    await world.intake.run_once()
+    again = await world.store.get_submission(sub.id)
+    assert again is not None and again.state is SubmissionState.ACTIVE
+    assert len(await world.store.list_submissions()) == 1  # claimed once, not twice
