@@ -1,9 +1,8 @@
-"""Parse and validate one JSONL batch file, and split it into provider-sized chunks.
+"""Parse and validate one JSONL batch file (``batchd.chunks`` splits it into chunks).
 
-Pure apart from reading the file (streamed, one bounded line at a time) and writing chunks
-atomically. Whatever the bytes, parsing raises only ``IntakeRejected`` (never ``ValueError``,
-``RecursionError`` or ``UnicodeError``), carrying up to ``max_problems`` problems with their
-1-based line numbers.
+Pure apart from reading the file (streamed, one bounded line at a time). Whatever the bytes,
+parsing raises only ``IntakeRejected`` (never ``ValueError``, ``RecursionError`` or
+``UnicodeError``), carrying up to ``max_problems`` problems with their 1-based line numbers.
 
 Rules: strict UTF-8 (one leading BOM tolerated); no NUL bytes; blank lines skipped; each other
 line one JSON object ``{"custom_id"?, "body", "method"?, "url"?}`` with ``body`` an object, no
@@ -20,7 +19,6 @@ import contextlib
 import hashlib
 import json
 import os
-import sys
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,14 +26,12 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from batchd.errors import IntakeRejected, Problem
-from batchd.store.base import ChunkPlan
 
 BOM: Final = b"\xef\xbb\xbf"
 MAX_DEPTH: Final = 64
 MAX_CUSTOM_ID_CHARS: Final = 512
 ALLOWED_KEYS: Final = frozenset({"custom_id", "body", "method", "url"})
 _SKIP_CHUNK: Final = 64 * 1024
-_UNBOUNDED: Final = sys.maxsize // 2  # write_chunk re-reads lines the parse already bounded
 
 
 @dataclass(frozen=True)
@@ -59,13 +55,13 @@ class ParsedFile:
 
 
 @dataclass(frozen=True, slots=True)
-class _Line:
+class Line:
     number: int  # 1-based
     offset: int  # byte offset of the line in the file
     content: bytes | None  # without the line terminator; None: longer than the limit
 
 
-class _Bad(Exception):
+class BadLine(Exception):
     """One line is invalid; the message is the reason (it never echoes the line)."""
 
 
@@ -91,9 +87,9 @@ class _Counting:
         return data
 
 
-def _read_lines(
+def read_lines(
     handle: IO[bytes] | _Counting, max_line_bytes: int, *, number: int = 0, offset: int = 0
-) -> Iterator[_Line]:
+) -> Iterator[Line]:
     """Every physical line after line ``number`` (which ends at byte ``offset``), holding at
     most ``max_line_bytes + 5`` bytes at once. A BOM opening the file is dropped (and does not
     count towards the first line's length)."""
@@ -110,10 +106,10 @@ def _read_lines(
             raw = raw[len(BOM) :]
         if cut:
             offset += _skip_rest(handle)
-            yield _Line(number, start, None)
+            yield Line(number, start, None)
             continue
         content = raw.removesuffix(b"\n").removesuffix(b"\r")
-        yield _Line(number, start, content if len(content) <= max_line_bytes else None)
+        yield Line(number, start, content if len(content) <= max_line_bytes else None)
 
 
 def _skip_rest(handle: IO[bytes] | _Counting) -> int:
@@ -133,7 +129,7 @@ def _is_blank(content: bytes) -> bool:
 
 
 def _reject_constant(name: str) -> Any:
-    raise _Bad(f"{name} is not valid JSON")
+    raise BadLine(f"{name} is not valid JSON")
 
 
 def _depth_ok(value: object) -> bool:
@@ -150,23 +146,23 @@ def _depth_ok(value: object) -> bool:
 
 
 def _decode(content: bytes) -> Any:
-    """The JSON value of one line, or ``_Bad`` with a short reason (no input echoed)."""
+    """The JSON value of one line, or ``BadLine`` with a short reason (no input echoed)."""
     if b"\x00" in content:
-        raise _Bad("NUL byte in line")
+        raise BadLine("NUL byte in line")
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _Bad(f"invalid UTF-8 at byte {exc.start + 1} of the line") from None
+        raise BadLine(f"invalid UTF-8 at byte {exc.start + 1} of the line") from None
     try:
         value = json.loads(text, parse_constant=_reject_constant)
-    except _Bad:
+    except BadLine:
         raise
     except RecursionError:
-        raise _Bad(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+        raise BadLine(f"JSON nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:  # JSONDecodeError, and ints over 4300 digits (plain ValueError)
-        raise _Bad(f"invalid JSON: {_short(exc)}") from None
+        raise BadLine(f"invalid JSON: {_short(exc)}") from None
     if content.count(b"[") + content.count(b"{") > MAX_DEPTH and not _depth_ok(value):
-        raise _Bad(f"JSON nested deeper than {MAX_DEPTH} levels")
+        raise BadLine(f"JSON nested deeper than {MAX_DEPTH} levels")
     return value
 
 
@@ -179,25 +175,30 @@ def _short(exc: ValueError) -> str:
 def _request(value: Any, endpoint: str) -> tuple[str | None, dict[str, Any]]:
     """Check one decoded line; return its explicit custom_id (or None) and its body."""
     if not isinstance(value, dict):
-        raise _Bad("not a JSON object")
+        raise BadLine("not a JSON object")
     unknown = sorted(set(value) - ALLOWED_KEYS)
     if unknown:
         names = ", ".join(repr(k[:40]) for k in unknown[:5])
-        raise _Bad(f"unknown key(s) {names}; allowed: body, custom_id, method, url")
+        raise BadLine(f"unknown key(s) {names}; allowed: body, custom_id, method, url")
     if "body" not in value:
-        raise _Bad("missing body")
+        raise BadLine("missing body")
     if not isinstance(value["body"], dict):
-        raise _Bad("body must be a JSON object")
+        raise BadLine("body must be a JSON object")
     if "method" in value and value["method"] != "POST":
-        raise _Bad('method must be "POST"')
+        raise BadLine('method must be "POST"')
     if "url" in value and value["url"] != endpoint:
-        raise _Bad(f"url must be the route's endpoint {endpoint}")
+        raise BadLine(f"url must be the route's endpoint {endpoint}")
     custom_id = value.get("custom_id")
     if custom_id is not None and not (
         isinstance(custom_id, str) and 0 < len(custom_id) <= MAX_CUSTOM_ID_CHARS
     ):
-        raise _Bad(f"custom_id must be a string of 1 to {MAX_CUSTOM_ID_CHARS} characters")
+        raise BadLine(f"custom_id must be a string of 1 to {MAX_CUSTOM_ID_CHARS} characters")
     return custom_id, value["body"]
+
+
+def parse_request(content: bytes, endpoint: str) -> tuple[str | None, dict[str, Any]]:
+    """One line's explicit custom_id (or None) and body; ``BadLine`` says why it is invalid."""
+    return _request(_decode(content), endpoint)
 
 
 def normalized_line(custom_id: str, body: object) -> bytes:
@@ -257,7 +258,7 @@ class _Scan:
         self.problem(0, f"file larger than {self.limits.max_file_bytes} bytes")
         raise _Stop
 
-    def line(self, line: _Line) -> None:
+    def line(self, line: Line) -> None:
         if line.content is None:
             self.problem(line.number, f"line longer than {self.limits.max_line_bytes} bytes")
             return
@@ -267,14 +268,14 @@ class _Scan:
             self.problem(line.number, f"more than {self.limits.max_lines} requests")
             raise _Stop
         try:
-            custom_id, body = _request(_decode(line.content), self.endpoint)
+            custom_id, body = parse_request(line.content, self.endpoint)
             size = len(normalized_line(custom_id or custom_id_for_line(line.number), body))
-        except (_Bad, ValueError) as exc:  # ValueError: normalized_line (NaN/inf, surrogates)
+        except (BadLine, ValueError) as exc:  # ValueError: normalized_line (NaN/inf, surrogates)
             self.problem(line.number, str(exc))
             return
         self.request(line, custom_id, size)
 
-    def request(self, line: _Line, custom_id: str | None, size: int) -> None:
+    def request(self, line: Line, custom_id: str | None, size: int) -> None:
         if custom_id is not None:
             first = self.first_line.setdefault(custom_id, line.number)
             if first != line.number:
@@ -309,7 +310,7 @@ def parse_batch_file(path: Path, *, endpoint: str, limits: FileLimits) -> Parsed
         with contextlib.suppress(_Stop):
             if os.fstat(handle.fileno()).st_size > limits.max_file_bytes:
                 scan.too_large()
-            for line in _read_lines(reader, limits.max_line_bytes):
+            for line in read_lines(reader, limits.max_line_bytes):
                 if reader.count > limits.max_file_bytes:
                     scan.too_large()
                 scan.line(line)
@@ -336,110 +337,3 @@ def format_reason(exc: IntakeRejected, name: str) -> str:
     more = f" (scanning stopped after the first {count})" if exc.truncated else ""
     head = f"{name}: rejected, {count} problem{'' if count == 1 else 's'}{more}"
     return "\n".join([head, *(str(problem) for problem in exc.problems)]) + "\n"
-
-
-# ------------------------------------------------------------------------------ chunks
-
-
-def plan_chunks(
-    normalized_sizes: Sequence[int],
-    *,
-    max_requests: int,
-    max_bytes: int,
-    line_numbers: Sequence[int] | None = None,
-) -> list[ChunkPlan]:
-    """Contiguous chunks in input order, each within both limits, as few as possible (greedy
-    is optimal here). A request larger than ``max_bytes`` on its own is ``IntakeRejected``
-    (line numbers from ``line_numbers``, else the request's 1-based position)."""
-    if max_requests < 1 or max_bytes < 1:
-        raise ValueError("max_requests and max_bytes must be positive")
-    lines = line_numbers if line_numbers is not None else range(1, len(normalized_sizes) + 1)
-    oversized = [
-        Problem(lines[i], f"request of {size} bytes exceeds the provider's {max_bytes} per job")
-        for i, size in enumerate(normalized_sizes)
-        if size > max_bytes
-    ]
-    if oversized:
-        raise IntakeRejected(oversized[:50], truncated=len(oversized) > 50)
-    chunks: list[ChunkPlan] = []
-    start = count = total = 0
-    for i, size in enumerate(normalized_sizes):
-        if count and (count >= max_requests or total + size > max_bytes):
-            chunks.append(ChunkPlan(len(chunks), start, count, total))
-            start, count, total = i, 0, 0
-        count += 1
-        total += size
-    if count:
-        chunks.append(ChunkPlan(len(chunks), start, count, total))
-    return chunks
-
-
-def write_chunk(
-    path: Path, parsed: ParsedFile, chunk: ChunkPlan, dest: Path, *, endpoint: str
-) -> int:
-    """Write the chunk's requests to ``dest`` as normalized Mistral lines (OpenAI ``method`` and
-    ``url`` dropped, assigned ids filled in), atomically: a 0600 temp file, fsync, rename, fsync
-    of the folder. Same input, same bytes. Returns the byte count. ``IntakeRejected`` if the
-    file no longer matches ``parsed``."""
-    temp = dest.with_name(f".{dest.name}.part")
-    temp.unlink(missing_ok=True)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            written = 0
-            for data in _chunk_lines(path, parsed, chunk, endpoint):
-                out.write(data)
-                written += len(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, dest)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(dest.parent)
-    return written
-
-
-def _chunk_lines(
-    path: Path, parsed: ParsedFile, chunk: ChunkPlan, endpoint: str
-) -> Iterator[bytes]:
-    index, end = chunk.line_start, chunk.line_start + chunk.line_count
-    with path.open("rb") as handle:
-        number = offset = 0
-        if len(parsed.byte_offsets) == parsed.request_count and index < end:
-            number, offset = parsed.line_numbers[index] - 1, parsed.byte_offsets[index]
-            handle.seek(offset)
-        for line in _read_lines(handle, _UNBOUNDED, number=number, offset=offset):
-            if index >= end:
-                return
-            if line.number == parsed.line_numbers[index]:
-                yield _rebuild(line, parsed, index, endpoint)
-                index += 1
-    if index < end:
-        raise _changed(0)
-
-
-def _rebuild(line: _Line, parsed: ParsedFile, index: int, endpoint: str) -> bytes:
-    """One request's normalized line, checked against what the parse recorded."""
-    try:
-        custom_id, body = _request(_decode(line.content or b""), endpoint)
-        data = normalized_line(parsed.custom_ids[index], body)
-    except (_Bad, ValueError):
-        raise _changed(line.number) from None
-    if custom_id not in (None, parsed.custom_ids[index]):
-        raise _changed(line.number)
-    if len(data) != parsed.normalized_sizes[index]:
-        raise _changed(line.number)
-    return data
-
-
-def _changed(line: int) -> IntakeRejected:
-    return IntakeRejected([Problem(line, "the file changed after it was validated")])
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

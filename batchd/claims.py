@@ -22,14 +22,8 @@ from typing import Protocol
 
 import structlog
 
-from batchd.batchfile import (
-    FileLimits,
-    ParsedFile,
-    format_reason,
-    parse_batch_file,
-    plan_chunks,
-    write_chunk,
-)
+from batchd.batchfile import FileLimits, ParsedFile, format_reason, parse_batch_file
+from batchd.chunks import plan_chunks, write_chunk
 from batchd.clock import Clock
 from batchd.errors import IntakeRejected, Problem
 from batchd.models import Submission, SubmissionState

@@ -1,21 +1,15 @@
-"""The configuration: a TOML file, then ``BATCHD_*`` environment overrides, then secrets.
+"""The configuration models: ``Settings`` and its sections, validated once, plus secrets.
 
-``load_settings`` reads ``--config`` / ``$BATCHD_CONFIG`` / ``/etc/batchd/batchd.toml`` (if it
-exists; otherwise built-in defaults), applies ``BATCHD_<SECTION>__<KEY>`` overrides for the
-scalar keys of ``[daemon]``, ``[intake]``, ``[submit]``, ``[track]`` and ``[collect]``, and
-validates everything once. Secrets (provider API keys, webhook signing secrets) are not in the
-file: they are resolved by ``provider_settings()`` / ``webhook_endpoints()`` from
-``$CREDENTIALS_DIRECTORY``, a 0600 file or an environment variable (``batchd.credentials``).
-No other module reads the environment or configuration files.
-
-Errors are ``ConfigError``: one line per problem, ``<file or variable>: <dotted key>: <problem>``.
+``batchd.config_load`` builds a ``Settings`` from the TOML file and the ``BATCHD_*`` environment
+overrides (``load_settings`` here is its entry point). Secrets (provider API keys, webhook signing
+secrets) are not in the file: they are resolved by ``provider_settings()`` /
+``webhook_endpoints()`` from ``$CREDENTIALS_DIRECTORY``, a 0600 file or an environment variable
+(``batchd.credentials``).
 """
 
 from __future__ import annotations
 
-import difflib
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Final, Literal, get_args
@@ -25,7 +19,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -36,9 +29,6 @@ from batchd.errors import ConfigError, WebhookError
 from batchd.providers.base import ProviderLimits, ProviderSettings
 from batchd.webhooks.endpoint import WebhookEndpoint
 
-DEFAULT_CONFIG_PATH = Path("/etc/batchd/batchd.toml")
-ENV_CONFIG: Final = "BATCHD_CONFIG"
-ENV_PREFIX: Final = "BATCHD_"
 MiB: Final = 1024 * 1024
 Endpoint = Literal[
     "/v1/chat/completions",
@@ -285,10 +275,14 @@ class Settings(_Model):
     @model_validator(mode="before")
     @classmethod
     def _defaults(cls, data: Any) -> Any:
+        from batchd.config_load import fill_defaults
+
         return fill_defaults(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
+        from batchd.config_load import cross_problems
+
         problems = cross_problems(self)
         if problems:
             raise ValueError("\n".join(problems))
@@ -337,9 +331,15 @@ class Settings(_Model):
         names |= {hook.secret_env for hook in self.webhooks}
         return {n for n in names if n}
 
+    def capture_secret_sources(self, environ: Mapping[str, str]) -> SecretSources:
+        """Read the secret variables from ``environ`` now (at load) rather than from
+        ``os.environ`` at first use."""
+        self._secrets = SecretSources.capture(environ, self.secret_env_names())
+        return self._secrets
+
     def _sources(self) -> SecretSources:
         if self._secrets is None:
-            self._secrets = SecretSources.capture(os.environ, self.secret_env_names())
+            return self.capture_secret_sources(os.environ)
         return self._secrets
 
 
@@ -356,205 +356,14 @@ _NOT_RUNTIME: Final = {
 
 
 # ------------------------------------------------------------------------------ loading
+# batchd.config_load imports this module's models, so this module imports it lazily (here and in
+# Settings' validators): the module-level import graph stays one-way.
 
 
 def load_settings(
     path: Path | None = None, *, environ: Mapping[str, str] | None = None
 ) -> Settings:
-    """Read, override and validate the configuration (see the module docstring)."""
-    env = os.environ if environ is None else environ
-    chosen = choose_path(path, env)
-    data = read_toml(chosen) if chosen is not None else {}
-    where = str(chosen) if chosen is not None else "built-in configuration"
-    origins = apply_env(data, env)
-    daemon = data.setdefault("daemon", {})
-    if isinstance(daemon, dict) and "data_dir" not in daemon:
-        daemon["data_dir"] = str(default_data_dir(env))
-    data["source"] = chosen
-    try:
-        settings = Settings.model_validate(data)
-    except ValidationError as exc:
-        # not chained: pydantic's text echoes input values, and a pasted key must not leak
-        raise ConfigError(format_errors(exc, where, origins)) from None
-    settings._secrets = SecretSources.capture(env, settings.secret_env_names())
-    return settings
+    """Read, override and validate the configuration (``batchd.config_load.load_settings``)."""
+    from batchd.config_load import load_settings as load
 
-
-def choose_path(path: Path | None, environ: Mapping[str, str]) -> Path | None:
-    """An explicit path (argument or ``$BATCHD_CONFIG``) must exist; the default may not."""
-    if path is not None:
-        return path
-    if environ.get(ENV_CONFIG):
-        return Path(environ[ENV_CONFIG])
-    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
-
-
-def env_var(section: str, key: str) -> str:
-    """The one environment variable of a scalar key: ``BATCHD_<SECTION>__<KEY>``."""
-    return f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
-
-
-def env_vars() -> dict[str, str]:
-    """Every override variable and the dotted key it sets (for ``--help`` and the README)."""
-    return {
-        env_var(section, key): f"{section}.{key}"
-        for section, model in SECTIONS.items()
-        for key in model.model_fields
-    }
-
-
-def closest(word: str, choices: list[str] | dict[str, Any]) -> str:
-    """A cheap "did you mean" suffix ("" when nothing is close)."""
-    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {match[0]!r}?" if match else ""
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: configuration file not found") from exc
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    except ValueError as exc:
-        raise ConfigError(f"{path}: not valid UTF-8") from exc
-    if "source" in data:
-        raise ConfigError(f"{path}: source: unknown key")
-    return data
-
-
-def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[str, str], str]:
-    """Copy ``BATCHD_<SECTION>__<KEY>`` values into ``data``; return key -> variable."""
-    known = env_vars()
-    origins: dict[tuple[str, str], str] = {}
-    problems: list[str] = []
-    for var in sorted(environ):
-        if not var.startswith(ENV_PREFIX) or "__" not in var:
-            continue
-        if var not in known:
-            problems.append(f"{var}: unknown setting{closest(var, known)}")
-            continue
-        section, key = known[var].split(".")
-        target = data.setdefault(section, {})
-        if isinstance(target, dict):
-            target[key] = environ[var]
-            origins[(section, key)] = var
-    if problems:
-        raise ConfigError("\n".join(problems))
-    return origins
-
-
-def fill_defaults(data: dict[str, Any]) -> dict[str, Any]:
-    """The embedded ``emulator`` provider, the default route, relative spools anchored."""
-    data = dict(data)
-    providers = data.get("providers", {})
-    if isinstance(providers, dict) and "emulator" not in providers:
-        data["providers"] = {"emulator": {"kind": "emulator"}, **providers}
-    data_dir = _raw_data_dir(data.get("daemon"))
-    routes = data.get("routes")
-    if not routes:
-        data["routes"] = [{"name": "default", "spool": data_dir / "spool", "provider": "emulator"}]
-    elif isinstance(routes, list):
-        data["routes"] = [_anchor_spool(route, data_dir) for route in routes]
-    return data
-
-
-def _raw_data_dir(daemon: object) -> Path:
-    if isinstance(daemon, DaemonSettings):
-        return daemon.data_dir
-    raw = daemon.get("data_dir") if isinstance(daemon, dict) else None
-    if isinstance(raw, str | Path) and str(raw):
-        return Path(raw).expanduser().absolute()
-    return default_data_dir(os.environ)
-
-
-def _anchor_spool(route: object, data_dir: Path) -> object:
-    if isinstance(route, dict) and isinstance(route.get("spool"), str):
-        spool = Path(route["spool"]).expanduser()
-        if not spool.is_absolute():
-            return {**route, "spool": data_dir / spool}
-    return route
-
-
-def cross_problems(settings: Settings) -> list[str]:
-    """Checks across sections: unique names, known providers, spools that do not overlap."""
-    problems = _duplicates("routes", [r.name for r in settings.routes])
-    problems += _duplicates("webhooks", [w.name for w in settings.webhooks])
-    for i, route in enumerate(settings.routes):
-        if route.provider not in settings.providers:
-            hint = closest(route.provider, settings.providers)
-            problems.append(f"routes[{i}].provider: no provider named {route.provider!r}{hint}")
-    spools = [r.spool for r in settings.routes]
-    for j, later in enumerate(spools):
-        for i, earlier in enumerate(spools[:j]):
-            if later == earlier or earlier in later.parents or later in earlier.parents:
-                problems.append(f"routes[{j}].spool: overlaps routes[{i}].spool ({earlier})")
-    return problems
-
-
-def _duplicates(section: str, names: list[str]) -> list[str]:
-    first: dict[str, int] = {}
-    problems = []
-    for i, name in enumerate(names):
-        if name in first:
-            problems.append(
-                f"{section}[{i}].name: {name!r} is already used by {section}[{first[name]}]"
-            )
-        first.setdefault(name, i)
-    return problems
-
-
-_SECRET_KEYS: Final = {"api_key", "apikey", "key", "secret", "token", "password", "signing_secret"}
-_ITEM_MODELS: Final[dict[str, type[_Model]]] = {
-    "providers": ProviderConfig,
-    "routes": RouteConfig,
-    "webhooks": WebhookConfig,
-}
-
-
-def format_errors(exc: ValidationError, where: str, origins: Mapping[tuple[str, str], str]) -> str:
-    """One line per problem: ``<file or variable>: <dotted key>: <problem>``."""
-    lines = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
-        source = origins.get((str(loc[0]), str(loc[1])), where) if len(loc) >= 2 else where
-        prefix = f"{source}: {dotted(loc)}: " if loc else f"{source}: "
-        text = _message(err["type"], err["msg"], err.get("input"), loc)
-        lines += [prefix + line for line in text.splitlines()]
-    return "\n".join(lines)
-
-
-def dotted(loc: tuple[int | str, ...]) -> str:
-    """``("routes", 1, "timeout_hours")`` -> ``routes[1].timeout_hours``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part != "[key]":
-            out += f".{part}" if out else part
-    return out
-
-
-def _message(kind: str, msg: str, value: object, loc: tuple[int | str, ...]) -> str:
-    if kind == "extra_forbidden":
-        name = str(loc[-1])
-        if name.lower().replace("-", "_") in _SECRET_KEYS:
-            return "unknown key; secrets do not belong here (name a credential, file or variable)"
-        return "unknown key" + closest(name, _fields_at(loc[:-1]))
-    msg = msg.removeprefix("Value error, ")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        msg += f" (got {value!r})"
-    return msg
-
-
-def _fields_at(parent: tuple[int | str, ...]) -> list[str]:
-    """The keys allowed where an unknown key was found (for "did you mean")."""
-    if not parent:
-        return [name for name in Settings.model_fields if name != "source"]
-    model = SECTIONS.get(str(parent[0])) if len(parent) == 1 else None
-    if len(parent) == 2:
-        model = _ITEM_MODELS.get(str(parent[0]))
-    return list(model.model_fields) if model is not None else []
+    return load(path, environ=environ)

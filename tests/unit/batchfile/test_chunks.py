@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchd.batchfile import FileLimits, ParsedFile, parse_batch_file, plan_chunks, write_chunk
+from batchd.batchfile import FileLimits, ParsedFile, parse_batch_file
+from batchd.chunks import plan_chunks, write_chunk
 from batchd.errors import IntakeRejected
 from batchd.store.base import ChunkPlan
 

@@ -12,12 +12,12 @@ from batchd.batchfile import (
     MAX_DEPTH,
     FileLimits,
     ParsedFile,
-    _read_lines,
     assign_custom_id,
     custom_id_for_line,
     format_reason,
     normalized_line,
     parse_batch_file,
+    read_lines,
 )
 from batchd.errors import IntakeRejected, Problem
 
@@ -218,7 +218,7 @@ def test_lines_are_read_with_a_bounded_buffer() -> None:
             return chunk
 
     handle = Recorder(b"x" * 1_000_000 + b"\n" + b"{}\n")
-    lines = list(_read_lines(handle, 1000))  # type: ignore[arg-type]
+    lines = list(read_lines(handle, 1000))  # type: ignore[arg-type]
     assert [(line.number, line.content) for line in lines] == [(1, None), (2, b"{}")]
     assert max(handle.sizes) <= 64 * 1024
     assert handle.sizes[0] == 1000 + 5  # the first line may carry a BOM

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from batchd.batchfile import FileLimits, ParsedFile, parse_batch_file, plan_chunks, write_chunk
+from batchd.batchfile import FileLimits, ParsedFile, parse_batch_file
+from batchd.chunks import plan_chunks, write_chunk
 from batchd.errors import IntakeRejected
 
 CHAT = "/v1/chat/completions"

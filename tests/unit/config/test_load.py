@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from batchd import config
+from batchd import config_load
 from batchd.config import (
     ENDPOINTS,
     CollectSettings,
@@ -18,10 +18,9 @@ from batchd.config import (
     Settings,
     SubmitSettings,
     TrackSettings,
-    env_var,
-    env_vars,
     load_settings,
 )
+from batchd.config_load import env_var, env_vars
 from batchd.errors import ConfigError
 
 from .helpers import env, error_text, load, problems, write
@@ -64,7 +63,7 @@ def test_default_path_is_used_when_it_exists(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = write(tmp_path, '[daemon]\nlog_level = "debug"\n')
-    monkeypatch.setattr(config, "DEFAULT_CONFIG_PATH", path)
+    monkeypatch.setattr(config_load, "DEFAULT_CONFIG_PATH", path)
     settings = load_settings(environ=env(tmp_path))
     assert (settings.source, settings.daemon.log_level) == (path, "debug")
 
