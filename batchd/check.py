@@ -28,12 +28,18 @@ async def run_checks(config_path: Path | None) -> int:
         _say(False, f"configuration: {exc}")
         return 3
     _say(True, f"configuration {settings.source or '(built-in defaults)'}")
+    database = settings.daemon.database_path
+    if not database.exists():
+        # Before the first `batchd run`: nothing to check, and nothing to create here (a check
+        # run as another user must not leave a database that the daemon cannot write).
+        _say(True, f"database {database} (not created yet: batchd run creates it)")
+        return await _check_providers(settings)
     try:
-        await _check_store(settings.daemon.database_path)
+        await _check_store(database)
     except StoreError as exc:
         _say(False, f"database: {exc}")
         return 3
-    _say(True, f"database {settings.daemon.database_path}")
+    _say(True, f"database {database}")
     return await _check_providers(settings)
 
 
@@ -70,5 +76,10 @@ async def _check_providers(settings: object) -> int:
                 _say(False, f"provider {name}: {exc}")
                 failed += 1
                 continue
-            _say(True, f"provider {name} ({provider_settings.base_url}): {page.total} jobs")
+            where = (
+                "in-process emulator"
+                if provider_settings.kind == "emulator"
+                else provider_settings.base_url
+            )
+            _say(True, f"provider {name} ({where}): {page.total} jobs")
     return 1 if failed else 0

@@ -78,7 +78,7 @@ class DaemonSettings(_Model):
     data_dir: Path = Field(default_factory=lambda: default_data_dir(os.environ))
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
-    shutdown_grace_s: Seconds = 10.0
+    shutdown_grace_s: Seconds = 5.0
     heartbeat_stale_s: Seconds = 60.0
 
     @field_validator("log_level", "log_format", mode="before")

@@ -20,7 +20,7 @@ import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import aiohttp
 import structlog
@@ -345,7 +345,10 @@ class Daemon:
             {stopper, *rt.tasks.values()}, return_when=asyncio.FIRST_COMPLETED
         )
         stopper.cancel()
-        dead = [t for t in done if t is not stopper]
+        # A loop that returned because the stop was requested finished in the same turn as
+        # ``stopper`` (both wait on the event): that is a clean stop, not a dead loop.
+        stopping = self._stop.is_set()
+        dead = [t for t in done if t is not stopper and not (stopping and _returned(t))]
         for task in dead:
             error = task.exception() if not task.cancelled() else None
             log.error("daemon.loop_died", loop=task.get_name(), error=repr(error))
@@ -449,3 +452,8 @@ class Daemon:
             loop.set_providers(providers)
         rt.intake.set_routes(new.routes)
         rt.notifier.set_endpoints(new.webhook_endpoints())
+
+
+def _returned(task: asyncio.Task[Any]) -> bool:
+    """The task ended by returning (not cancelled, no exception)."""
+    return not task.cancelled() and task.exception() is None

@@ -119,6 +119,10 @@ class Database:
             raise StoreError(f"{self.path}: reader sees journal_mode {mode!r}, expected 'wal'")
 
     async def _connect(self) -> aiosqlite.Connection:
+        if not self.path.parent.is_dir():
+            # Checked here because a failed aiosqlite.connect leaves its worker thread to
+            # report to an event loop that may be closed by then (a traceback on stderr).
+            raise StoreError(f"cannot open the database {self.path}: its folder does not exist")
         try:
             conn = await aiosqlite.connect(
                 self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
