@@ -26,6 +26,7 @@ import structlog
 from batchd.clock import Clock
 from batchd.errors import NotFound, ProviderError, StaleState
 from batchd.models import (
+    SUBMISSION_OPEN,
     TERMINAL,
     Job,
     JobState,
@@ -208,6 +209,7 @@ class Collector:
             active = await self._store.list_submissions(states=[SubmissionState.ACTIVE])
             touched |= {s.id for s in active}
             self._to_check = set()
+            await self._remove_finished_work()
         touched |= self._to_check
         self._to_check = set()
         finished = 0
@@ -220,6 +222,15 @@ class Collector:
                 await self._finish(sub, jobs)
                 finished += 1
         return finished
+
+    async def _remove_finished_work(self) -> None:
+        """Work folders of finished submissions: a crash came between the commit and the
+        removal (start-up only)."""
+        for submission_id in self._work.submission_ids():
+            sub = await self._store.get_submission(submission_id)
+            if sub is not None and sub.state not in SUBMISSION_OPEN:
+                self._work.remove(submission_id)
+                log.info("collect.work_removed", submission_id=submission_id)
 
     def recheck(self, submission_id: str) -> None:
         """Ask the next pass to look at a submission (for example after a cancel)."""

@@ -21,7 +21,7 @@ import structlog
 from batchd.claims import Claimer, RouteLike
 from batchd.clock import Clock
 from batchd.models import SubmissionState
-from batchd.spool import SpoolPaths, is_ignored
+from batchd.spool import SpoolPaths, is_ignored, remove_stale_temp_files
 from batchd.store.base import JobStore
 from batchd.watch import InboxWatcher
 
@@ -100,7 +100,10 @@ class Intake:
 
     def start(self) -> None:
         for route in self._routes.values():
-            SpoolPaths(route.spool).ensure()
+            paths = SpoolPaths(route.spool)
+            paths.ensure()
+            # A reason file whose writer was killed: it is written again when the file is.
+            remove_stale_temp_files(paths.rejected)
         if self._use_inotify:
             self._watcher.start(SpoolPaths(r.spool).inbox for r in self._routes.values())
 

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 from batchd.errors import ProviderError
 from batchd.models import Job, ResultState
 from batchd.providers.base import ResultLine
-from batchd.spool import atomic_writer
+from batchd.spool import atomic_writer, remove_stale_temp_files
 
 ParseLine = Callable[[bytes], ResultLine]
 
@@ -245,8 +245,10 @@ def _read_line(
 
 
 def write_results(directory: Path, jobs: Sequence[JobFiles], parse: ParseLine) -> Tally:
-    """Write results.jsonl and errors.jsonl atomically into ``directory``."""
+    """Write results.jsonl and errors.jsonl atomically into ``directory``. Temp files left
+    there by a writer that was killed (these or summary.json's) are removed first."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    remove_stale_temp_files(directory)
     with (
         atomic_writer(directory / "results.jsonl") as results,
         atomic_writer(directory / "errors.jsonl") as errors,

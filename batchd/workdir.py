@@ -26,3 +26,9 @@ class WorkDir:
 
     def remove(self, submission_id: str) -> None:
         shutil.rmtree(self.submission(submission_id), ignore_errors=True)
+
+    def submission_ids(self) -> list[str]:
+        """The submissions that have a work folder (sorted)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
