@@ -133,7 +133,7 @@ async def run_demo(directory: Path, *, speed: float, timeout_s: float) -> int:
         for path, route in sample_files(directory / "samples"):
             target = submit_file(settings, path, route=route)
             console.print(f"  dropped {path.name} into {target.parent}")
-        finished = await _follow(daemon, console, expected=3, timeout_s=timeout_s)
+        finished = await _follow(daemon, task, console, expected=3, timeout_s=timeout_s)
     finally:
         daemon.request_stop()
         code = await task
@@ -143,19 +143,29 @@ async def run_demo(directory: Path, *, speed: float, timeout_s: float) -> int:
 
 
 async def _follow(
-    daemon: Daemon, console: Console, *, expected: int, timeout_s: float
+    daemon: Daemon,
+    task: asyncio.Task[int],
+    console: Console,
+    *,
+    expected: int,
+    timeout_s: float,
 ) -> list[Submission]:
+    """Show progress until ``expected`` submissions are done, the daemon stops, or time runs
+    out. The store is only read while the daemon (which owns it) is running."""
     assert daemon.runtime is not None
     store = daemon.runtime.store
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     with Live(await frame(store), console=console, refresh_per_second=4, transient=True) as live:
-        while loop.time() < deadline:
+        while loop.time() < deadline and not task.done():
             done = await store.list_submissions(states=[SubmissionState.DONE])
             if len(done) >= expected:
                 return done
             await asyncio.sleep(0.25)
             live.update(await frame(store))
+    if task.done():
+        console.print("[red]the daemon stopped early; see the log[/red]")
+        return []
     console.print(f"[red]timed out after {timeout_s:g} s[/red]")
     return await store.list_submissions(states=[SubmissionState.DONE])
 
