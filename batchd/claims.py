@@ -80,6 +80,11 @@ class Claimer:
         self._clock = clock
         self._reject_duplicates = reject_duplicates
 
+    def configure(self, limits: FileLimits, *, reject_duplicates: bool) -> None:
+        """Apply reloaded intake settings to the files claimed from now on."""
+        self._limits = limits
+        self._reject_duplicates = reject_duplicates
+
     # ------------------------------------------------------------------ steps 1-2
     async def claim(self, route: RouteLike, name: str) -> Submission | None:
         paths = SpoolPaths(route.spool)

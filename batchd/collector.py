@@ -25,6 +25,7 @@ import structlog
 
 from batchd.clock import Clock
 from batchd.errors import NotFound, ProviderError, StaleState
+from batchd.loops import gather_bounded
 from batchd.models import (
     SUBMISSION_OPEN,
     TERMINAL,
@@ -78,6 +79,9 @@ class Collector:
         self._to_check: set[str] | None = None  # None: check every ACTIVE submission (start-up)
         self._wake = asyncio.Event()
 
+    def set_policy(self, policy: CollectPolicy) -> None:
+        self._policy = policy
+
     def set_providers(self, providers: Mapping[str, BatchProvider]) -> None:
         self._providers = dict(providers)
 
@@ -88,13 +92,7 @@ class Collector:
     async def run_once(self) -> int:
         now = self._clock.now()
         jobs = await self._store.list_jobs(result_pending=True, due_before=now, limit=100)
-        limit = asyncio.Semaphore(self._policy.concurrency)
-
-        async def bounded(job: Job) -> None:
-            async with limit:
-                await self._collect(job)
-
-        await asyncio.gather(*(bounded(j) for j in jobs))
+        await gather_bounded(jobs, self._collect, limit=self._policy.concurrency)
         return len(jobs) + await self._finish_ready({j.submission_id for j in jobs})
 
     async def wait(self) -> None:

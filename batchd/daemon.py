@@ -13,138 +13,44 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
-import secrets
 import signal
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import aiohttp
 import structlog
 
-from batchd.batchfile import FileLimits
-from batchd.claims import Claimer
 from batchd.clock import Clock, SystemClock
-from batchd.collector import Collector, CollectPolicy
 from batchd.config import Settings, load_settings
 from batchd.errors import ConfigError
-from batchd.health import ProviderGate
-from batchd.intake import Intake
 from batchd.log import configure_logging
-from batchd.loops import DEFAULT_MAX_PASS_S, Loop, run_loop
+from batchd.loops import DEFAULT_MAX_PASS_S, run_loop
 from batchd.models import ACTIVE, LOCAL
-from batchd.notifier import Notifier
-from batchd.providers.base import BatchProvider, ProviderLimits
+from batchd.providers.base import BatchProvider
 from batchd.providers.registry import open_provider
-from batchd.spool import write_atomic
 from batchd.store.sqlite import SqliteJobStore
-from batchd.submitter import SubmitPolicy, Submitter
 from batchd.systemd import (
-    Heartbeats,
     SystemdNotifier,
     format_status,
     watchdog_interval_s,
     watchdog_loop,
 )
-from batchd.tracker import Tracker, TrackPolicy
-from batchd.workdir import WorkDir
+from batchd.wiring import (
+    Runtime,
+    apply_settings,
+    build_runtime,
+    data_dir_lock,
+    instance_id,
+    provider_names,
+)
 
 log = structlog.get_logger(__name__)
 
 EXIT_OK = 0
 EXIT_LOOP_DIED = 1
 STATUS_INTERVAL_S = 5.0
-
-
-@contextlib.contextmanager
-def data_dir_lock(data_dir: Path) -> Iterator[IO[str]]:
-    """One daemon per data folder: an exclusive ``flock`` (released by the kernel on death)."""
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    handle = (data_dir / "batchd.lock").open("a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as exc:
-        handle.close()
-        raise ConfigError(f"{data_dir}: another batchd is already running here") from exc
-    try:
-        yield handle
-    finally:
-        handle.close()
-
-
-def instance_id(data_dir: Path) -> str:
-    """A stable id for this installation, tagged on every provider job (``batchd=<id>``)."""
-    path = data_dir / "instance-id"
-    if path.exists():
-        return path.read_text().strip()
-    value = f"bd{secrets.token_hex(8)}"
-    write_atomic(path, value.encode())
-    return value
-
-
-def provider_names(settings: Settings, open_job_providers: set[str]) -> list[str]:
-    """Providers to open: those the routes use, plus any with jobs still open in the store."""
-    return sorted({r.provider for r in settings.routes} | open_job_providers)
-
-
-@dataclass
-class Policies:
-    submit: SubmitPolicy
-    track: TrackPolicy
-    collect: CollectPolicy
-    file_limits: FileLimits
-
-    @classmethod
-    def from_settings(cls, settings: Settings, requests_per_second: float) -> Policies:
-        s, t, c, i = settings.submit, settings.track, settings.collect, settings.intake
-        return cls(
-            submit=SubmitPolicy(
-                concurrency=s.concurrency,
-                retry_base_s=s.retry_base_s,
-                retry_max_s=s.retry_max_s,
-                reconcile_delay_s=s.reconcile_delay_s,
-            ),
-            track=TrackPolicy(
-                concurrency=t.concurrency,
-                poll_initial_s=t.poll_initial_s,
-                poll_max_s=t.poll_max_s,
-                list_threshold=t.list_threshold,
-                rate_limit_slowdown_s=t.rate_limit_slowdown_s,
-                requests_per_second=requests_per_second,
-            ),
-            collect=CollectPolicy(
-                concurrency=c.concurrency, retry_base_s=c.retry_base_s, retry_max_s=c.retry_max_s
-            ),
-            file_limits=FileLimits(
-                max_file_bytes=i.max_file_bytes,
-                max_line_bytes=i.max_line_bytes,
-                max_lines=i.max_lines,
-            ),
-        )
-
-
-@dataclass
-class Runtime:
-    """Everything built at start-up, kept for reloads and shutdown."""
-
-    store: SqliteJobStore
-    providers: dict[str, BatchProvider]
-    limits: dict[str, ProviderLimits]
-    intake: Intake
-    submitter: Submitter
-    tracker: Tracker
-    collector: Collector
-    notifier: Notifier
-    gate: ProviderGate
-    heartbeats: Heartbeats
-    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-
-    @property
-    def loops(self) -> list[Loop]:
-        return [self.intake, self.submitter, self.tracker, self.collector, self.notifier]
 
 
 class Daemon:
@@ -193,7 +99,9 @@ class Daemon:
         providers = await self._open_providers(
             provider_names(settings, {j.provider for j in open_jobs})
         )
-        runtime = self._build(store, providers, instance_id(data_dir))
+        runtime = build_runtime(
+            settings, store, providers, instance=instance_id(data_dir), clock=self._clock
+        )
         # LIFO: in-flight webhook attempts finish recording before the store closes.
         self._exit.push_async_callback(runtime.notifier.close)
         runtime.intake.start()
@@ -219,74 +127,6 @@ class Daemon:
             ps = self.settings.provider_settings(name)
             providers[name] = await self._exit.enter_async_context(open_provider(ps, self._session))
         return providers
-
-    def _build(
-        self, store: SqliteJobStore, providers: dict[str, BatchProvider], instance: str
-    ) -> Runtime:
-        settings = self.settings
-        limits = {n: settings.provider_settings(n).limits for n in providers}
-        rps = min(
-            (settings.provider_settings(n).requests_per_second for n in providers), default=5.0
-        )
-        policies = Policies.from_settings(settings, rps)
-        work = WorkDir(settings.daemon.data_dir / "work")
-        gate = ProviderGate()
-        heartbeats = Heartbeats()
-        collector = Collector(
-            store, providers, work=work, clock=self._clock, policy=policies.collect
-        )
-        tracker = Tracker(
-            store,
-            providers,
-            clock=self._clock,
-            instance_id=instance,
-            policy=policies.track,
-            gate=gate,
-            on_terminal=collector.wake,
-        )
-        submitter = Submitter(
-            store,
-            providers,
-            work=work,
-            clock=self._clock,
-            instance_id=instance,
-            policy=policies.submit,
-            gate=gate,
-            on_created=tracker.wake,
-        )
-        claimer = Claimer(
-            store,
-            work=work,
-            limits=policies.file_limits,
-            limits_for=lambda name: limits.get(name, ProviderLimits()),
-            clock=self._clock,
-            reject_duplicates=settings.intake.duplicates == "reject",
-        )
-        intake = Intake(
-            store,
-            claimer,
-            settings.routes,
-            clock=self._clock,
-            min_age_s=settings.intake.min_age_s,
-            scan_interval_s=settings.intake.scan_interval_s,
-            use_inotify=settings.intake.use_inotify,
-            on_accepted=submitter.wake,
-        )
-        notifier = Notifier(store, settings.webhook_endpoints(), clock=self._clock)
-        for loop in (intake, submitter, tracker, collector, notifier):
-            heartbeats.register(loop.name)
-        return Runtime(
-            store,
-            providers,
-            limits,
-            intake,
-            submitter,
-            tracker,
-            collector,
-            notifier,
-            gate,
-            heartbeats,
-        )
 
     # ------------------------------------------------------------------ running
     async def _serve(self, rt: Runtime) -> int:
@@ -414,7 +254,9 @@ class Daemon:
             log.exception("daemon.reload_failed", error=str(exc))
             self._sd.ready(status=f"reload refused: {exc}"[:200])
             return False
-        self._apply(new, rt, new_providers)
+        self.settings = new
+        configure_logging(level=new.daemon.log_level, fmt=new.daemon.log_format)
+        apply_settings(rt, new, new_providers)
         self._sd.ready(status="reloaded")
         log.info("daemon.reloaded", routes=[r.name for r in new.routes])
         return True
@@ -437,21 +279,6 @@ class Daemon:
                     open_provider(settings, self._session)
                 )
         return providers
-
-    def _apply(self, new: Settings, rt: Runtime, providers: dict[str, BatchProvider]) -> None:
-        self.settings = new
-        configure_logging(level=new.daemon.log_level, fmt=new.daemon.log_format)
-        rt.providers = providers
-        rt.limits.clear()
-        rt.limits.update({n: new.provider_settings(n).limits for n in providers})
-        rt.gate.reset()
-        rps = min((new.provider_settings(n).requests_per_second for n in providers), default=5.0)
-        policies = Policies.from_settings(new, rps)
-        rt.tracker.set_policy(policies.track)
-        for loop in (rt.submitter, rt.tracker, rt.collector):
-            loop.set_providers(providers)
-        rt.intake.set_routes(new.routes)
-        rt.notifier.set_endpoints(new.webhook_endpoints())
 
 
 def _returned(task: asyncio.Task[Any]) -> bool:

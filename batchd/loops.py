@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol, TypeVar
 
 import structlog
 
@@ -107,3 +107,19 @@ class Waker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._event.wait(), timeout=max(0.0, timeout_s))
         self._event.clear()
+
+
+T = TypeVar("T")
+
+
+async def gather_bounded(
+    items: Iterable[T], step: Callable[[T], Awaitable[None]], *, limit: int
+) -> None:
+    """Run ``step`` on every item, at most ``limit`` at a time (one pass of a loop)."""
+    gate = asyncio.Semaphore(max(1, limit))
+
+    async def one(item: T) -> None:
+        async with gate:
+            await step(item)
+
+    await asyncio.gather(*(one(i) for i in items))

@@ -27,6 +27,7 @@ import structlog
 from batchd.clock import Clock
 from batchd.errors import AuthError, NotFound, ProviderError, ProviderPermanent, RateLimited
 from batchd.health import ProviderGate
+from batchd.loops import gather_bounded
 from batchd.models import ACTIVE, LOCAL, Job, JobState, Submission, backoff_s
 from batchd.providers.base import BatchProvider, JobFilter, JobSnapshot, JobSpec
 from batchd.store.base import EventSpec, JobStore
@@ -90,6 +91,9 @@ class Submitter:
         self._gate = gate or ProviderGate()
         self._wake = asyncio.Event()
 
+    def set_policy(self, policy: SubmitPolicy) -> None:
+        self._policy = policy
+
     def set_providers(self, providers: Mapping[str, BatchProvider]) -> None:
         self._providers = dict(providers)
         self._wake.set()
@@ -104,13 +108,7 @@ class Submitter:
             states=sorted(LOCAL), due_before=now, limit=self._policy.batch_size
         )
         jobs = [j for j in jobs if self._gate.is_open(j.provider, now)]
-        limit = asyncio.Semaphore(self._policy.concurrency)
-
-        async def bounded(job: Job) -> None:
-            async with limit:
-                await self._step(job)
-
-        await asyncio.gather(*(bounded(j) for j in jobs))
+        await gather_bounded(jobs, self._step, limit=self._policy.concurrency)
         return len(jobs)
 
     async def wait(self) -> None:

@@ -29,6 +29,7 @@ import structlog
 from batchd.clock import Clock
 from batchd.errors import AuthError, NotFound, ProviderError, RateLimited, StaleState
 from batchd.health import ProviderGate
+from batchd.loops import gather_bounded
 from batchd.models import ACTIVE, TERMINAL, Job, JobState, event_type_for
 from batchd.providers.base import BatchProvider, JobFilter, JobSnapshot
 from batchd.store.base import EventSpec, JobStore
@@ -284,13 +285,10 @@ class Tracker:
                 )
 
     async def _bounded(self, calls: Iterable[Awaitable[None]]) -> None:
-        limit = asyncio.Semaphore(self._policy.concurrency)
+        async def run(call: Awaitable[None]) -> None:
+            await call
 
-        async def one(call: Awaitable[None]) -> None:
-            async with limit:
-                await call
-
-        await asyncio.gather(*(one(c) for c in calls))
+        await gather_bounded(calls, run, limit=self._policy.concurrency)
 
 
 def _snapshot_fields(snap: JobSnapshot) -> dict[str, object]:

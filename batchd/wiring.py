@@ -1,0 +1,213 @@
+"""Wiring: everything the daemon builds from the settings, and how a reload re-applies them.
+
+The daemon (``daemon.py``) owns the lifecycle; this module owns the object graph: one data-folder
+lock, the instance id tagged on every provider job, the loop policies, and the loops themselves,
+each wired to wake the next (intake -> submitter -> tracker -> collector).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from batchd.batchfile import FileLimits
+from batchd.claims import Claimer
+from batchd.clock import Clock
+from batchd.collector import Collector, CollectPolicy
+from batchd.config import Settings
+from batchd.errors import ConfigError
+from batchd.health import ProviderGate
+from batchd.intake import Intake
+from batchd.loops import Loop
+from batchd.notifier import Notifier
+from batchd.providers.base import BatchProvider, ProviderLimits
+from batchd.spool import write_atomic
+from batchd.store.sqlite import SqliteJobStore
+from batchd.submitter import SubmitPolicy, Submitter
+from batchd.systemd import Heartbeats
+from batchd.tracker import Tracker, TrackPolicy
+from batchd.workdir import WorkDir
+
+
+@contextlib.contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[IO[str]]:
+    """One daemon per data folder: an exclusive ``flock`` (released by the kernel on death)."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle = (data_dir / "batchd.lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        handle.close()
+        raise ConfigError(f"{data_dir}: another batchd is already running here") from exc
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+def instance_id(data_dir: Path) -> str:
+    """A stable id for this installation, tagged on every provider job (``batchd=<id>``)."""
+    path = data_dir / "instance-id"
+    if path.exists():
+        return path.read_text().strip()
+    value = f"bd{secrets.token_hex(8)}"
+    write_atomic(path, value.encode())
+    return value
+
+
+def provider_names(settings: Settings, open_job_providers: set[str]) -> list[str]:
+    """Providers to open: those the routes use, plus any with jobs still open in the store."""
+    return sorted({r.provider for r in settings.routes} | open_job_providers)
+
+
+@dataclass
+class Policies:
+    submit: SubmitPolicy
+    track: TrackPolicy
+    collect: CollectPolicy
+    file_limits: FileLimits
+
+    @classmethod
+    def from_settings(cls, settings: Settings, requests_per_second: float) -> Policies:
+        s, t, c, i = settings.submit, settings.track, settings.collect, settings.intake
+        return cls(
+            submit=SubmitPolicy(
+                concurrency=s.concurrency,
+                retry_base_s=s.retry_base_s,
+                retry_max_s=s.retry_max_s,
+                reconcile_delay_s=s.reconcile_delay_s,
+            ),
+            track=TrackPolicy(
+                concurrency=t.concurrency,
+                poll_initial_s=t.poll_initial_s,
+                poll_max_s=t.poll_max_s,
+                list_threshold=t.list_threshold,
+                rate_limit_slowdown_s=t.rate_limit_slowdown_s,
+                requests_per_second=requests_per_second,
+            ),
+            collect=CollectPolicy(
+                concurrency=c.concurrency, retry_base_s=c.retry_base_s, retry_max_s=c.retry_max_s
+            ),
+            file_limits=FileLimits(
+                max_file_bytes=i.max_file_bytes,
+                max_line_bytes=i.max_line_bytes,
+                max_lines=i.max_lines,
+            ),
+        )
+
+
+@dataclass
+class Runtime:
+    """Everything built at start-up, kept for reloads and shutdown."""
+
+    store: SqliteJobStore
+    providers: dict[str, BatchProvider]
+    limits: dict[str, ProviderLimits]
+    intake: Intake
+    submitter: Submitter
+    tracker: Tracker
+    collector: Collector
+    notifier: Notifier
+    claimer: Claimer
+    gate: ProviderGate
+    heartbeats: Heartbeats
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+    @property
+    def loops(self) -> list[Loop]:
+        return [self.intake, self.submitter, self.tracker, self.collector, self.notifier]
+
+
+def build_runtime(
+    settings: Settings,
+    store: SqliteJobStore,
+    providers: dict[str, BatchProvider],
+    *,
+    instance: str,
+    clock: Clock,
+) -> Runtime:
+    """Build every loop, wired to wake the next one, from the settings."""
+    limits = {n: settings.provider_settings(n).limits for n in providers}
+    rps = min((settings.provider_settings(n).requests_per_second for n in providers), default=5.0)
+    policies = Policies.from_settings(settings, rps)
+    work = WorkDir(settings.daemon.data_dir / "work")
+    gate = ProviderGate()
+    heartbeats = Heartbeats()
+    collector = Collector(store, providers, work=work, clock=clock, policy=policies.collect)
+    tracker = Tracker(
+        store,
+        providers,
+        clock=clock,
+        instance_id=instance,
+        policy=policies.track,
+        gate=gate,
+        on_terminal=collector.wake,
+    )
+    submitter = Submitter(
+        store,
+        providers,
+        work=work,
+        clock=clock,
+        instance_id=instance,
+        policy=policies.submit,
+        gate=gate,
+        on_created=tracker.wake,
+    )
+    claimer = Claimer(
+        store,
+        work=work,
+        limits=policies.file_limits,
+        limits_for=lambda name: limits.get(name, ProviderLimits()),
+        clock=clock,
+        reject_duplicates=settings.intake.duplicates == "reject",
+    )
+    intake = Intake(
+        store,
+        claimer,
+        settings.routes,
+        clock=clock,
+        min_age_s=settings.intake.min_age_s,
+        scan_interval_s=settings.intake.scan_interval_s,
+        use_inotify=settings.intake.use_inotify,
+        on_accepted=submitter.wake,
+    )
+    notifier = Notifier(store, settings.webhook_endpoints(), clock=clock)
+    for loop in (intake, submitter, tracker, collector, notifier):
+        heartbeats.register(loop.name)
+    return Runtime(
+        store=store,
+        providers=providers,
+        limits=limits,
+        intake=intake,
+        submitter=submitter,
+        tracker=tracker,
+        collector=collector,
+        notifier=notifier,
+        claimer=claimer,
+        gate=gate,
+        heartbeats=heartbeats,
+    )
+
+
+def apply_settings(rt: Runtime, new: Settings, providers: dict[str, BatchProvider]) -> None:
+    """Re-apply a reloaded configuration to a running runtime; in-flight work is untouched."""
+    rt.providers = providers
+    rt.limits.clear()
+    rt.limits.update({n: new.provider_settings(n).limits for n in providers})
+    rt.gate.reset()
+    rps = min((new.provider_settings(n).requests_per_second for n in providers), default=5.0)
+    policies = Policies.from_settings(new, rps)
+    rt.tracker.set_policy(policies.track)
+    rt.submitter.set_policy(policies.submit)
+    rt.collector.set_policy(policies.collect)
+    rt.claimer.configure(policies.file_limits, reject_duplicates=new.intake.duplicates == "reject")
+    for loop in (rt.submitter, rt.tracker, rt.collector):
+        loop.set_providers(providers)
+    rt.intake.set_routes(new.routes)
+    rt.notifier.set_endpoints(new.webhook_endpoints())
