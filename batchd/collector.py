@@ -204,7 +204,9 @@ class Collector:
     # ------------------------------------------------------------------ submissions
     async def _finish_ready(self, touched: set[str]) -> int:
         if self._to_check is None:
-            active = await self._store.list_submissions(states=[SubmissionState.ACTIVE])
+            active = await self._store.list_submissions(
+                states=[SubmissionState.ACTIVE], limit=1_000_000_000
+            )
             touched |= {s.id for s in active}
             self._to_check = set()
             await self._remove_finished_work()

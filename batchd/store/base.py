@@ -191,6 +191,10 @@ class JobStore(Protocol):
         """An earlier ACTIVE or DONE submission of the same route with the same content."""
         ...
 
+    async def results_dir_taken(self, results_dir: str) -> bool:
+        """Whether an ACTIVE submission will write its results to ``results_dir``."""
+        ...
+
     # ------------------------------------------------------------------ jobs
     async def get_job(self, job_id: str) -> Job | None: ...
 

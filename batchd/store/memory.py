@@ -202,6 +202,12 @@ class MemoryJobStore(MemoryOutbox):
         )
         return next((s for s in found if s.sha256 == sha256), None)
 
+    async def results_dir_taken(self, results_dir: str) -> bool:
+        return any(
+            s.results_dir == results_dir and s.state is SubmissionState.ACTIVE
+            for s in self._subs.values()
+        )
+
     # ------------------------------------------------------------------ jobs
     async def get_job(self, job_id: str) -> Job | None:
         job = self._jobs.get(job_id)

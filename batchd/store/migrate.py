@@ -24,7 +24,7 @@ from importlib import resources
 import structlog
 
 from batchd.errors import StoreError
-from batchd.store.sqlite_db import APPLICATION_ID, Database
+from batchd.store.sqlite_db import APPLICATION_ID, Database, Tx
 
 log = structlog.get_logger(__name__)
 
@@ -103,13 +103,15 @@ async def migrate(
 
 
 async def _apply(db: Database, migration: Migration, *, now: float) -> None:
-    async with db.write() as tx:
+    def body(tx: Tx) -> None:
         for statement in migration.statements:
-            await tx.run(statement)
+            tx.run(statement)
         if migration.version == 1:
-            await tx.run(f"PRAGMA application_id = {APPLICATION_ID:d}")
-        await tx.run(f"PRAGMA user_version = {migration.version:d}")
-        await tx.run(
+            tx.run(f"PRAGMA application_id = {APPLICATION_ID:d}")
+        tx.run(f"PRAGMA user_version = {migration.version:d}")
+        tx.run(
             "INSERT INTO schema_history (version, name, applied_at) VALUES (?, ?, ?)",
             (migration.version, migration.name, now),
         )
+
+    await db.write(body)

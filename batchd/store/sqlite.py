@@ -129,44 +129,47 @@ class SqliteJobStore(SqliteOutbox):
         return StoreStats(*(int(v) for v in row))
 
     # ------------------------------------------------------------------ helpers
+    # Transaction bodies run on the writer thread (``Database.write``): plain functions.
     @staticmethod
-    async def _submission(tx: Tx, submission_id: str) -> Submission:
-        row = await tx.row("SELECT * FROM submissions WHERE id = ?", (submission_id,))
+    def _submission(tx: Tx, submission_id: str) -> Submission:
+        row = tx.row("SELECT * FROM submissions WHERE id = ?", (submission_id,))
         if row is None:
             raise StoreError(f"submission {submission_id} not found")
         return submission_from_row(row)
 
     @staticmethod
-    async def _jobs_of(tx: Tx, submission_id: str) -> list[Job]:
-        rows = await tx.rows(
+    def _jobs_of(tx: Tx, submission_id: str) -> list[Job]:
+        rows = tx.rows(
             SELECT_JOBS + " WHERE submission_id = ? ORDER BY chunk_index", (submission_id,)
         )
         return [job_from_row(r) for r in rows]
 
     @staticmethod
-    async def _put_submission(tx: Tx, sub: Submission, event: EventSpec | None, now: float) -> None:
+    def _put_submission(tx: Tx, sub: Submission, event: EventSpec | None, now: float) -> None:
         new_event = rules.build_event(event, now=now, submission_id=sub.id) if event else None
-        await tx.run(UPDATE_SUBMISSION, submission_params(sub))
-        await insert_event(tx, new_event)
+        tx.run(UPDATE_SUBMISSION, submission_params(sub))
+        insert_event(tx, new_event)
 
     # ------------------------------------------------------------------ submissions
     async def begin_claim(self, new: NewSubmission, *, now: float) -> Submission:
         sub = rules.new_submission(new, now=now)
-        async with self._db.write() as tx:
-            await tx.run(INSERT_SUBMISSION, submission_params(sub, new))
+        await self._db.write(lambda tx: tx.run(INSERT_SUBMISSION, submission_params(sub, new)))
         return sub
 
     async def mark_claimed(self, submission_id: str, *, now: float) -> Submission:
-        async with self._db.write() as tx:
-            sub = rules.claimed(await self._submission(tx, submission_id))
-            await self._put_submission(tx, sub, None, now)
-        return sub
+        def body(tx: Tx) -> Submission:
+            sub = rules.claimed(self._submission(tx, submission_id))
+            self._put_submission(tx, sub, None, now)
+            return sub
+
+        return await self._db.write(body)
 
     async def abandon_submission(self, submission_id: str, reason: str, *, now: float) -> None:
-        async with self._db.write() as tx:
-            current = await self._submission(tx, submission_id)
-            sub, event = rules.abandoned(current, reason, now=now)
-            await self._put_submission(tx, sub, event, now)
+        def body(tx: Tx) -> None:
+            sub, event = rules.abandoned(self._submission(tx, submission_id), reason, now=now)
+            self._put_submission(tx, sub, event, now)
+
+        await self._db.write(body)
 
     async def accept_submission(
         self,
@@ -179,9 +182,9 @@ class SqliteJobStore(SqliteOutbox):
         now: float,
         event: EventSpec,
     ) -> list[Job]:
-        async with self._db.write() as tx:
+        def body(tx: Tx) -> list[Job]:
             sub = rules.accepted(
-                await self._submission(tx, submission_id),
+                self._submission(tx, submission_id),
                 sha256=sha256,
                 line_count=line_count,
                 results_dir=results_dir,
@@ -189,38 +192,46 @@ class SqliteJobStore(SqliteOutbox):
                 now=now,
             )
             jobs = rules.new_jobs(sub, chunks, now=now)
-            await self._put_submission(tx, sub, event, now)
-            await tx.many(INSERT_JOB, [job_params(j) for j in jobs])
-        return jobs
+            self._put_submission(tx, sub, event, now)
+            tx.many(INSERT_JOB, [job_params(j) for j in jobs])
+            return jobs
+
+        return await self._db.write(body)
 
     async def reject_submission(
         self, submission_id: str, reason: str, *, now: float, event: EventSpec
     ) -> None:
-        async with self._db.write() as tx:
-            sub = rules.rejected(await self._submission(tx, submission_id), reason, now=now)
-            await self._put_submission(tx, sub, event, now)
+        def body(tx: Tx) -> None:
+            sub = rules.rejected(self._submission(tx, submission_id), reason, now=now)
+            self._put_submission(tx, sub, event, now)
+
+        await self._db.write(body)
 
     async def finish_submission(
         self, submission_id: str, outcome: Outcome, *, now: float, event: EventSpec
     ) -> Submission:
-        async with self._db.write() as tx:
-            current = await self._submission(tx, submission_id)
-            jobs = await self._jobs_of(tx, submission_id)
+        def body(tx: Tx) -> Submission:
+            current = self._submission(tx, submission_id)
+            jobs = self._jobs_of(tx, submission_id)
             sub = rules.finished(current, outcome, jobs, now=now)
-            await self._put_submission(tx, sub, event, now)
-        return sub
+            self._put_submission(tx, sub, event, now)
+            return sub
+
+        return await self._db.write(body)
 
     async def request_cancel(
         self, submission_id: str, *, now: float, event: EventSpec
     ) -> Submission:
-        async with self._db.write() as tx:
-            current = await self._submission(tx, submission_id)
+        def body(tx: Tx) -> Submission:
+            current = self._submission(tx, submission_id)
             sub = rules.cancel_requested(current, now=now)
             if sub is None:
                 return current
-            await self._put_submission(tx, sub, event, now)
-            await tx.run(_CANCEL_JOBS, (now, sub.id, *_TERMINAL))
-        return sub
+            self._put_submission(tx, sub, event, now)
+            tx.run(_CANCEL_JOBS, (now, sub.id, *_TERMINAL))
+            return sub
+
+        return await self._db.write(body)
 
     async def get_submission(self, submission_id: str) -> Submission | None:
         row = await self._db.fetch_one("SELECT * FROM submissions WHERE id = ?", (submission_id,))
@@ -251,6 +262,13 @@ class SqliteJobStore(SqliteOutbox):
             (route, sha256, SubmissionState.ACTIVE, SubmissionState.DONE, 1),
         )
         return None if row is None else submission_from_row(row)
+
+    async def results_dir_taken(self, results_dir: str) -> bool:
+        row = await self._db.fetch_one(
+            "SELECT 1 FROM submissions WHERE results_dir = ? AND state = ? LIMIT 1",
+            (results_dir, SubmissionState.ACTIVE),
+        )
+        return row is not None
 
     # ------------------------------------------------------------------ jobs
     async def get_job(self, job_id: str) -> Job | None:
@@ -295,22 +313,24 @@ class SqliteJobStore(SqliteOutbox):
         event: EventSpec | None = None,
         **fields: Any,
     ) -> Job:
-        async with self._db.write() as tx:
-            row = await tx.row(SELECT_JOBS + " WHERE id = ?", (job_id,))
+        def body(tx: Tx) -> Job:
+            row = tx.row(SELECT_JOBS + " WHERE id = ?", (job_id,))
             if row is None:
                 raise StoreError(f"job {job_id} not found")
             job = job_from_row(row)
             changed = rules.transitioned(job, expected, new, now=now, fields=fields)
             ids = {"submission_id": job.submission_id, "job_id": job.id}
-            new_event = rules.build_event(event, now=now, **ids) if event else None
-            await tx.run(UPDATE_JOB, job_params(changed))
-            await insert_event(tx, new_event)
-        return changed
+            tx.run(UPDATE_JOB, job_params(changed))
+            insert_event(tx, rules.build_event(event, now=now, **ids) if event else None)
+            return changed
+
+        return await self._db.write(body)
 
     async def reschedule_jobs(self, job_ids: Sequence[str], next_attempt_at: float) -> int:
         rows = [(float(next_attempt_at), i) for i in dict.fromkeys(job_ids)]
-        async with self._db.write() as tx:
-            return await tx.many("UPDATE jobs SET next_attempt_at = ? WHERE id = ?", rows)
+        return await self._db.write(
+            lambda tx: tx.many("UPDATE jobs SET next_attempt_at = ? WHERE id = ?", rows)
+        )
 
 
 def _jobs_query(

@@ -1,16 +1,18 @@
 """The SQLite connections under ``SqliteJobStore``: one writer, one reader, transactions.
 
-* **Writes** go through ``Database.write()``: one ``asyncio.Lock`` (the single writer), then
-  ``BEGIN IMMEDIATE`` (retried a few times on ``SQLITE_BUSY``, which another process such as
-  ``batchd cancel`` can cause), the verb's statements, ``COMMIT``; ``ROLLBACK`` on any error
-  or cancellation.
-* **Reads** go to a second, ``query_only`` connection, one statement per call
-  (``execute_fetchall``). aiosqlite runs every statement of a connection on that connection's
-  thread in queue order, so a read queued on the *writer* while another task's transaction is
-  open would see uncommitted rows. The reader connection is another SQLite connection: in WAL
-  mode it sees only committed data, never blocks the writer, and is never blocked by it. Because
-  each read is one whole statement, it is one consistent snapshot, and a read issued after a
-  verb returned sees that verb's commit.
+* **Writes** go through ``Database.write(body)``: the writer connection lives on one thread of
+  its own, and a whole transaction runs there in one call: ``BEGIN IMMEDIATE`` (retried a few
+  times on ``SQLITE_BUSY``, which another process such as ``batchd cancel`` can cause), the
+  verb's ``body(tx)``, ``COMMIT``, or ``ROLLBACK`` if the body raises. Transactions are
+  serialised by that thread, never interleaved, and never left open: a caller cancelled while
+  its transaction runs gets ``CancelledError`` and the transaction still ends as a whole. One
+  trip to the thread per transaction, not one per statement: with a statement per trip, the
+  write lock was held across several event-loop turns, and it was the bottleneck of intake
+  (tests/benchmarks, intake).
+* **Reads** go to a second, ``query_only`` connection (aiosqlite), one statement per call
+  (``execute_fetchall``). In WAL mode it sees only committed data, never blocks the writer, and
+  is never blocked by it. Because each read is one whole statement, it is one consistent
+  snapshot, and a read issued after a verb returned sees that verb's commit.
 
 ``sqlite3`` errors never leave this module's callers: they become ``StoreError`` (chained).
 """
@@ -18,11 +20,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 import structlog
@@ -60,83 +64,95 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) in {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 
 
-def _is_nested(exc: sqlite3.Error) -> bool:
-    return "within a transaction" in str(exc)
-
-
 class Tx:
-    """Statements inside one write transaction (on the writer connection)."""
+    """Statements inside one write transaction (on the writer thread)."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    async def run(self, sql: str, params: Params = ()) -> int:
+    def run(self, sql: str, params: Params = ()) -> int:
         """Execute one statement; rows changed."""
-        cursor = await self._conn.execute(sql, params)
-        return cursor.rowcount
+        return self._conn.execute(sql, params).rowcount
 
-    async def many(self, sql: str, rows: Iterable[Params]) -> int:
-        cursor = await self._conn.executemany(sql, rows)
-        return cursor.rowcount
+    def many(self, sql: str, rows: Iterable[Params]) -> int:
+        return self._conn.executemany(sql, rows).rowcount
 
-    async def rows(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        return list(await self._conn.execute_fetchall(sql, params))
+    def rows(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        return self._conn.execute(sql, params).fetchall()
 
-    async def row(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        found = await self.rows(sql, params)
+    def row(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        found = self.rows(sql, params)
         return found[0] if found else None
 
 
+T = TypeVar("T")
+
+
 class Database:
-    """One SQLite file: a writer connection behind a lock and a read-only reader connection."""
+    """One SQLite file: a writer connection on a thread of its own, and a read-only reader."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = asyncio.Lock()
-        self._writer: aiosqlite.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
 
     # ------------------------------------------------------------------ open / close
     async def open_writer(self) -> None:
         """Connect, refuse a foreign file, apply and verify the settings."""
-        self._writer = await self._connect()
+        self._check_folder()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="batchd-sqlite-writer")
         try:
-            await self._check_foreign(self._writer)
-            await self._configure(self._writer)
+            self._writer = await self._on_writer(self._connect_writer)
+            await self._on_writer(self._check_foreign)
+            await self._on_writer(self._configure)
+            _refuse_unsafe(self.path, await self.pragmas())
         except BaseException:
             await self.close()
             raise
 
     async def open_reader(self) -> None:
-        self._reader = await self._connect()
+        self._check_folder()
         try:
+            self._reader = await aiosqlite.connect(
+                self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+            )
+            self._reader.row_factory = sqlite3.Row
             await self._reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             await self._reader.execute("PRAGMA query_only = ON")
-            mode = await self._scalar(self._reader, "PRAGMA journal_mode")
+            rows = list(await self._reader.execute_fetchall("PRAGMA journal_mode"))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot configure the reader of {self.path}: {exc}") from exc
+        mode = rows[0][0] if rows else None
         if mode != "wal":
             raise StoreError(f"{self.path}: reader sees journal_mode {mode!r}, expected 'wal'")
 
-    async def _connect(self) -> aiosqlite.Connection:
+    def _check_folder(self) -> None:
         if not self.path.parent.is_dir():
             # Checked here because a failed aiosqlite.connect leaves its worker thread to
             # report to an event loop that may be closed by then (a traceback on stderr).
             raise StoreError(f"cannot open the database {self.path}: its folder does not exist")
+
+    async def _on_writer(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the writer thread."""
+        if self._executor is None:
+            raise StoreError(f"the store {self.path} is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def _connect_writer(self) -> sqlite3.Connection:
         try:
-            conn = await aiosqlite.connect(
-                self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
-            )
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
         conn.row_factory = sqlite3.Row
         return conn
 
-    async def _check_foreign(self, conn: aiosqlite.Connection) -> None:
+    def _check_foreign(self) -> None:
+        conn = self._require(self._writer)
         try:
-            app_id = await self._scalar(conn, "PRAGMA application_id")
-            version = await self._scalar(conn, "PRAGMA user_version")
-            objects = await self._scalar(conn, "SELECT count(*) FROM sqlite_master")
+            app_id = _scalar(conn, "PRAGMA application_id")
+            version = _scalar(conn, "PRAGMA user_version")
+            objects = _scalar(conn, "SELECT count(*) FROM sqlite_master")
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path} is not a usable SQLite database: {exc}") from exc
         fresh = app_id == 0 and version == 0 and objects == 0
@@ -146,57 +162,75 @@ class Database:
                 f"user_version {version}); refusing to touch it"
             )
 
-    async def _configure(self, conn: aiosqlite.Connection) -> None:
+    def _configure(self) -> None:
+        conn = self._require(self._writer)
         try:
-            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute("PRAGMA synchronous = FULL")
-            await conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot configure the database {self.path}: {exc}") from exc
-        problems = pragma_problems(await self.pragmas())
-        if problems:
-            raise StoreError(f"{self.path}: unsafe SQLite settings: {'; '.join(problems)}")
 
     async def pragmas(self) -> dict[str, object]:
         """The writer connection's durability settings, read back from SQLite."""
-        conn = self._require(self._writer)
-        try:
-            return {name: await self._scalar(conn, f"PRAGMA {name}") for name in expected_pragmas()}
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the settings of {self.path}: {exc}") from exc
+
+        def read() -> dict[str, object]:
+            conn = self._require(self._writer)
+            try:
+                return {name: _scalar(conn, f"PRAGMA {name}") for name in expected_pragmas()}
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read the settings of {self.path}: {exc}") from exc
+
+        return await self._on_writer(read)
 
     async def close(self) -> None:
-        async with self._lock:
-            writer, reader, self._writer, self._reader = self._writer, self._reader, None, None
-            for conn in (reader, writer):
-                if conn is not None:
-                    try:
-                        await conn.close()
-                    except sqlite3.Error as exc:
-                        log.warning("store.close_failed", path=str(self.path), error=str(exc))
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            try:
+                await reader.close()
+            except sqlite3.Error as exc:
+                log.warning("store.close_failed", path=str(self.path), error=str(exc))
+        executor = self._executor
+        if executor is None:
+            return
+
+        def close_writer() -> None:
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                try:
+                    writer.close()
+                except sqlite3.Error as exc:
+                    log.warning("store.close_failed", path=str(self.path), error=str(exc))
+
+        # Queued after every transaction already submitted: they finish first.
+        await asyncio.shield(self._on_writer(close_writer))
+        self._executor = None
+        executor.shutdown(wait=False)
 
     @property
     def is_open(self) -> bool:
-        return self._writer is not None
+        return self._executor is not None
 
-    def _require(self, conn: aiosqlite.Connection | None) -> aiosqlite.Connection:
+    def _require(self, conn: sqlite3.Connection | None) -> sqlite3.Connection:
         if conn is None:
             raise StoreError(f"the store {self.path} is not open")
         return conn
 
-    @staticmethod
-    async def _scalar(conn: aiosqlite.Connection, sql: str) -> Any:
-        rows = list(await conn.execute_fetchall(sql))
-        return rows[0][0] if rows else None
-
     # ------------------------------------------------------------------ reads
     async def fetch(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         """Run one read statement on the reader connection (committed data only)."""
-        conn = self._require(self._reader or self._writer)
+        if self._reader is None:
+            return await self._on_writer(lambda: self._fetch_on_writer(sql, params))
         try:
-            return list(await conn.execute_fetchall(sql, params))
+            return list(await self._reader.execute_fetchall(sql, params))
         except (sqlite3.Error, ValueError) as exc:  # ValueError: closed under us
+            raise StoreError(f"read failed: {exc}") from exc
+
+    def _fetch_on_writer(self, sql: str, params: Params) -> list[sqlite3.Row]:
+        try:
+            return self._require(self._writer).execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
             raise StoreError(f"read failed: {exc}") from exc
 
     async def fetch_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
@@ -204,54 +238,51 @@ class Database:
         return rows[0] if rows else None
 
     # ------------------------------------------------------------------ writes
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[Tx]:
-        """One write transaction: ``BEGIN IMMEDIATE`` ... ``COMMIT`` under the writer lock."""
-        async with self._lock:
-            conn = self._require(self._writer)
-            await self._begin(conn)
-            try:
-                yield Tx(conn)
-            except BaseException as exc:
-                await _rollback(conn)
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"write failed: {exc}") from exc
-                raise
-            try:
-                await conn.execute("COMMIT")
-            except BaseException as exc:
-                await _rollback(conn)
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"commit failed: {exc}") from exc
-                raise
+    async def write(self, body: Callable[[Tx], T]) -> T:
+        """One write transaction: ``BEGIN IMMEDIATE``, ``body(tx)``, ``COMMIT`` on the writer
+        thread; ``ROLLBACK`` if the body raises. Returns what the body returns."""
+        return await self._on_writer(lambda: self._transaction(body))
 
-    async def _begin(self, conn: aiosqlite.Connection) -> None:
+    def _transaction(self, body: Callable[[Tx], T]) -> T:
+        conn = self._require(self._writer)
+        self._begin(conn)
+        try:
+            result = body(Tx(conn))
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            _rollback(conn)
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"write failed: {exc}") from exc
+            raise
+        return result
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
         for attempt in range(1, BEGIN_ATTEMPTS + 1):
             try:
-                await conn.execute("BEGIN IMMEDIATE")
+                conn.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
-                if _is_nested(exc):  # a cancelled task left one open: it was never committed
-                    log.warning("store.stale_transaction_rolled_back", path=str(self.path))
-                    await _rollback(conn)
-                elif not _is_busy(exc) or attempt == BEGIN_ATTEMPTS:
+                if not _is_busy(exc) or attempt == BEGIN_ATTEMPTS:
                     raise StoreError(f"cannot start a write transaction: {exc}") from exc
-                else:
-                    log.warning("store.busy", path=str(self.path), attempt=attempt)
-                    await asyncio.sleep(0.05 * attempt)
+                log.warning("store.busy", path=str(self.path), attempt=attempt)
+                time.sleep(0.05 * attempt)
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot start a write transaction: {exc}") from exc
         raise StoreError("cannot start a write transaction: the database stays locked")
 
 
-async def _rollback(conn: aiosqlite.Connection) -> None:
-    """Queue a ROLLBACK and wait for it, even if the calling task is being cancelled.
+def _scalar(conn: sqlite3.Connection, sql: str) -> Any:
+    row = conn.execute(sql).fetchone()
+    return None if row is None else row[0]
 
-    aiosqlite runs a connection's calls in order, so once queued it runs before any later
-    ``BEGIN``. "No transaction is active" (BEGIN itself failed) is fine."""
-    try:
-        await asyncio.shield(conn.execute("ROLLBACK"))
-    except sqlite3.Error:
-        pass
-    except ValueError:  # the connection was closed under us
-        pass
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """ "No transaction is active" (the commit itself failed after ending it) is fine."""
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("ROLLBACK")
+
+
+def _refuse_unsafe(path: Path, found: Mapping[str, object]) -> None:
+    problems = pragma_problems(found)
+    if problems:
+        raise StoreError(f"{path}: unsafe SQLite settings: {'; '.join(problems)}")

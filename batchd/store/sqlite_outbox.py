@@ -59,9 +59,9 @@ _HEALTH = (
 )
 
 
-async def insert_event(tx: Tx, new: rules.NewEvent | None) -> None:
+def insert_event(tx: Tx, new: rules.NewEvent | None) -> None:
     if new is not None:
-        await tx.run(INSERT_EVENT, event_params(new))
+        tx.run(INSERT_EVENT, event_params(new))
 
 
 def _placeholders(values: Sequence[object]) -> str:
@@ -82,8 +82,7 @@ class SqliteOutbox:
         job_id: str | None = None,
     ) -> Event:
         new = rules.build_event(event, now=now, submission_id=submission_id, job_id=job_id)
-        async with self._db.write() as tx:
-            await insert_event(tx, new)
+        await self._db.write(lambda tx: insert_event(tx, new))
         return new.event
 
     async def unfanned_events(self, limit: int = 500) -> list[Event]:
@@ -95,22 +94,23 @@ class SqliteOutbox:
 
     async def fan_out(self, event_id: str, endpoints: Sequence[str], *, now: float) -> None:
         names = list(dict.fromkeys(endpoints))
-        async with self._db.write() as tx:
-            found = await tx.run(
+
+        def body(tx: Tx) -> None:
+            found = tx.run(
                 "UPDATE events SET fanned_out_at = coalesce(fanned_out_at, ?) WHERE id = ?",
                 (now, event_id),
             )
             if not found:
                 raise StoreError(f"event {event_id} not found")
             if names:
-                await tx.many(
-                    "INSERT OR IGNORE INTO endpoints (name) VALUES (?)", [(n,) for n in names]
-                )
+                tx.many("INSERT OR IGNORE INTO endpoints (name) VALUES (?)", [(n,) for n in names])
                 rows = [
                     {"event_id": event_id, "name": n, "now": now, "state": DeliveryState.PENDING}
                     for n in names
                 ]
-                await tx.many(_ADD_DELIVERY, rows)
+                tx.many(_ADD_DELIVERY, rows)
+
+        await self._db.write(body)
 
     async def due_deliveries(
         self, *, now: float, limit: int = 500, endpoints: Sequence[str] | None = None
@@ -138,8 +138,8 @@ class SqliteOutbox:
         next_attempt_at: float | None,
         event: EventSpec | None = None,
     ) -> Delivery:
-        async with self._db.write() as tx:
-            row = await tx.row(
+        def body(tx: Tx) -> Delivery:
+            row = tx.row(
                 f"{_DELIVERY_SELECT} WHERE d.event_id = ? AND d.endpoint = ?", (event_id, endpoint)
             )
             if row is None:
@@ -152,15 +152,17 @@ class SqliteOutbox:
                 error=error,
                 next_attempt_at=next_attempt_at,
             )
-            health_row = await tx.row("SELECT * FROM endpoints WHERE name = ?", (endpoint,))
+            health_row = tx.row("SELECT * FROM endpoints WHERE name = ?", (endpoint,))
             health = EndpointHealth(endpoint) if health_row is None else health_from_row(health_row)
             health = rules.health_after(health, delivered=state == DeliveryState.DELIVERED, now=now)
-            await tx.run(UPDATE_DELIVERY, delivery_params(done))
-            await tx.run(UPSERT_HEALTH, health_params(health))
+            tx.run(UPDATE_DELIVERY, delivery_params(done))
+            tx.run(UPSERT_HEALTH, health_params(health))
             if event is not None:
                 ids = {"submission_id": row["submission_id"], "job_id": row["job_id"]}
-                await insert_event(tx, rules.build_event(event, now=now, **ids))
-        return done
+                insert_event(tx, rules.build_event(event, now=now, **ids))
+            return done
+
+        return await self._db.write(body)
 
     async def get_event(self, event_id: str) -> Event | None:
         row = await self._db.fetch_one("SELECT * FROM events WHERE id = ?", (event_id,))
@@ -192,32 +194,37 @@ class SqliteOutbox:
     async def replay(
         self, *, event_ids: Sequence[str] = (), since: float | None = None, now: float
     ) -> int:
-        async with self._db.write() as tx:
-            rows = await tx.rows(
+        def body(tx: Tx) -> int:
+            rows = tx.rows(
                 "SELECT id FROM events WHERE id IN (SELECT value FROM json_each(?)) "
                 "OR created_at >= ?",
                 (json.dumps(list(event_ids)), since),
             )
             ids = [(r["id"],) for r in rows]
-            await tx.many("DELETE FROM deliveries WHERE event_id = ?", ids)
-            await tx.many("UPDATE events SET fanned_out_at = NULL WHERE id = ?", ids)
-        return len(ids)
+            tx.many("DELETE FROM deliveries WHERE event_id = ?", ids)
+            tx.many("UPDATE events SET fanned_out_at = NULL WHERE id = ?", ids)
+            return len(ids)
+
+        return await self._db.write(body)
 
     async def disable_endpoint(self, name: str, reason: str, *, now: float) -> None:
-        async with self._db.write() as tx:
-            await tx.run(_DISABLE, {"name": name, "now": now, "reason": reason})
-            await tx.run(
+        def body(tx: Tx) -> None:
+            tx.run(_DISABLE, {"name": name, "now": now, "reason": reason})
+            tx.run(
                 "UPDATE deliveries SET state = ? WHERE endpoint = ? AND state = ?",
                 (DeliveryState.DROPPED, name, DeliveryState.PENDING),
             )
 
+        await self._db.write(body)
+
     async def enable_endpoint(self, name: str) -> None:
-        async with self._db.write() as tx:
-            await tx.run(
+        await self._db.write(
+            lambda tx: tx.run(
                 "UPDATE endpoints SET disabled_at = NULL, disabled_reason = NULL, "
                 "consecutive_failures = 0 WHERE name = ?",
                 (name,),
             )
+        )
 
     async def endpoint_health(self) -> list[EndpointHealth]:
         return [health_from_row(r) for r in await self._db.fetch(_HEALTH)]

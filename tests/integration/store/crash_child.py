@@ -118,10 +118,10 @@ async def work(path: Path) -> None:
 async def die_mid_migration(path: Path) -> None:
     run = Tx.run
 
-    async def dying_run(self: Tx, sql: str, params: Any = ()) -> int:
+    def dying_run(self: Tx, sql: str, params: Any = ()) -> int:
         if sql.startswith("PRAGMA user_version"):
             os._exit(137)
-        return await run(self, sql, params)
+        return run(self, sql, params)
 
     Tx.run = dying_run  # type: ignore[method-assign]
     await SqliteJobStore(path).open()

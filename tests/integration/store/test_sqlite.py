@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from batchd.store import sqlite_db
 from batchd.store.base import EventSpec
 from batchd.store.migrate import Migration, load_migrations, migrate
 from batchd.store.sqlite import SqliteJobStore
-from batchd.store.sqlite_db import APPLICATION_ID, Database
+from batchd.store.sqlite_db import APPLICATION_ID, Database, Tx
 from batchd.store.sqlite_rows import INSERT_EVENT
 
 from .conftest import NOW, accepted, drive, snapshot
@@ -182,29 +183,51 @@ async def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
 async def test_reads_never_see_an_open_transaction(store: SqliteJobStore) -> None:
     event_id = "evt_uncommitted"
     params = (event_id, "t.x", NOW, None, None, "{}", b"{}")
-    async with store._db.write() as tx:
-        await tx.run(INSERT_EVENT, params)
-        assert await store.get_event(event_id) is None  # another connection: committed only
+    inside, release = threading.Event(), threading.Event()
+
+    def body(tx: Tx) -> None:
+        tx.run(INSERT_EVENT, params)
+        inside.set()
+        release.wait(10)
+
+    writing = asyncio.create_task(store._db.write(body))
+    assert await asyncio.to_thread(inside.wait, 10)
+    assert await store.get_event(event_id) is None  # another connection: committed only
+    release.set()
+    await writing
     assert await store.get_event(event_id) is not None
 
 
-async def test_a_cancelled_transaction_rolls_back(store: SqliteJobStore) -> None:
-    started = asyncio.Event()
+async def test_a_failing_transaction_rolls_back_as_a_whole(store: SqliteJobStore) -> None:
+    def body(tx: Tx) -> None:
+        tx.run(INSERT_EVENT, ("evt_rolled_back", "t.x", NOW, None, None, "{}", b"{}"))
+        tx.run("INSERT INTO no_such_table VALUES (1)")
 
-    async def hold() -> None:
-        async with store._db.write() as tx:
-            await tx.run(INSERT_EVENT, ("evt_cancelled", "t.x", NOW, None, None, "{}", b"{}"))
-            started.set()
-            await asyncio.sleep(60)
-
-    task = asyncio.create_task(hold())
-    await started.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    with pytest.raises(StoreError):
+        await store._db.write(body)
 
     kept = await store.append_event(EventSpec("t.after"), now=NOW)
     assert [e.id for e in await store.list_events()] == [kept.id]
+
+
+async def test_a_cancelled_caller_never_leaves_a_transaction_open(store: SqliteJobStore) -> None:
+    inside, release = threading.Event(), threading.Event()
+
+    def body(tx: Tx) -> None:
+        tx.run(INSERT_EVENT, ("evt_whole", "t.x", NOW, None, None, "{}", b"{}"))
+        inside.set()
+        release.wait(10)
+
+    task = asyncio.create_task(store._db.write(body))
+    assert await asyncio.to_thread(inside.wait, 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    release.set()
+
+    # The transaction ended as a whole (here: committed) before the next one began.
+    kept = await store.append_event(EventSpec("t.after"), now=NOW)
+    assert [e.id for e in await store.list_events()] == ["evt_whole", kept.id]
 
 
 async def test_concurrent_writers_do_not_interleave(store: SqliteJobStore) -> None:

@@ -338,6 +338,20 @@ async def test_find_duplicate_ignores_rejected(store: JobStore) -> None:
     assert await store.find_duplicate("r1", "ab" * 32) is None
 
 
+async def test_results_dir_taken_by_active_submissions_only(store: JobStore) -> None:
+    active, _ = await accepted(store, 1, name="a.jsonl")
+    done, [job] = await accepted(store, 1, name="b.jsonl")
+    await settle(store, job)
+    await store.finish_submission(
+        done.id, Outcome.SUCCEEDED, now=NOW, event=EventSpec("submission.done")
+    )
+
+    assert await store.results_dir_taken("/spool/done/a.jsonl")
+    assert not await store.results_dir_taken("/spool/done/b.jsonl")
+    assert not await store.results_dir_taken("/spool/done/c.jsonl")
+    assert active.results_dir == "/spool/done/a.jsonl"
+
+
 async def test_returned_values_are_copies(store: JobStore) -> None:
     sub = await store.begin_claim(new_submission(), now=NOW)
     sub.metadata["team"] = "changed"
