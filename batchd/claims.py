@@ -79,6 +79,7 @@ class Claimer:
         self._limits_for = limits_for
         self._clock = clock
         self._reject_duplicates = reject_duplicates
+        self._accepting = asyncio.Lock()
 
     def configure(self, limits: FileLimits, *, reject_duplicates: bool) -> None:
         """Apply reloaded intake settings to the files claimed from now on."""
@@ -122,7 +123,7 @@ class Claimer:
                     sub.id, "the file disappeared before batchd claimed it", now=self._clock.now()
                 )
                 return sub
-            move(inbox, processing)
+            await asyncio.to_thread(move, inbox, processing)
         return await self._store.mark_claimed(sub.id, now=self._clock.now())
 
     # ------------------------------------------------------------------ steps 3-4
@@ -135,12 +136,25 @@ class Claimer:
             return False
         try:
             parsed, chunks = await asyncio.to_thread(self._validate, sub, processing)
-            await self._check_duplicate(sub, parsed)
         except IntakeRejected as exc:
             await self._reject(sub, paths, processing, exc)
             return False
         await asyncio.to_thread(self._write_chunks, sub, processing, parsed, chunks)
-        results_dir = await self._results_dir(sub, paths)
+        # Files are processed concurrently: the duplicate check, the results folder and the
+        # accept must see every earlier accept.
+        async with self._accepting:
+            try:
+                await self._check_duplicate(sub, parsed)
+            except IntakeRejected as exc:
+                self._work.remove(sub.id)
+                await self._reject(sub, paths, processing, exc)
+                return False
+            await self._accept(sub, parsed, chunks, await self._results_dir(sub, paths))
+        return True
+
+    async def _accept(
+        self, sub: Submission, parsed: ParsedFile, chunks: list[ChunkPlan], results_dir: Path
+    ) -> None:
         await self._store.accept_submission(
             sub.id,
             sha256=parsed.sha256,
@@ -161,7 +175,6 @@ class Claimer:
                 },
             ),
         )
-        return True
 
     def _validate(self, sub: Submission, processing: Path) -> tuple[ParsedFile, list[ChunkPlan]]:
         if not name_allowed(sub.name):
@@ -214,14 +227,8 @@ class Claimer:
 
     async def _results_dir(self, sub: Submission, paths: SpoolPaths) -> Path:
         stem = sub.name.removesuffix(".jsonl")
-        taken = {
-            s.results_dir
-            for s in await self._store.list_submissions(
-                states=[SubmissionState.ACTIVE], route=sub.route
-            )
-        }
         candidate = paths.done / stem
-        if candidate.exists() or str(candidate) in taken:
+        if candidate.exists() or await self._store.results_dir_taken(str(candidate)):
             candidate = paths.done / f"{stem}-{sub.id[-6:]}"
         return candidate
 

@@ -20,6 +20,7 @@ import structlog
 
 from batchd.claims import Claimer, RouteLike
 from batchd.clock import Clock
+from batchd.loops import gather_bounded
 from batchd.models import SubmissionState
 from batchd.spool import SpoolPaths, is_ignored, remove_stale_temp_files
 from batchd.store.base import JobStore
@@ -28,6 +29,9 @@ from batchd.watch import InboxWatcher
 log = structlog.get_logger(__name__)
 
 SECOND_LOOK_S = 0.5  # the two scans of the stability rule are at least this far apart
+# Files claimed and validated at once: their fsyncs and commits overlap (measured: 1,000 files
+# dropped at once are accepted ~2x faster than one at a time; tests/benchmarks, intake).
+CLAIM_CONCURRENCY = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,19 +152,24 @@ class Intake:
             log.exception("intake.scan_failed", route=route.name, error=str(exc))
             return 0
         present = set()
-        done = 0
+        ready = []
         for entry in sorted(entries, key=lambda e: e.name):
             if is_ignored(entry.name) or entry.is_dir(follow_symlinks=False):
                 continue
             present.add(entry.name)
-            if await self._consider(route, inbox, entry, now):
-                done += 1
+            if self._is_ready(route, inbox, entry, now):
+                ready.append(entry.name)
         self._forget_missing(route.name, present)
-        return done
+        taken: list[str] = []
 
-    async def _consider(
-        self, route: RouteLike, inbox: Path, entry: os.DirEntry[str], now: float
-    ) -> bool:
+        async def take(name: str) -> None:
+            if await self._take(route, name):
+                taken.append(name)
+
+        await gather_bounded(ready, take, limit=CLAIM_CONCURRENCY)
+        return len(taken)
+
+    def _is_ready(self, route: RouteLike, inbox: Path, entry: os.DirEntry[str], now: float) -> bool:
         try:
             st = entry.stat(follow_symlinks=False)
         except FileNotFoundError:
@@ -178,9 +187,18 @@ class Intake:
             return False
         self._seen.pop(key, None)
         self._renamed.discard((inbox, entry.name))
-        sub = await self._claimer.claim(route, entry.name)
-        if sub is not None and await self._claimer.resume(sub, route):
-            self._on_accepted()
+        return True
+
+    async def _take(self, route: RouteLike, name: str) -> bool:
+        """Claim and validate one complete file; a failure is logged and retried later (the
+        claim, once committed, is resumed on the next pass)."""
+        try:
+            sub = await self._claimer.claim(route, name)
+            if sub is not None and await self._claimer.resume(sub, route):
+                self._on_accepted()
+        except Exception:  # one bad file must not stop the others
+            log.exception("intake.claim_failed", route=route.name, name=name)
+            return False
         return sub is not None
 
     def _forget_missing(self, route: str, present: set[str]) -> None:

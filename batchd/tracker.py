@@ -114,10 +114,11 @@ class Tracker:
     async def run_once(self) -> int:
         now = self._clock.now()
         done = await self._send_cancels(now)
-        due = await self._store.list_jobs(states=sorted(ACTIVE), due_before=now, limit=100_000)
-        for provider_name in sorted({j.provider for j in due} | self._sweeps_due(now)):
-            if self._gate.is_open(provider_name, now) and provider_name in self._providers:
-                done += await self._refresh_provider(provider_name, due, now)
+        for name in sorted(self._providers):
+            if self._sweeps.due_at.get(name, 0.0) > now:
+                continue  # sweep mode, between sweeps: the next sweep covers every open job
+            if self._gate.is_open(name, now):
+                done += await self._refresh_provider(name, now)
         return done
 
     async def wait(self) -> None:
@@ -129,18 +130,13 @@ class Tracker:
             await asyncio.wait_for(self._wake.wait(), timeout=min(5.0, max(0.05, delay)))
         self._wake.clear()
 
-    def _sweeps_due(self, now: float) -> set[str]:
-        return {p for p, at in self._sweeps.due_at.items() if at <= now}
-
-    async def _refresh_provider(self, name: str, due: Sequence[Job], now: float) -> int:
-        if self._sweeps.due_at.get(name, 0.0) > now:
-            return 0  # sweep mode, next sweep not due: no need to load the open jobs
+    async def _refresh_provider(self, name: str, now: float) -> int:
         open_jobs = await self._store.list_jobs(states=sorted(ACTIVE), provider=name)
         if len(open_jobs) > self._policy.list_threshold:
             self._sweeps.due_at[name] = now + sweep_interval(len(open_jobs), self._policy)
             return await self._sweep(name, open_jobs)
         self._sweeps.due_at.pop(name, None)
-        mine = [j for j in due if j.provider == name]
+        mine = [j for j in open_jobs if j.next_attempt_at <= now]
         await self._bounded(self._poll(name, job) for job in mine)
         return len(mine)
 

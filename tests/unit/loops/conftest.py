@@ -54,10 +54,15 @@ def request_lines(n: int, prefix: str = "r") -> str:
 
 class World:
     def __init__(
-        self, tmp_path: Path, *, max_requests: int = 100, list_threshold: int = 10
+        self,
+        tmp_path: Path,
+        *,
+        max_requests: int = 100,
+        list_threshold: int = 10,
+        store: MemoryJobStore | None = None,
     ) -> None:
         self.clock = ManualClock(start=time.time())
-        self.store = MemoryJobStore()
+        self.store = store or MemoryJobStore()
         self.provider = FakeProvider(limits=ProviderLimits(max_requests_per_job=max_requests))
         self.provider.clock = self.clock.now
         self.route = Route("chat", tmp_path / "spool")

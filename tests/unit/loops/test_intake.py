@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
+import pytest
+
+from batchd.claims import RouteLike
 from batchd.intake import Sighting, is_complete
-from batchd.models import JobState, SubmissionState
+from batchd.models import JobState, Submission, SubmissionState
+from batchd.store.memory import MemoryJobStore
 from tests.unit.loops.conftest import World, request_lines
 
 
@@ -115,6 +120,17 @@ async def test_same_content_twice_is_rejected_as_duplicate(world: World) -> None
     assert first.id in (second.reason or "")
 
 
+async def test_same_name_while_the_first_is_open_gets_its_own_results_folder(
+    world: World,
+) -> None:
+    first = await world.accept("a.jsonl", request_lines(3))
+    second = await world.accept("a.jsonl", request_lines(4))
+    third = await world.accept("a.jsonl", request_lines(5))
+    assert first.results_dir == str(world.paths.done / "a")
+    assert second.results_dir == str(world.paths.done / f"a-{second.id[-6:]}")
+    assert third.results_dir == str(world.paths.done / f"a-{third.id[-6:]}")
+
+
 async def test_restart_finishes_a_half_done_claim(world: World) -> None:
     path = world.drop("half.jsonl", request_lines(2))
     from batchd.store.base import NewSubmission
@@ -142,3 +158,60 @@ async def test_restart_finishes_a_half_done_claim(world: World) -> None:
     again = await world.store.get_submission(sub.id)
     assert again is not None and again.state is SubmissionState.ACTIVE
     assert len(await world.store.list_submissions()) == 1  # claimed once, not twice
+
+
+async def passes(world: World, n: int = 3) -> int:
+    """Intake passes far enough apart for the stability rule; how many files were taken."""
+    taken = 0
+    for _ in range(n):
+        taken += await world.intake.run_once()
+        world.clock.advance(3)
+    return taken
+
+
+class SlowDuplicateLookup(MemoryJobStore):
+    """A store whose duplicate lookup yields, as the SQLite store's does."""
+
+    async def find_duplicate(self, route: str, sha256: str) -> Submission | None:
+        found = await super().find_duplicate(route, sha256)
+        await asyncio.sleep(0.01)  # the answer travels back from the database thread
+        return found
+
+
+async def test_files_dropped_together_are_all_taken_in_one_pass(world: World) -> None:
+    for i in range(20):
+        world.drop(f"f{i:02}.jsonl", request_lines(2, prefix=f"f{i}-"))
+    assert await passes(world) == 20
+    subs = await world.store.list_submissions()
+    assert sorted(s.name for s in subs) == [f"f{i:02}.jsonl" for i in range(20)]
+    assert {s.state for s in subs} == {SubmissionState.ACTIVE}
+    assert not list(world.paths.inbox.iterdir())
+
+
+async def test_identical_files_dropped_together_are_still_deduplicated(tmp_path: Path) -> None:
+    world = World(tmp_path, store=SlowDuplicateLookup())
+    for name in ("a.jsonl", "b.jsonl", "c.jsonl"):
+        world.drop(name, request_lines(3))
+    await passes(world)
+    states = sorted(s.state for s in await world.store.list_submissions())
+    assert states == [SubmissionState.ACTIVE, SubmissionState.REJECTED, SubmissionState.REJECTED]
+    rejected = [s for s in await world.store.list_submissions() if s.reason]
+    assert all(not world.work.submission(s.id).exists() for s in rejected)
+
+
+async def test_a_failing_file_does_not_stop_the_others(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claim = world.claimer.claim
+
+    async def flaky(route: RouteLike, name: str) -> Submission | None:
+        if name == "bad.jsonl":
+            raise OSError("disk hiccup")
+        return await claim(route, name)
+
+    monkeypatch.setattr(world.claimer, "claim", flaky)
+    world.drop("bad.jsonl", request_lines(1, prefix="x"))
+    world.drop("good.jsonl", request_lines(1, prefix="y"))
+    assert await passes(world) == 1
+    assert [s.name for s in await world.store.list_submissions()] == ["good.jsonl"]
+    assert (world.paths.inbox / "bad.jsonl").exists()  # untouched, taken on a later pass
