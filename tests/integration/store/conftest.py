@@ -3,19 +3,39 @@ plus builders that walk submissions and jobs to a wanted state through the publi
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from batchd.models import ACTIVE, TERMINAL, Job, JobState, ResultState, Submission
-from batchd.store.base import ChunkPlan, EventSpec, JobStore, NewSubmission
+from batchd.clock import utc_iso
+from batchd.models import ACTIVE, TERMINAL, Event, Job, JobState, ResultState, Submission
+from batchd.store.base import ChunkPlan, DeliveryState, EventSpec, JobStore, NewSubmission
 from batchd.store.memory import MemoryJobStore
 from batchd.store.sqlite import SqliteJobStore
 
 NOW = 1_700_000_000.0
 EVERYTHING = 1_000_000
+
+
+PENDING, DELIVERED, DEAD, DROPPED = (
+    DeliveryState.PENDING,
+    DeliveryState.DELIVERED,
+    DeliveryState.DEAD,
+    DeliveryState.DROPPED,
+)
+
+
+def body(event_type: str, created_at: float, data: object) -> bytes:
+    """The webhook body as specified: canonical JSON of type, timestamp and data."""
+    obj = {"type": event_type, "timestamp": utc_iso(created_at), "data": data}
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+async def append(store: JobStore, n: int = 1, *, now: float = NOW) -> list[Event]:
+    return [await store.append_event(EventSpec("t.note", {"i": i}), now=now + i) for i in range(n)]
 
 
 def make_store(kind: str, tmp_path: Path) -> JobStore:

@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
-from batchd.clock import utc_iso
 from batchd.errors import StoreError
 from batchd.models import Event
-from batchd.store.base import Delivery, DeliveryState, EventSpec, JobStore
+from batchd.store.base import Delivery, EventSpec, JobStore
 
-from .conftest import NOW, accepted, snapshot
-
-PENDING, DELIVERED, DEAD, DROPPED = (
-    DeliveryState.PENDING,
-    DeliveryState.DELIVERED,
-    DeliveryState.DEAD,
-    DeliveryState.DROPPED,
-)
-
-
-def body(event_type: str, created_at: float, data: object) -> bytes:
-    """The webhook body as specified: canonical JSON of type, timestamp and data."""
-    obj = {"type": event_type, "timestamp": utc_iso(created_at), "data": data}
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
-
-
-async def append(store: JobStore, n: int = 1, *, now: float = NOW) -> list[Event]:
-    return [await store.append_event(EventSpec("t.note", {"i": i}), now=now + i) for i in range(n)]
+from .conftest import NOW, PENDING, accepted, append, body, snapshot
 
 
 async def test_append_event_returns_the_stored_event(store: JobStore) -> None:
