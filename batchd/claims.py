@@ -29,6 +29,8 @@ from batchd.errors import IntakeRejected, Problem
 from batchd.models import Submission, SubmissionState
 from batchd.providers.base import ProviderLimits
 from batchd.spool import (
+    PRIVATE,
+    Modes,
     SpoolPaths,
     UnsafeFile,
     lstat_identity,
@@ -72,6 +74,7 @@ class Claimer:
         limits_for: Callable[[str], ProviderLimits],
         clock: Clock,
         reject_duplicates: bool = True,
+        modes: Modes = PRIVATE,
     ) -> None:
         self._store = store
         self._work = work
@@ -79,12 +82,16 @@ class Claimer:
         self._limits_for = limits_for
         self._clock = clock
         self._reject_duplicates = reject_duplicates
+        self._modes = modes
         self._accepting = asyncio.Lock()
 
-    def configure(self, limits: FileLimits, *, reject_duplicates: bool) -> None:
+    def configure(
+        self, limits: FileLimits, *, reject_duplicates: bool, modes: Modes = PRIVATE
+    ) -> None:
         """Apply reloaded intake settings to the files claimed from now on."""
         self._limits = limits
         self._reject_duplicates = reject_duplicates
+        self._modes = modes
 
     # ------------------------------------------------------------------ steps 1-2
     async def claim(self, route: RouteLike, name: str) -> Submission | None:
@@ -236,7 +243,8 @@ class Claimer:
         self, sub: Submission, paths: SpoolPaths, processing: Path, exc: IntakeRejected
     ) -> None:
         dest = _rejected_name(paths, sub)
-        write_atomic(_reason_path(dest), format_reason(exc, sub.name).encode())
+        reason = format_reason(exc, sub.name).encode()
+        write_atomic(_reason_path(dest), reason, mode=self._modes.file)
         move(processing, dest)
         await self._finalize_reject(sub, dest, exc.problems)
 

@@ -39,7 +39,7 @@ from batchd.models import (
 )
 from batchd.providers.base import BatchProvider
 from batchd.results import JobFiles, ParseLine, ResultsInvalid, verify_job, write_results
-from batchd.spool import lstat_identity, move, write_atomic
+from batchd.spool import PRIVATE, Modes, lstat_identity, move, write_atomic
 from batchd.store.base import EventSpec, JobStore
 from batchd.summary import build_summary, dump_summary, ready_event
 from batchd.workdir import WorkDir
@@ -53,6 +53,7 @@ class CollectPolicy:
     retry_base_s: float = 5.0
     retry_max_s: float = 600.0
     verify_attempts: int = 3
+    modes: Modes = PRIVATE  # of results folders and files
 
 
 class Collector:
@@ -249,7 +250,8 @@ class Collector:
             )
             for j in jobs
         ]
-        tally = await asyncio.to_thread(write_results, results_dir, items, parse)
+        modes = self._policy.modes
+        tally = await asyncio.to_thread(write_results, results_dir, items, parse, modes=modes)
         outcome = outcome_for(
             [j.state for j in jobs],
             [j.result_state for j in jobs],
@@ -257,7 +259,9 @@ class Collector:
         )
         now = self._clock.now()
         summary = build_summary(sub, jobs, tally, outcome, results_dir, now=now)
-        await asyncio.to_thread(write_atomic, results_dir / "summary.json", dump_summary(summary))
+        await asyncio.to_thread(
+            write_atomic, results_dir / "summary.json", dump_summary(summary), mode=modes.file
+        )
         await asyncio.to_thread(self._move_input, sub, results_dir)
         await self._store.finish_submission(
             sub.id, outcome, now=now, event=ready_event(sub, jobs, tally, outcome, results_dir)

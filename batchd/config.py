@@ -80,6 +80,7 @@ class DaemonSettings(_Model):
     log_format: Literal["auto", "json", "console"] = "auto"
     shutdown_grace_s: Seconds = 5.0
     heartbeat_stale_s: Seconds = 60.0
+    share_with_group: bool = False
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 from batchd.errors import ProviderError
 from batchd.models import Job, ResultState
 from batchd.providers.base import ResultLine
-from batchd.spool import atomic_writer, remove_stale_temp_files
+from batchd.spool import PRIVATE, Modes, atomic_writer, make_folder, remove_stale_temp_files
 
 ParseLine = Callable[[bytes], ResultLine]
 
@@ -244,13 +244,15 @@ def _read_line(
     return parse(handle.read(where.length))
 
 
-def write_results(directory: Path, jobs: Sequence[JobFiles], parse: ParseLine) -> Tally:
+def write_results(
+    directory: Path, jobs: Sequence[JobFiles], parse: ParseLine, *, modes: Modes = PRIVATE
+) -> Tally:
     """Write results.jsonl and errors.jsonl atomically into ``directory``. Temp files left
     there by a writer that was killed (these or summary.json's) are removed first."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_folder(directory, modes.folder)
     remove_stale_temp_files(directory)
     with (
-        atomic_writer(directory / "results.jsonl") as results,
-        atomic_writer(directory / "errors.jsonl") as errors,
+        atomic_writer(directory / "results.jsonl", mode=modes.file) as results,
+        atomic_writer(directory / "errors.jsonl", mode=modes.file) as errors,
     ):
         return merge(jobs, parse, results, errors)

@@ -132,16 +132,38 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+@dataclass(frozen=True, slots=True)
+class Modes:
+    """The modes of what batchd writes into the spool (results, rejection reasons)."""
+
+    file: int = 0o600
+    folder: int = 0o700
+
+
+PRIVATE = Modes()
+# ``[daemon] share_with_group``: members of the spool's group (a shared drop folder, see
+# systemd/README.md) can read results and rejection reasons.
+GROUP_READABLE = Modes(file=0o640, folder=0o750)
+
+
+def make_folder(path: Path, mode: int) -> None:
+    """``mkdir -p`` with exactly ``mode`` on the last folder, whatever the umask."""
+    path.mkdir(parents=True, exist_ok=True, mode=mode)
+    os.chmod(path, mode)
+
+
 @contextlib.contextmanager
 def atomic_writer(final: Path, *, mode: int = 0o600) -> Iterator[BinaryIO]:
-    """Write ``final`` whole or not at all: a private temp file in the same folder (O_EXCL),
-    fsync, rename over ``final``, fsync the folder. On error the temp file is removed."""
+    """Write ``final`` whole or not at all: a temp file in the same folder (O_EXCL) with
+    exactly ``mode`` (whatever the umask), fsync, rename over ``final``, fsync the folder. On
+    error the temp file is removed."""
     tmp = final.with_name(f".{final.name}.{os.getpid()}.part")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

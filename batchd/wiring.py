@@ -27,7 +27,7 @@ from batchd.intake import Intake
 from batchd.loops import Loop
 from batchd.notifier import Notifier
 from batchd.providers.base import BatchProvider, ProviderLimits
-from batchd.spool import write_atomic
+from batchd.spool import GROUP_READABLE, PRIVATE, Modes, write_atomic
 from batchd.store.sqlite import SqliteJobStore
 from batchd.submitter import SubmitPolicy, Submitter
 from batchd.systemd import Heartbeats
@@ -72,10 +72,12 @@ class Policies:
     track: TrackPolicy
     collect: CollectPolicy
     file_limits: FileLimits
+    modes: Modes
 
     @classmethod
     def from_settings(cls, settings: Settings, requests_per_second: float) -> Policies:
         s, t, c, i = settings.submit, settings.track, settings.collect, settings.intake
+        modes = GROUP_READABLE if settings.daemon.share_with_group else PRIVATE
         return cls(
             submit=SubmitPolicy(
                 concurrency=s.concurrency,
@@ -92,13 +94,17 @@ class Policies:
                 requests_per_second=requests_per_second,
             ),
             collect=CollectPolicy(
-                concurrency=c.concurrency, retry_base_s=c.retry_base_s, retry_max_s=c.retry_max_s
+                concurrency=c.concurrency,
+                retry_base_s=c.retry_base_s,
+                retry_max_s=c.retry_max_s,
+                modes=modes,
             ),
             file_limits=FileLimits(
                 max_file_bytes=i.max_file_bytes,
                 max_line_bytes=i.max_line_bytes,
                 max_lines=i.max_lines,
             ),
+            modes=modes,
         )
 
 
@@ -166,6 +172,7 @@ def build_runtime(
         limits_for=lambda name: limits.get(name, ProviderLimits()),
         clock=clock,
         reject_duplicates=settings.intake.duplicates == "reject",
+        modes=policies.modes,
     )
     intake = Intake(
         store,
@@ -206,7 +213,11 @@ def apply_settings(rt: Runtime, new: Settings, providers: dict[str, BatchProvide
     rt.tracker.set_policy(policies.track)
     rt.submitter.set_policy(policies.submit)
     rt.collector.set_policy(policies.collect)
-    rt.claimer.configure(policies.file_limits, reject_duplicates=new.intake.duplicates == "reject")
+    rt.claimer.configure(
+        policies.file_limits,
+        reject_duplicates=new.intake.duplicates == "reject",
+        modes=policies.modes,
+    )
     for loop in (rt.submitter, rt.tracker, rt.collector):
         loop.set_providers(providers)
     rt.intake.set_routes(new.routes)

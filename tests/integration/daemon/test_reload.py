@@ -1,7 +1,8 @@
 """A reload re-applies intake and loop settings to the running daemon (in-process ``Daemon``).
 
 The duplicates policy is the observable one: under the default (reject) the same content dropped
-twice is rejected; after a reload with ``duplicates = "allow"`` it is accepted.
+twice is rejected; after a reload with ``duplicates = "allow"`` it is accepted. So is
+``share_with_group``: the modes of results and rejection reasons written after the reload.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from batchd.models import SubmissionState
 CONFIG = """\
 [daemon]
 data_dir = "{data}"
+share_with_group = {share}
 [intake]
 min_age_s = 0.1
 duplicates = "{duplicates}"
@@ -39,12 +41,22 @@ CONTENT = "".join(
 )
 
 
-def write_config(path: Path, tmp: Path, *, duplicates: str, max_lines: int) -> None:
+def write_config(
+    path: Path, tmp: Path, *, duplicates: str, max_lines: int, share: bool = False
+) -> None:
     path.write_text(
         CONFIG.format(
-            data=tmp / "data", spool=tmp / "spool", duplicates=duplicates, max_lines=max_lines
+            data=tmp / "data",
+            spool=tmp / "spool",
+            duplicates=duplicates,
+            max_lines=max_lines,
+            share="true" if share else "false",
         )
     )
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
 
 
 async def final_state(daemon: Daemon, name: str) -> SubmissionState:
@@ -72,18 +84,26 @@ async def test_reload_applies_the_new_intake_policy(tmp_path: Path) -> None:
         await asyncio.wait_for(daemon.ready.wait(), timeout=30)
         drop(tmp_path, "first.jsonl")  # 3 lines, max_lines = 2: rejected
         assert await final_state(daemon, "first.jsonl") is SubmissionState.REJECTED
+        assert mode(tmp_path / "spool" / "rejected" / "first.reason.txt") == 0o600
 
-        write_config(config, tmp_path, duplicates="allow", max_lines=100)
+        write_config(config, tmp_path, duplicates="allow", max_lines=100, share=True)
         assert await daemon.reload()
         drop(tmp_path, "second.jsonl")
         assert await final_state(daemon, "second.jsonl") is SubmissionState.DONE
+        done = tmp_path / "spool" / "done" / "second"
+        assert (mode(done), mode(done / "results.jsonl"), mode(done / "summary.json")) == (
+            0o750,
+            0o640,
+            0o640,
+        )
         drop(tmp_path, "third.jsonl")  # same content again: allowed now
         assert await final_state(daemon, "third.jsonl") is SubmissionState.DONE
 
-        write_config(config, tmp_path, duplicates="reject", max_lines=100)
+        write_config(config, tmp_path, duplicates="reject", max_lines=100, share=True)
         assert await daemon.reload()
         drop(tmp_path, "fourth.jsonl")
         assert await final_state(daemon, "fourth.jsonl") is SubmissionState.REJECTED
+        assert mode(tmp_path / "spool" / "rejected" / "fourth.reason.txt") == 0o640
     finally:
         daemon.request_stop()
         assert await asyncio.wait_for(task, timeout=30) == 0

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from batchd.spool import GROUP_READABLE, make_folder, write_atomic
 from tests.integration.systemd.unit_file import TMPFILES
 
 GROUP = 47_000  # batchd's group
@@ -144,3 +145,19 @@ def test_group_members_see_outcomes_but_not_work_in_progress(spool: Spool) -> No
     assert spool.ok(ALICE, "print(os.listdir('done'))").strip() == "['a']"
     spool.refused(ALICE, "os.listdir('done/a')")
     spool.refused(ALICE, "os.listdir('processing')")
+
+
+def test_with_share_with_group_members_read_results_and_outsiders_do_not(spool: Spool) -> None:
+    results = spool.root / "done" / "a"
+    old = os.umask(0o077)  # the unit's UMask: the modes must not depend on it
+    try:
+        make_folder(results, GROUP_READABLE.folder)
+        write_atomic(results / "results.jsonl", b"{}\n", mode=GROUP_READABLE.file)
+    finally:
+        os.umask(old)
+    for path in (results, results / "results.jsonl"):
+        os.chown(path, BATCHD, GROUP)  # as the daemon, running as batchd, would own them
+    read = "print(os.listdir('done/a'), open('done/a/results.jsonl').read(), end='')"
+    assert spool.ok(ALICE, read) == "['results.jsonl'] {}\n"
+    spool.refused(ALICE, "open('done/a/results.jsonl', 'a')")
+    spool.refused(EVE, read)

@@ -2,11 +2,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from batchd.collector import CollectPolicy
 from batchd.errors import ProviderTransient
 from batchd.models import JobState, Outcome, ResultState, SubmissionState
+from batchd.spool import GROUP_READABLE
 from batchd.store.base import EventSpec
 from tests.unit.loops.conftest import World, request_lines
 
@@ -169,3 +173,44 @@ async def test_finishing_is_redone_after_a_crash(world: World) -> None:
     assert [r["custom_id"] for r in read_jsonl(results / "results.jsonl")] == ["r0", "r1"]
     assert (results / "input.jsonl").read_text() == request_lines(2)
     assert (await world.events()).count("results.ready") == 1
+
+
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def modes_in(results_dir: Path) -> dict[str, int]:
+    names = ("results.jsonl", "errors.jsonl", "summary.json")
+    found = {name: (results_dir / name).stat().st_mode & 0o777 for name in names}
+    return {".": results_dir.stat().st_mode & 0o777, **found}
+
+
+async def test_results_are_private_by_default_and_group_readable_when_shared(
+    tmp_path: Path,
+) -> None:
+    private, shared = World(tmp_path / "private"), World(tmp_path / "shared")
+    shared.collector.set_policy(CollectPolicy(retry_base_s=1.0, modes=GROUP_READABLE))
+    dirs = []
+    with umask(0o077):  # as under systemd (UMask=0077): the modes must not depend on it
+        for world in (private, shared):
+            sub = await world.accept("one.jsonl", request_lines(2))
+            await world.submitter.run_once()
+            (job,) = await world.jobs(sub.id)
+            world.provider.finish(job.provider_job_id or "", failing={"r1"})
+            await run_all(world)
+            done = await world.store.get_submission(sub.id)
+            assert done is not None and done.state is SubmissionState.DONE
+            dirs.append(Path(done.results_dir or ""))
+    assert set(modes_in(dirs[0]).values()) == {0o700, 0o600}
+    assert modes_in(dirs[0])["."] == 0o700
+    assert modes_in(dirs[1]) == {
+        ".": 0o750,
+        "results.jsonl": 0o640,
+        "errors.jsonl": 0o640,
+        "summary.json": 0o640,
+    }

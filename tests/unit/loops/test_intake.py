@@ -9,6 +9,7 @@ import pytest
 from batchd.claims import RouteLike
 from batchd.intake import Sighting, is_complete
 from batchd.models import JobState, Submission, SubmissionState
+from batchd.spool import GROUP_READABLE
 from batchd.store.memory import MemoryJobStore
 from tests.unit.loops.conftest import World, request_lines
 
@@ -215,3 +216,14 @@ async def test_a_failing_file_does_not_stop_the_others(
     assert await passes(world) == 1
     assert [s.name for s in await world.store.list_submissions()] == ["good.jsonl"]
     assert (world.paths.inbox / "bad.jsonl").exists()  # untouched, taken on a later pass
+
+
+async def test_rejection_reasons_follow_the_share_with_group_modes(world: World) -> None:
+    world.claimer.configure(world.claimer._limits, reject_duplicates=True, modes=GROUP_READABLE)
+    old = os.umask(0o077)
+    try:
+        sub = await world.accept("bad.jsonl", "not json\n")
+    finally:
+        os.umask(old)
+    assert sub.state is SubmissionState.REJECTED
+    assert (world.paths.rejected / "bad.reason.txt").stat().st_mode & 0o777 == 0o640
