@@ -115,11 +115,18 @@ T = TypeVar("T")
 async def gather_bounded(
     items: Iterable[T], step: Callable[[T], Awaitable[None]], *, limit: int
 ) -> None:
-    """Run ``step`` on every item, at most ``limit`` at a time (one pass of a loop)."""
+    """Run ``step`` on every item, at most ``limit`` at a time (one pass of a loop).
+
+    Every step runs to its end before this returns, even when one fails: a pass that ended
+    while another step was still in flight (a create, say) would let the next pass start the
+    same work again. Then the first failure is raised."""
     gate = asyncio.Semaphore(max(1, limit))
 
     async def one(item: T) -> None:
         async with gate:
             await step(item)
 
-    await asyncio.gather(*(one(i) for i in items))
+    outcomes = await asyncio.gather(*(one(i) for i in items), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome

@@ -133,6 +133,10 @@ class Submitter:
                 wait_s = exc.retry_after_s or self._policy.retry_base_s
                 self._gate.slow_down(job.provider, self._clock.now() + wait_s)
             await self._retry_later(job, exc)
+        except Exception as exc:  # a bug or a local fault (a chunk file gone, a store error):
+            # this job waits and retries; the other jobs of the pass go on
+            log.exception("submit.step_failed", job_id=job.id, state=job.state.value)
+            await self._retry_later(job, exc)
 
     async def _advance(self, job: Job, sub: Submission, provider: BatchProvider) -> None:
         if job.cancel_requested and job.state in {JobState.NEW, JobState.UPLOADED}:
@@ -166,7 +170,12 @@ class Submitter:
                 return await self._transition(job, JobState.UPLOADED, input_file_id=found)
         job = await self._transition(job, JobState.NEW, attempts=job.attempts + 1)
         chunk = self._work.chunk(job.submission_id, job.chunk_index)
-        ref = await provider.upload_file(chunk, filename=name)
+        try:
+            ref = await provider.upload_file(chunk, filename=name)
+        except AuthError:
+            raise
+        except ProviderPermanent as exc:  # refused (too large, invalid): retrying cannot help
+            return await self._refused(job, exc, stage="upload")
         log.info("submit.uploaded", job_id=job.id, file_id=ref.id, size_bytes=ref.size_bytes)
         return await self._transition(job, JobState.UPLOADED, input_file_id=ref.id, attempts=0)
 
@@ -217,7 +226,12 @@ class Submitter:
 
     async def _reconcile(self, job: Job, provider: BatchProvider) -> bool:
         """Look the job up by its tag; adopt it when the provider has it."""
-        found = [s async for s in provider.iter_jobs(JobFilter(metadata={"batchd_job": job.id}))]
+        query = JobFilter(metadata={"batchd_job": job.id})
+        # Checked here too: whether the real server honours the metadata filter is unverified,
+        # and adopting (or cancelling) a job that is not this one's would be worse than a miss.
+        found = [
+            s async for s in provider.iter_jobs(query) if s.metadata.get("batchd_job") == job.id
+        ]
         if not found:
             return False
         found.sort(key=lambda s: (s.created_at or 0.0, s.id))
@@ -261,9 +275,9 @@ class Submitter:
         self._on_created()
 
     # ------------------------------------------------------------------ failures
-    async def _refused(self, job: Job, exc: ProviderPermanent) -> None:
+    async def _refused(self, job: Job, exc: ProviderPermanent, *, stage: str = "create") -> Job:
         self._gate.record_error(job.provider, str(exc))
-        await self._store.transition_job(
+        return await self._store.transition_job(
             job.id,
             job.state,
             JobState.FAILED,
@@ -276,7 +290,7 @@ class Submitter:
                     "job_id": job.id,
                     "provider": job.provider,
                     "error": str(exc),
-                    "stage": "create",
+                    "stage": stage,
                 },
             ),
         )
@@ -289,7 +303,7 @@ class Submitter:
             job, JobState.CREATING, last_error=str(exc), next_attempt_at=self._clock.now() + delay
         )
 
-    async def _retry_later(self, job: Job, exc: ProviderError) -> None:
+    async def _retry_later(self, job: Job, exc: Exception) -> None:
         self._gate.record_error(job.provider, str(exc))
         current = await self._store.get_job(job.id)
         if current is None or current.state not in LOCAL:

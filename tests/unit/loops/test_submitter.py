@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 from batchd.errors import AuthError, NotFound, ProviderPermanent, ProviderTransient
 from batchd.models import JobState
+from batchd.providers.base import JobFilter, JobSnapshot, JobSpec
 from tests.unit.loops.conftest import World, request_lines
 
 
@@ -129,3 +133,72 @@ async def test_cancel_before_sending_sends_nothing(world: World) -> None:
     (job,) = await world.jobs(sub.id)
     assert job.state is JobState.CANCELLED
     assert sum(world.provider.calls.values()) == 0
+
+
+async def test_a_permanent_upload_refusal_fails_the_job_once(world: World) -> None:
+    sub = await world.accept("one.jsonl", request_lines(3))
+    world.provider.fail_before["upload_file"].append(ProviderPermanent("413 file too large"))
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    assert job.state is JobState.FAILED
+    assert "413" in (job.last_error or "")
+    world.clock.advance(3600)
+    await world.submitter.run_once()
+    assert world.provider.calls["upload_file"] == 1  # not retried
+    failed = [e for e in await world.store.list_events() if e.type == "batch.failed"]
+    assert [e.data["stage"] for e in failed] == ["upload"]
+
+
+async def test_one_failing_job_neither_stops_the_pass_nor_leaves_a_create_in_flight(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path)
+    broken = await world.accept("a.jsonl", request_lines(1, "a"))
+    healthy = await world.accept("b.jsonl", request_lines(1, "b"))
+    world.work.chunk(broken.id, 0).unlink()  # a local fault: its upload raises FileNotFoundError
+    release = asyncio.Event()
+    create = world.provider.create_job
+
+    async def slow_create(spec: JobSpec) -> JobSnapshot:
+        await release.wait()  # the server takes its time
+        return await create(spec)
+
+    world.provider.create_job = slow_create  # type: ignore[method-assign]
+    first = asyncio.create_task(world.submitter.run_once())
+    await asyncio.sleep(0.05)
+    assert not first.done()  # the pass waits for the create in flight
+    release.set()
+    await first
+    world.clock.advance(10)
+    await world.submitter.run_once()
+
+    (job,) = await world.jobs(healthy.id)
+    assert job.state is JobState.PENDING
+    assert len(world.provider.by_tag(job.id)) == 1  # created once, not twice
+    (stuck,) = await world.jobs(broken.id)
+    assert stuck.state is JobState.NEW
+    assert "No such file" in (stuck.last_error or "")
+
+
+async def test_reconcile_ignores_jobs_that_are_not_tagged_with_this_job(world: World) -> None:
+    other = await world.accept("other.jsonl", request_lines(2, "o"))
+    await world.submitter.run_once()  # an unrelated job exists at the provider
+    sub = await world.accept("one.jsonl", request_lines(3))
+    world.provider.fail_before["create_job"].append(ProviderTransient("connection reset"))
+    await world.submitter.run_once()
+    iter_jobs = world.provider.iter_jobs
+
+    async def ignoring_the_filter(filters: JobFilter) -> AsyncIterator[JobSnapshot]:
+        async for snap in iter_jobs(replace(filters, metadata={})):
+            yield snap
+
+    world.provider.iter_jobs = ignoring_the_filter  # type: ignore[method-assign]
+    world.clock.advance(10)
+    await world.submitter.run_once()
+
+    (job,) = await world.jobs(sub.id)
+    (unrelated,) = await world.jobs(other.id)
+    assert job.state is JobState.PENDING
+    assert job.provider_job_id != unrelated.provider_job_id
+    assert world.provider.calls["cancel_job"] == 0  # the unrelated job was not "a duplicate"
+    assert len(world.provider.by_tag(job.id)) == 1
