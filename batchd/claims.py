@@ -44,6 +44,11 @@ from batchd.workdir import WorkDir
 
 log = structlog.get_logger(__name__)
 
+UNREADABLE = (
+    "batchd cannot read this file (permission denied): in a shared drop folder, make it "
+    "readable by the folder's group (mode 0640) before you drop it"
+)
+
 
 class RouteLike(Protocol):
     """What claims need of a route (``config.RouteConfig`` satisfies it)."""
@@ -143,10 +148,11 @@ class Claimer:
             return False
         try:
             parsed, chunks = await asyncio.to_thread(self._validate, sub, processing)
-        except IntakeRejected as exc:
+            await asyncio.to_thread(self._write_chunks, sub, processing, parsed, chunks)
+        except IntakeRejected as exc:  # invalid, unreadable, or changed while being read
+            self._work.remove(sub.id)
             await self._reject(sub, paths, processing, exc)
             return False
-        await asyncio.to_thread(self._write_chunks, sub, processing, parsed, chunks)
         # Files are processed concurrently: the duplicate check, the results folder and the
         # accept must see every earlier accept.
         async with self._accepting:
@@ -192,6 +198,8 @@ class Claimer:
             fd, _ = open_dropped(processing.parent, processing.name, max_bytes=self._max_bytes)
         except UnsafeFile as exc:
             raise IntakeRejected([Problem(0, f"rejected: {exc}")]) from exc
+        except PermissionError as exc:
+            raise IntakeRejected([Problem(0, UNREADABLE)]) from exc
         os.close(fd)
         parsed = parse_batch_file(processing, endpoint=sub.endpoint, limits=self._limits)
         provider = self._limits_for(sub.provider)

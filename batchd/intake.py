@@ -138,8 +138,12 @@ class Intake:
             if route is None:
                 log.warning("intake.route_missing", submission_id=sub.id, route=sub.route)
                 continue
-            if await self._claimer.resume(sub, route):
-                self._on_accepted()
+            try:
+                if await self._claimer.resume(sub, route):
+                    self._on_accepted()
+            except Exception:  # one file must not stop the others, nor the scan
+                log.exception("intake.resume_failed", submission_id=sub.id, name=sub.name)
+                continue
             done += 1
         return done
 
@@ -159,7 +163,7 @@ class Intake:
             present.add(entry.name)
             if self._is_ready(route, inbox, entry, now):
                 ready.append(entry.name)
-        self._forget_missing(route.name, present)
+        self._forget_missing(route.name, inbox, present)
         taken: list[str] = []
 
         async def take(name: str) -> None:
@@ -201,9 +205,12 @@ class Intake:
             return False
         return sub is not None
 
-    def _forget_missing(self, route: str, present: set[str]) -> None:
+    def _forget_missing(self, route: str, inbox: Path, present: set[str]) -> None:
         for key in [k for k in self._seen if k[0] == route and k[1] not in present]:
             del self._seen[key]
+        # A name renamed in and gone (or ignored) before the scan: a later file written in
+        # place under that name must wait for the stability rule.
+        self._renamed -= {(d, n) for d, n in self._renamed if d == inbox and n not in present}
 
     def _schedule(self, when: float) -> None:
         self._next_look = when if self._next_look is None else min(self._next_look, when)

@@ -3,10 +3,13 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from batchd import claims
 from batchd.claims import RouteLike
+from batchd.errors import IntakeRejected, Problem
 from batchd.intake import Sighting, is_complete
 from batchd.models import JobState, Submission, SubmissionState
 from batchd.spool import GROUP_READABLE
@@ -227,3 +230,64 @@ async def test_rejection_reasons_follow_the_share_with_group_modes(world: World)
         os.umask(old)
     assert sub.state is SubmissionState.REJECTED
     assert (world.paths.rejected / "bad.reason.txt").stat().st_mode & 0o777 == 0o640
+
+
+async def test_an_unreadable_file_is_rejected_with_the_fix_and_others_go_on(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = claims.open_dropped
+
+    def open_dropped(directory: Path, name: str, *, max_bytes: int) -> tuple[int, Any]:
+        if name.endswith("bad.jsonl"):  # a 0600 file of another user, as batchd sees it
+            raise PermissionError(13, "Permission denied", name)
+        return real_open(directory, name, max_bytes=max_bytes)
+
+    monkeypatch.setattr(claims, "open_dropped", open_dropped)
+    world.drop("bad.jsonl", request_lines(1, "x"))
+    world.drop("good.jsonl", request_lines(1, "y"))
+    await passes(world)
+    states = {s.name: s.state for s in await world.store.list_submissions()}
+    assert states == {"bad.jsonl": SubmissionState.REJECTED, "good.jsonl": SubmissionState.ACTIVE}
+    reason = (world.paths.rejected / "bad.reason.txt").read_text()
+    assert "permission denied" in reason
+    assert "0640" in reason
+
+
+async def test_a_claimed_file_that_keeps_failing_does_not_block_the_scan(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_parse = claims.parse_batch_file
+
+    def parse(path: Path, **kwargs: Any) -> Any:
+        if path.name.endswith("bad.jsonl"):
+            raise RuntimeError("a bug in the parser")
+        return real_parse(path, **kwargs)
+
+    monkeypatch.setattr(claims, "parse_batch_file", parse)
+    world.drop("bad.jsonl", request_lines(1, "x"))
+    await passes(world)  # claimed, then validation fails: it stays CLAIMED, resumed each pass
+    world.drop("good.jsonl", request_lines(1, "y"))
+    await passes(world)
+    states = {s.name: s.state for s in await world.store.list_submissions()}
+    assert states == {"bad.jsonl": SubmissionState.CLAIMED, "good.jsonl": SubmissionState.ACTIVE}
+
+
+async def test_a_file_changed_while_its_chunks_are_written_is_rejected(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def changed(*_args: Any, **_kwargs: Any) -> int:
+        raise IntakeRejected([Problem(2, "the file changed while batchd was reading it")])
+
+    monkeypatch.setattr(claims, "write_chunk", changed)
+    sub = await world.accept("moving.jsonl", request_lines(3))
+    assert sub.state is SubmissionState.REJECTED
+    assert "changed" in (world.paths.rejected / "moving.reason.txt").read_text()
+    assert not world.work.submission(sub.id).exists()
+
+
+async def test_a_stale_renamed_flag_does_not_let_a_half_written_file_in(world: World) -> None:
+    world.intake._note_renamed(world.paths.inbox, "x.jsonl")  # renamed in, removed at once
+    await world.intake.run_once()
+    (world.paths.inbox / "x.jsonl").write_text(request_lines(1))  # later: written in place
+    assert await world.intake.run_once() == 0  # not taken on sight: the stability rule applies
+    assert await world.store.list_submissions() == []
