@@ -57,7 +57,8 @@ Choices where the reference is silent or unverified (``Behaviour`` makes most co
 - Jobs list: ``metadata`` is matched from exploded top-level query keys (every key that is not a
   known parameter, as the SDK sends it) and from ``metadata=<json>``; ``created_after`` is
   inclusive; ``created_by_me`` means created with the same API key; ``total`` counts every
-  match. Files list: newest first; ``search`` is a case-insensitive filename substring.
+  match (``metadata_filter="ignore"``: the metadata filter is parsed but not applied).
+  Files list: newest first; ``search`` is a case-insensitive filename substring.
 - Upload: ``purpose`` defaults to ``fine-tune``; ``expiry`` is read as hours and only echoed as
   ``expires_at``; a file over ``max_upload_bytes`` (512 MB) gets 413 with an object error;
   ``mimetype`` comes from the file name (``.jsonl`` -> ``application/jsonl``). An unknown

@@ -48,6 +48,7 @@ class Behaviour:
     error_field: Literal["object", "string"] = "object"  # per-request error lines: `error` shape
     cancel_terminal: Literal["ok", "error"] = "ok"  # cancel of a terminal job: 200 as is, or 400
     delete_active: Literal["allow", "reject"] = "allow"  # DELETE of a non-terminal job
+    metadata_filter: Literal["honour", "ignore"] = "honour"  # jobs list: apply metadata or not
     invalid_id_status: int = 422  # a path id that is not a UUID: 422 (FastAPI) or 404
     stable_created: bool = True  # response bodies carry a fixed `created` (byte-for-byte output)
     default_max_tokens: int = 16  # completion length when a request sets no max_tokens

@@ -56,7 +56,9 @@ async def create_job(request: web.Request) -> web.Response:
 async def list_jobs(request: web.Request) -> web.Response:
     state = _state(request)
     query = validate_query(request.query, JobsQuery)
-    metadata = metadata_filter(request.query)
+    metadata = metadata_filter(request.query)  # validated even when ignored
+    if state.config.behaviour.metadata_filter == "ignore":
+        metadata = {}
     state.engine.catch_up()
     owner = owner_of(api_key_of(request))
     matches = select_jobs(state.engine.jobs.values(), query, metadata, owner)

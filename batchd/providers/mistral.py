@@ -48,6 +48,10 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
+def _has(job: JobSnapshot, filters: JobFilter) -> bool:
+    return wire.has_metadata(job, filters.metadata)
+
+
 class _HasId(Protocol):
     @property
     def id(self) -> str: ...
@@ -178,21 +182,39 @@ class MistralProvider:
         return wire.parse_job(data)
 
     async def list_jobs(self, filters: JobFilter) -> JobPage:
-        """One page. States Mistral cannot filter on (only ``UNKNOWN``) match nothing."""
+        """One page. States Mistral cannot filter on (only ``UNKNOWN``) match nothing.
+
+        Only jobs carrying every ``filters.metadata`` pair are returned, whatever the server
+        did with the filter. ``total`` is the server's count for the query and is what paging
+        follows: if the server ignored the metadata filter it also counts the jobs dropped here,
+        so it is then an upper bound on the matches, and a page may hold fewer than
+        ``page_size`` jobs without being the last."""
+        page = await self._server_page(filters)
+        return replace(page, jobs=tuple(j for j in page.jobs if _has(j, filters)))
+
+    def iter_jobs(self, filters: JobFilter) -> AsyncIterator[JobSnapshot]:
+        """Every matching job over every page from ``filters.page``; see ``walk_pages``. The
+        walk follows the server's pages; jobs without ``filters.metadata`` are dropped after."""
+
+        async def fetch(page: int) -> tuple[tuple[JobSnapshot, ...], int | None]:
+            result = await self._server_page(replace(filters, page=page))
+            return result.jobs, result.total
+
+        walk = walk_pages(fetch, start=filters.page, page_size=filters.page_size, what="list_jobs")
+        return (job async for job in walk if _has(job, filters))
+
+    async def _server_page(self, filters: JobFilter) -> JobPage:
+        """One page as the server sent it; warns when it holds jobs the metadata filter should
+        have excluded (the caller drops them)."""
         if filters.states and not wire.statuses_for(filters.states):
             return JobPage((), 0, filters.page, filters.page_size)
         query = wire.jobs_query(filters)
         data = await self.http.call_json("list_jobs", "GET", JOBS, query=query)
-        return wire.parse_job_page(data, filters.page, filters.page_size)
-
-    def iter_jobs(self, filters: JobFilter) -> AsyncIterator[JobSnapshot]:
-        """Every job over every page from ``filters.page``; see ``walk_pages``."""
-
-        async def fetch(page: int) -> tuple[tuple[JobSnapshot, ...], int | None]:
-            result = await self.list_jobs(replace(filters, page=page))
-            return result.jobs, result.total
-
-        return walk_pages(fetch, start=filters.page, page_size=filters.page_size, what="list_jobs")
+        page = wire.parse_job_page(data, filters.page, filters.page_size)
+        stray = sum(1 for job in page.jobs if not _has(job, filters))
+        if stray:
+            log.warning("provider.metadata_filter_ignored", provider=self.name, dropped=stray)
+        return page
 
     async def cancel_job(self, job_id: str) -> JobSnapshot:
         """Idempotent on the provider's side, so retried like a read."""

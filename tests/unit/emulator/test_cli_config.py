@@ -64,6 +64,12 @@ def test_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     )
 
 
+def test_metadata_filter_behaviour() -> None:
+    assert Behaviour().metadata_filter == "honour"
+    config = parse("--behaviour", "metadata_filter=ignore")
+    assert config.behaviour == Behaviour(metadata_filter="ignore")
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -71,6 +77,7 @@ def test_every_option(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         ["--processing", "warp=9"],
         ["--processing", "parallelism=0"],
         ["--behaviour", "error_field=xml"],
+        ["--behaviour", "metadata_filter=sometimes"],
         ["--behaviour", "noequals"],
         ["--speed", "0"],
     ],
