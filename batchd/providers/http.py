@@ -231,6 +231,8 @@ class ProviderHttp:
         message = self._scrubbed(provider_message(raw, ctype, reason or ""))
         body = self._scrubbed(raw[:BODY_MAX_CHARS].decode("utf-8", "replace"))
         retry_after = parse_retry_after(headers, time.time())
+        if retry_after is not None:  # callers pause the whole provider on it: never a day
+            retry_after = min(retry_after, self.settings.retry_after_max_s)
         return error_for_status(status, message, where=where, body=body, retry_after_s=retry_after)
 
     def _json_result(

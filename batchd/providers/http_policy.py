@@ -73,7 +73,8 @@ def retry_delay(
 
 def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
     """``Retry-After`` (delta seconds or an HTTP date) or ``retry-after-ms``; None if absent or
-    unreadable. Never negative; capping is ``retry_delay``'s job."""
+    unreadable. Never negative; ``ProviderHttp`` caps it at ``retry_after_max_s`` before it
+    goes on an error (callers pause a whole provider on it), and ``retry_delay`` caps it too."""
     millis = headers.get("retry-after-ms")
     if millis is not None:
         with contextlib.suppress(ValueError):
