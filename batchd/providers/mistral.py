@@ -111,8 +111,11 @@ class MistralProvider:
 
     # ------------------------------------------------------------------ files
     async def upload_file(self, path: Path, *, filename: str | None = None) -> FileRef:
-        """Multipart upload exactly like the SDK, streamed from disk; sent once."""
+        """Multipart upload exactly like the SDK, streamed from disk; sent once. The filename
+        goes out raw (UTF-8, quotes escaped), as the SDK sends it, not percent-encoded."""
         name = filename or path.name
+        if any(c < " " or c == "\x7f" for c in name):
+            raise BatchdError(f"upload filename {name!r} contains control characters")
         try:
             handle = path.open("rb")
         except OSError as exc:
@@ -120,7 +123,7 @@ class MistralProvider:
         with handle:
 
             def form() -> aiohttp.FormData:
-                data = aiohttp.FormData()
+                data = aiohttp.FormData(quote_fields=False)
                 data.add_field("visibility", "workspace")
                 data.add_field("purpose", "batch")
                 data.add_field(

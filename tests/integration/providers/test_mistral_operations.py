@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from batchd.emulator import Behaviour, Emulator, serve
-from batchd.errors import AuthError, NotFound, ProviderPermanent
+from batchd.errors import AuthError, BatchdError, NotFound, ProviderPermanent
 from batchd.models import JobState, RequestCounts
 from batchd.providers.base import BatchProvider, JobFilter, JobSpec
 from batchd.providers.mistral import MistralProvider
@@ -86,6 +86,24 @@ async def test_upload_uses_the_local_name_by_default(
 ) -> None:
     ref = await provider.upload_file(write(tmp_path, "plain.jsonl", chat_lines(1)))
     assert ref.filename == "plain.jsonl"
+
+
+@pytest.mark.parametrize("name", ["my batch é.jsonl", 'quote " and \\ back.jsonl', "x%20y.jsonl"])
+async def test_upload_filename_round_trips_unencoded(
+    provider: MistralProvider, tmp_path: Path, name: str
+) -> None:
+    ref = await provider.upload_file(write(tmp_path, "local.jsonl", chat_lines(1)), filename=name)
+    assert ref.filename == name
+    assert (await provider.get_file(ref.id)).filename == name
+    assert [f.id for f in await provider.find_files(name)] == [ref.id]
+
+
+async def test_upload_filename_with_a_control_character_is_refused(
+    provider: MistralProvider, tmp_path: Path
+) -> None:
+    with pytest.raises(BatchdError, match="control characters"):
+        await provider.upload_file(write(tmp_path, "a.jsonl", b"{}"), filename="a\r\nb.jsonl")
+    assert provider.calls["upload_file"] == 0
 
 
 async def test_list_files_with_every_parameter(provider: MistralProvider, tmp_path: Path) -> None:
