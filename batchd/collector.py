@@ -31,6 +31,7 @@ from batchd.models import (
     TERMINAL,
     Job,
     JobState,
+    Outcome,
     ResultState,
     Submission,
     SubmissionState,
@@ -78,6 +79,9 @@ class Collector:
         self._rng = rng or random.Random()
         self._on_finished = on_finished
         self._to_check: set[str] | None = None  # None: check every ACTIVE submission (start-up)
+        # Verification failures per job (download retries are counted apart, in job.attempts);
+        # lost on a restart, which only means a few more tries.
+        self._verify_failures: dict[str, int] = {}
         self._wake = asyncio.Event()
 
     def set_policy(self, policy: CollectPolicy) -> None:
@@ -105,6 +109,13 @@ class Collector:
 
     # ------------------------------------------------------------------ one job
     async def _collect(self, job: Job) -> None:
+        try:
+            await self._collect_job(job)
+        except Exception as exc:  # a local fault (disk full, EIO) or a bug: this job waits
+            log.exception("collect.failed", job_id=job.id)
+            await self._retry(job, f"collect failed: {exc}")
+
+    async def _collect_job(self, job: Job) -> None:
         if job.state is JobState.LOST:
             await self._unavailable(job, "the provider no longer knows this job")
             return
@@ -125,12 +136,16 @@ class Collector:
                     verify_job, job, chunk, [p for _, p in files], provider.parse_result_line
                 )
         except ResultsInvalid as exc:
-            if job.attempts + 1 < self._policy.verify_attempts:
+            failures = self._verify_failures.get(job.id, 0) + 1
+            self._verify_failures[job.id] = failures
+            if failures < self._policy.verify_attempts:
                 await self._retry(job, f"results failed verification: {exc}")
                 return
             log.exception("collect.unverified", job_id=job.id, problem=str(exc))
+            self._verify_failures.pop(job.id, None)
             await self._settle(job, ResultState.COLLECTED, last_error=f"unverified: {exc}")
             return
+        self._verify_failures.pop(job.id, None)
         await self._settle(job, ResultState.COLLECTED, last_error=None)
 
     def _files(self, job: Job) -> list[tuple[str | None, Path]]:
@@ -219,9 +234,15 @@ class Collector:
             if sub is None or sub.state is not SubmissionState.ACTIVE:
                 continue
             jobs = await self._store.jobs_for_submission(submission_id)
-            if jobs and all(_settled(j) for j in jobs):
+            if not jobs or not all(_settled(j) for j in jobs):
+                continue
+            try:
                 await self._finish(sub, jobs)
-                finished += 1
+            except Exception:  # disk full, EIO...: not forgotten, tried again next pass
+                log.exception("collect.finish_failed", submission_id=submission_id)
+                self._to_check.add(submission_id)
+                continue
+            finished += 1
         return finished
 
     async def _remove_finished_work(self) -> None:
@@ -257,6 +278,8 @@ class Collector:
             [j.result_state for j in jobs],
             cancelled=sub.cancel_requested_at is not None,
         )
+        if outcome is Outcome.SUCCEEDED and tally.missing:
+            outcome = Outcome.PARTIAL  # every job succeeded, yet some requests have no result
         now = self._clock.now()
         summary = build_summary(sub, jobs, tally, outcome, results_dir, now=now)
         await asyncio.to_thread(

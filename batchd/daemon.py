@@ -27,7 +27,6 @@ from batchd.config import Settings, load_settings
 from batchd.errors import ConfigError
 from batchd.log import configure_logging
 from batchd.loops import DEFAULT_MAX_PASS_S, run_loop
-from batchd.models import ACTIVE, LOCAL
 from batchd.providers.base import BatchProvider
 from batchd.providers.registry import open_provider
 from batchd.store.sqlite import SqliteJobStore
@@ -44,6 +43,7 @@ from batchd.wiring import (
     data_dir_lock,
     instance_id,
     provider_names,
+    providers_in_use,
 )
 
 log = structlog.get_logger(__name__)
@@ -95,9 +95,8 @@ class Daemon:
         session = aiohttp.ClientSession()
         self._exit.push_async_callback(session.close)
         self._session = session
-        open_jobs = await store.list_jobs(states=sorted(LOCAL | ACTIVE))
         providers = await self._open_providers(
-            provider_names(settings, {j.provider for j in open_jobs})
+            provider_names(settings, await providers_in_use(store))
         )
         runtime = build_runtime(
             settings, store, providers, instance=instance_id(data_dir), clock=self._clock
@@ -267,8 +266,7 @@ class Daemon:
         new.webhook_endpoints()  # resolve secrets now, so a bad one refuses the reload
 
     async def _reload_providers(self, new: Settings, rt: Runtime) -> dict[str, BatchProvider]:
-        open_jobs = await rt.store.list_jobs(states=sorted(LOCAL | ACTIVE))
-        wanted = provider_names(new, {j.provider for j in open_jobs})
+        wanted = provider_names(new, await providers_in_use(rt.store))
         providers: dict[str, BatchProvider] = {}
         for name in wanted:
             settings = new.provider_settings(name)

@@ -25,9 +25,11 @@ from batchd.errors import ConfigError
 from batchd.health import ProviderGate
 from batchd.intake import Intake
 from batchd.loops import Loop
+from batchd.models import ACTIVE, LOCAL
 from batchd.notifier import Notifier
 from batchd.providers.base import BatchProvider, ProviderLimits
 from batchd.spool import GROUP_READABLE, PRIVATE, Modes, write_atomic
+from batchd.store.base import JobStore
 from batchd.store.sqlite import SqliteJobStore
 from batchd.submitter import SubmitPolicy, Submitter
 from batchd.systemd import Heartbeats
@@ -64,6 +66,13 @@ def instance_id(data_dir: Path) -> str:
 def provider_names(settings: Settings, open_job_providers: set[str]) -> list[str]:
     """Providers to open: those the routes use, plus any with jobs still open in the store."""
     return sorted({r.provider for r in settings.routes} | open_job_providers)
+
+
+async def providers_in_use(store: JobStore) -> set[str]:
+    """Providers that jobs still need: to be created, tracked, or collected."""
+    open_jobs = await store.list_jobs(states=sorted(LOCAL | ACTIVE))
+    uncollected = await store.list_jobs(result_pending=True)
+    return {j.provider for j in [*open_jobs, *uncollected]}
 
 
 @dataclass

@@ -7,11 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from batchd import collector as collector_module
 from batchd.collector import CollectPolicy
 from batchd.errors import ProviderTransient
 from batchd.models import JobState, Outcome, ResultState, SubmissionState
 from batchd.spool import GROUP_READABLE
 from batchd.store.base import EventSpec
+from batchd.wiring import providers_in_use
 from tests.unit.loops.conftest import World, request_lines
 
 
@@ -214,3 +218,83 @@ async def test_results_are_private_by_default_and_group_readable_when_shared(
         "errors.jsonl": 0o640,
         "summary.json": 0o640,
     }
+
+
+async def test_download_retries_do_not_use_up_the_verification_tries(world: World) -> None:
+    sub = await world.accept("two.jsonl", request_lines(2))
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    world.provider.finish(job.provider_job_id or "")
+    await world.tracker.run_once()
+    (job,) = await world.jobs(sub.id)
+    ref, data = world.provider.files[job.output_file_id or ""]
+    for _ in range(2):
+        world.provider.fail_before["download_file"].append(ProviderTransient("reset"))
+        await world.collector.run_once()
+        world.clock.advance(60)
+    world.provider.files[ref.id] = (ref, data.splitlines(keepends=True)[0])  # truncated once
+    await world.collector.run_once()
+    (job,) = await world.jobs(sub.id)
+    assert job.result_state is ResultState.PENDING  # retried, not accepted as "unverified"
+    world.provider.files[ref.id] = (ref, data)
+    world.clock.advance(60)
+    await world.collector.run_once()
+    done = await world.store.get_submission(sub.id)
+    assert done is not None and done.outcome is Outcome.SUCCEEDED
+
+
+async def test_results_that_stay_short_end_partial_not_succeeded(world: World) -> None:
+    sub = await world.accept("two.jsonl", request_lines(2))
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    world.provider.finish(job.provider_job_id or "")
+    await world.tracker.run_once()
+    (job,) = await world.jobs(sub.id)
+    ref, data = world.provider.files[job.output_file_id or ""]
+    world.provider.files[ref.id] = (ref, data.splitlines(keepends=True)[0])  # always short
+    for _ in range(5):
+        await world.collector.run_once()
+        world.clock.advance(600)
+    done = await world.store.get_submission(sub.id)
+    assert done is not None and done.outcome is Outcome.PARTIAL
+    summary = json.loads((Path(done.results_dir or "") / "summary.json").read_text())
+    assert summary["counts"]["missing"] == 1
+
+
+async def test_a_submission_whose_results_failed_to_write_is_finished_later(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sub = await world.accept("two.jsonl", request_lines(2))
+    failures = [OSError(28, "No space left on device")]
+    real_write = collector_module.write_results
+
+    def write_results(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(collector_module, "write_results", write_results)
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    world.provider.finish(job.provider_job_id or "")
+    await world.tracker.run_once()
+    await world.collector.run_once()  # the disk is full
+    current = await world.store.get_submission(sub.id)
+    assert current is not None and current.state is SubmissionState.ACTIVE
+    await world.collector.run_once()  # space again: the same collector finishes it
+    done = await world.store.get_submission(sub.id)
+    assert done is not None and done.state is SubmissionState.DONE
+
+
+async def test_a_provider_is_kept_open_while_a_job_still_needs_collecting(world: World) -> None:
+    sub = await world.accept("two.jsonl", request_lines(2))
+    assert await providers_in_use(world.store) == {"fake"}  # to be created
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    world.provider.finish(job.provider_job_id or "")
+    await world.tracker.run_once()
+    (job,) = await world.jobs(sub.id)
+    assert job.state is JobState.SUCCEEDED and job.result_state is ResultState.PENDING
+    assert await providers_in_use(world.store) == {"fake"}  # ended, not yet collected
+    await world.collector.run_once()
+    assert await providers_in_use(world.store) == set()
