@@ -188,7 +188,9 @@ class JobStore(Protocol):
         ...
 
     async def find_duplicate(self, route: str, sha256: str) -> Submission | None:
-        """An earlier ACTIVE or DONE submission of the same route with the same content."""
+        """An earlier submission of the same route with the same content that is ACTIVE or
+        DONE with outcome succeeded (one that failed, expired in part or was cancelled may be
+        dropped again: that is how users retry)."""
         ...
 
     async def results_dir_taken(self, results_dir: str) -> bool:

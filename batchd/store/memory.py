@@ -200,7 +200,15 @@ class MemoryJobStore(MemoryOutbox):
         found = await self.list_submissions(
             states=[SubmissionState.ACTIVE, SubmissionState.DONE], route=route, limit=1_000_000
         )
-        return next((s for s in found if s.sha256 == sha256), None)
+        return next(
+            (
+                s
+                for s in found
+                if s.sha256 == sha256
+                and (s.state is SubmissionState.ACTIVE or s.outcome is Outcome.SUCCEEDED)
+            ),
+            None,
+        )
 
     async def results_dir_taken(self, results_dir: str) -> bool:
         return any(

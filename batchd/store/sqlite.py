@@ -257,9 +257,10 @@ class SqliteJobStore(SqliteOutbox):
 
     async def find_duplicate(self, route: str, sha256: str) -> Submission | None:
         row = await self._db.fetch_one(
-            "SELECT * FROM submissions WHERE route = ? AND sha256 = ? AND state IN (?, ?) "
+            "SELECT * FROM submissions WHERE route = ? AND sha256 = ? "
+            "AND (state = ? OR (state = ? AND outcome = ?)) "
             "ORDER BY created_at DESC, seq DESC LIMIT ?",
-            (route, sha256, SubmissionState.ACTIVE, SubmissionState.DONE, 1),
+            (route, sha256, SubmissionState.ACTIVE, SubmissionState.DONE, Outcome.SUCCEEDED, 1),
         )
         return None if row is None else submission_from_row(row)
 

@@ -332,6 +332,23 @@ async def test_find_duplicate_wants_active_or_done_same_route_newest(store: JobS
     assert first.state is SubmissionState.ACTIVE
 
 
+async def test_find_duplicate_ignores_runs_that_did_not_succeed(store: JobStore) -> None:
+    sha = "cd" * 32
+    for outcome, name in [(Outcome.FAILED, "f"), (Outcome.PARTIAL, "p"), (Outcome.CANCELLED, "c")]:
+        sub, [job] = await accepted(store, 1, sha256=sha, name=f"{name}.jsonl")
+        await settle(store, job)
+        await store.finish_submission(sub.id, outcome, now=NOW, event=EventSpec("submission.done"))
+    assert await store.find_duplicate("r1", sha) is None  # dropping it again is a retry
+
+    good, [job] = await accepted(store, 1, sha256=sha, name="s.jsonl")
+    await settle(store, job)
+    await store.finish_submission(
+        good.id, Outcome.SUCCEEDED, now=NOW + 1, event=EventSpec("submission.done")
+    )
+    found = await store.find_duplicate("r1", sha)
+    assert found is not None and found.id == good.id
+
+
 async def test_find_duplicate_ignores_rejected(store: JobStore) -> None:
     sub = await claimed(store)
     await store.reject_submission(sub.id, "dup", now=NOW, event=EventSpec("submission.rejected"))
