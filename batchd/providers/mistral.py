@@ -20,7 +20,8 @@ from urllib.parse import quote
 import aiohttp
 import structlog
 
-from batchd.errors import BatchdError
+from batchd.errors import BatchdError, ProviderPermanent
+from batchd.models import TERMINAL, JobState
 from batchd.providers import mistral_wire as wire
 from batchd.providers.base import (
     FileRef,
@@ -41,6 +42,8 @@ MAX_PAGES: Final = 10_000  # a page walk never goes further (1M objects at 100 a
 JOBS: Final = "/v1/batch/jobs"
 FILES: Final = "/v1/files"
 ALL_FILES: Final = FileQuery()
+CANCEL_REFUSED: Final = frozenset({400, 409})  # how a server may refuse a moot cancel
+CANCEL_DONE: Final = TERMINAL | {JobState.CANCELLING}
 
 
 def _seg(value: str) -> str:
@@ -220,8 +223,19 @@ class MistralProvider:
         return page
 
     async def cancel_job(self, job_id: str) -> JobSnapshot:
-        """Idempotent on the provider's side, so retried like a read."""
-        data = await self.http.call_json("cancel_job", "POST", f"{JOBS}/{_seg(job_id)}/cancel")
+        """Idempotent on the provider's side, so retried like a read. A 400/409 refusal is
+        success when the job is already terminal or being cancelled (reference 5 #13, #15):
+        the job is fetched and returned; otherwise the refusal is raised."""
+        try:
+            data = await self.http.call_json("cancel_job", "POST", f"{JOBS}/{_seg(job_id)}/cancel")
+        except ProviderPermanent as exc:
+            if exc.status not in CANCEL_REFUSED:
+                raise
+            snapshot = await self.get_job(job_id)
+            if snapshot.state not in CANCEL_DONE:
+                raise
+            log.info("provider.cancel_moot", provider=self.name, provider_job_id=job_id)
+            return snapshot
         return wire.parse_job(data)
 
     async def delete_job(self, job_id: str) -> None:
