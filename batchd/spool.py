@@ -14,7 +14,9 @@ component, never containing ``/``) and are checked against an allow-list before 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import functools
 import os
 import re
 import stat
@@ -178,6 +180,32 @@ def atomic_writer(final: Path, *, mode: int = 0o600) -> Iterator[BinaryIO]:
 def write_atomic(final: Path, data: bytes, *, mode: int = 0o600) -> None:
     with atomic_writer(final, mode=mode) as handle:
         handle.write(data)
+
+
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+def rename_noreplace(src: Path, dst: Path) -> None:
+    """``rename`` that fails with ``FileExistsError`` instead of replacing ``dst``
+    (``renameat2(RENAME_NOREPLACE)``; where the kernel or filesystem lacks it, a check just
+    before a plain rename)."""
+    renameat2 = getattr(_libc(), "renameat2", None)
+    if renameat2 is not None:
+        old, new = os.fsencode(src), os.fsencode(dst)
+        if renameat2(_AT_FDCWD, old, _AT_FDCWD, new, _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL):
+            raise OSError(err, os.strerror(err), str(src), None, str(dst))
+    if os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
+    os.rename(src, dst)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def move(src: Path, dst: Path) -> None:

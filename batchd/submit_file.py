@@ -1,20 +1,24 @@
 """``batchd submit``: validate a file, then copy it into a route's inbox atomically.
 
-The copy is written as ``.<name>.part`` inside the inbox (ignored by intake), fsynced, then
-renamed to ``<name>``: intake sees a complete file appear at once (``IN_MOVED_TO``).
+The copy is written as ``.<name>.<random>.part`` inside the inbox (ignored by intake; a name
+of its own, so two submits never write into one file), fsynced, then renamed to ``<name>``
+without replacing a file of that name: intake sees a complete file appear at once
+(``IN_MOVED_TO``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
 import shutil
 from pathlib import Path
 
 from batchd.batchfile import FileLimits, parse_batch_file
 from batchd.config import Settings
 from batchd.errors import UsageError
-from batchd.spool import SpoolPaths, fsync_dir, name_allowed
+from batchd.spool import SpoolPaths, fsync_dir, name_allowed, rename_noreplace
 
 COPY_MODE = 0o640  # readable by the batchd group through the setgid inbox
 
@@ -53,17 +57,15 @@ def submit_file(
 def copy_into(source: Path, inbox: Path, name: str) -> Path:
     target = inbox / name
     if target.exists():
-        raise FileExistsError(0, "exists", str(target))
-    temp = inbox / f".{name}.part"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, COPY_MODE)
+        raise FileExistsError(errno.EEXIST, "exists", str(target))
+    temp = inbox / f".{name}.{secrets.token_hex(4)}.part"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, COPY_MODE)
     try:
         with os.fdopen(fd, "wb") as out, source.open("rb") as src:
             shutil.copyfileobj(src, out, length=1024 * 1024)
             out.flush()
             os.fsync(out.fileno())
-        if target.exists():  # checked again just before the rename
-            raise FileExistsError(0, "exists", str(target))
-        os.rename(temp, target)  # a rename, so intake sees a complete file (IN_MOVED_TO)
+        rename_noreplace(temp, target)  # a rename: intake sees a complete file (IN_MOVED_TO)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
