@@ -31,6 +31,15 @@ class View:
 class RemoteFiles(Protocol):
     """File operations beyond the ``BatchProvider`` seam (Mistral has them)."""
 
+    async def upload_file(
+        self,
+        path: Path,
+        *,
+        filename: str | None = ...,
+        purpose: str = ...,
+        visibility: str = ...,
+        expiry: int | None = ...,
+    ) -> FileRef: ...
     async def list_files(self, query: FileQuery = ...) -> FilePage: ...
     def iter_files(self, query: FileQuery = ...) -> AsyncIterator[FileRef]: ...
     async def file_url(self, file_id: str, *, expiry_hours: int = ...) -> str: ...
@@ -80,6 +89,8 @@ def file_view(ref: FileRef) -> dict[str, Any]:
         "source": ref.source,
         "num_lines": ref.num_lines,
         "mimetype": ref.mimetype,
+        "visibility": ref.visibility,
+        "expires_at": _iso(ref.expires_at),
         "deleted": ref.deleted,
     }
 
@@ -174,12 +185,19 @@ async def delete_job(provider: BatchProvider, args: argparse.Namespace) -> View:
 
 def _files_api(provider: BatchProvider) -> RemoteFiles:
     if not isinstance(provider, RemoteFiles):
-        raise UsageError(f"provider {provider.name!r} cannot list files or sign URLs")
+        raise UsageError(f"provider {provider.name!r} does not offer the whole Files API")
     return provider
 
 
 async def upload_file(provider: BatchProvider, args: argparse.Namespace) -> View:
-    return View("file", file_view(await provider.upload_file(args.path, filename=args.name)))
+    ref = await _files_api(provider).upload_file(
+        args.path,
+        filename=args.name,
+        purpose=args.purpose,
+        visibility=args.visibility,
+        expiry=args.expiry,
+    )
+    return View("file", file_view(ref))
 
 
 async def list_files(provider: BatchProvider, args: argparse.Namespace) -> View:

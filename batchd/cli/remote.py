@@ -219,9 +219,21 @@ def _register_files(
 ) -> None:
     from batchd.cli import _remote_ops as ops
 
-    upload = _leaf(sub, "upload", "upload a JSONL file (purpose batch)", ops.upload_file, common)
+    upload = _leaf(
+        sub, "upload", "upload a file (purpose batch by default)", ops.upload_file, common
+    )
     upload.add_argument("path", type=Path)
     upload.add_argument("--name", help="file name at the provider (default: the local name)")
+    upload.add_argument(
+        "--purpose", default="batch", help="batch (default), fine-tune, ocr, agentic_safety"
+    )
+    upload.add_argument("--visibility", choices=["workspace", "user"], default="workspace")
+    upload.add_argument(
+        "--expiry",
+        type=int,
+        metavar="N",
+        help="sent as the upload's expiry (unit undocumented; the emulator reads hours)",
+    )
 
     listing = _leaf(sub, "list", "list files (one page, or --all)", ops.list_files, common)
     listing.add_argument("--page", type=int, default=0)

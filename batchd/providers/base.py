@@ -35,6 +35,8 @@ class FileRef:
     num_lines: int | None = None
     mimetype: str | None = None
     deleted: bool = False
+    visibility: str | None = None
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

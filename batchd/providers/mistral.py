@@ -113,9 +113,19 @@ class MistralProvider:
         return self.http.calls
 
     # ------------------------------------------------------------------ files
-    async def upload_file(self, path: Path, *, filename: str | None = None) -> FileRef:
+    async def upload_file(
+        self,
+        path: Path,
+        *,
+        filename: str | None = None,
+        purpose: str = "batch",
+        visibility: str = "workspace",
+        expiry: int | None = None,
+    ) -> FileRef:
         """Multipart upload exactly like the SDK, streamed from disk; sent once. The filename
-        goes out raw (UTF-8, quotes escaped), as the SDK sends it, not percent-encoded."""
+        goes out raw (UTF-8, quotes escaped), as the SDK sends it, not percent-encoded.
+        ``expiry`` is sent only when given (its unit is undocumented; the emulator reads
+        hours)."""
         name = filename or path.name
         if any(c < " " or c == "\x7f" for c in name):
             raise BatchdError(f"upload filename {name!r} contains control characters")
@@ -127,8 +137,10 @@ class MistralProvider:
 
             def form() -> aiohttp.FormData:
                 data = aiohttp.FormData(quote_fields=False)
-                data.add_field("visibility", "workspace")
-                data.add_field("purpose", "batch")
+                data.add_field("visibility", visibility)
+                data.add_field("purpose", purpose)
+                if expiry is not None:
+                    data.add_field("expiry", str(expiry))
                 data.add_field(
                     "file", handle, filename=name, content_type="application/octet-stream"
                 )

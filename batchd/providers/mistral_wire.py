@@ -309,6 +309,8 @@ def parse_file(data: Any) -> FileRef:
         num_lines=_opt_int(item.get("num_lines")),
         mimetype=_opt_str(item.get("mimetype")),
         deleted=item.get("deleted") is True,
+        visibility=_opt_str(item.get("visibility")),
+        expires_at=_ts(item.get("expires_at")),
     )
 
 

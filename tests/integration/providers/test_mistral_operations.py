@@ -98,6 +98,20 @@ async def test_upload_filename_round_trips_unencoded(
     assert [f.id for f in await provider.find_files(name)] == [ref.id]
 
 
+async def test_upload_options_reach_the_provider(
+    provider: MistralProvider, emulator: Emulator, tmp_path: Path
+) -> None:
+    path = write(tmp_path, "a.jsonl", chat_lines(1))
+    plain = await provider.upload_file(path)
+    assert (plain.purpose, plain.visibility, plain.expires_at) == ("batch", "workspace", None)
+    ref = await provider.upload_file(path, purpose="fine-tune", visibility="user", expiry=2)
+    assert (ref.purpose, ref.visibility) == ("fine-tune", "user")
+    assert ref.created_at is not None and ref.expires_at == ref.created_at + 2 * 3600
+    (record,) = [f for f in emulator.files() if f["id"] == ref.id]
+    assert (record["purpose"], record["visibility"]) == ("fine-tune", "user")
+    assert record["expires_at"] == record["created_at"] + 2 * 3600
+
+
 async def test_upload_filename_with_a_control_character_is_refused(
     provider: MistralProvider, tmp_path: Path
 ) -> None:

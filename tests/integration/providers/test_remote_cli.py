@@ -114,6 +114,32 @@ def test_files_commands(cli, tmp_path: Path) -> None:
     cli("files", "get", ref["id"], expect=1)
 
 
+def test_files_upload_options_reach_the_provider(cli, emu: Threaded, tmp_path: Path) -> None:
+    (tmp_path / "local.jsonl").write_bytes(chat_lines(1))
+    plain = cli("files", "upload", str(tmp_path / "local.jsonl"))
+    assert (plain["purpose"], plain["visibility"], plain["expires_at"]) == (
+        "batch",
+        "workspace",
+        None,
+    )
+    ref = cli(
+        "files",
+        "upload",
+        str(tmp_path / "local.jsonl"),
+        "--purpose",
+        "fine-tune",
+        "--visibility",
+        "user",
+        "--expiry",
+        "48",
+    )
+    assert (ref["purpose"], ref["visibility"]) == ("fine-tune", "user")
+    (record,) = [f for f in emu.emu.files() if f["id"] == ref["id"]]
+    assert (record["purpose"], record["visibility"]) == ("fine-tune", "user")
+    assert record["expires_at"] == record["created_at"] + 48 * 3600
+    cli("files", "upload", str(tmp_path / "local.jsonl"), "--purpose", "nope", expect=1)
+
+
 def test_job_commands(cli, emu: Threaded, tmp_path: Path) -> None:
     (tmp_path / "in.jsonl").write_bytes(chat_lines(3))
     job = cli(

@@ -77,6 +77,16 @@ def test_list_parses_every_filter() -> None:
     assert (args.page, args.page_size, args.order_by, args.json) == (2, 10, "created", True)
 
 
+def test_files_upload_options() -> None:
+    args = build_parser().parse_args(["remote", "files", "upload", "a.jsonl"])
+    assert (args.purpose, args.visibility, args.expiry) == ("batch", "workspace", None)
+    argv = ["--purpose", "ocr", "--visibility", "user", "--expiry", "3"]
+    args = build_parser().parse_args(["remote", "files", "upload", "a.jsonl", *argv])
+    assert (args.purpose, args.visibility, args.expiry) == ("ocr", "user", 3)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["remote", "files", "upload", "a.jsonl", "--visibility", "all"])
+
+
 def test_create_needs_exactly_one_source() -> None:
     with pytest.raises(SystemExit):
         parse("create", "--endpoint", "/v1/chat/completions")
