@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from batchd.errors import ConfigError, ProviderError, StoreError
+from batchd.errors import ConfigError, ProviderError, SchemaMismatch, StoreError
 
 
 def _say(ok: bool, what: str) -> None:
@@ -36,6 +36,12 @@ async def run_checks(config_path: Path | None) -> int:
         return await _check_providers(settings)
     try:
         await _check_store(database)
+    except SchemaMismatch as exc:
+        if exc.found > exc.expected:
+            _say(False, f"database: {exc}")
+            return 3
+        _say(True, f"database {database} (schema {exc.found}: batchd run migrates it)")
+        return await _check_providers(settings)
     except StoreError as exc:
         _say(False, f"database: {exc}")
         return 3
@@ -46,7 +52,7 @@ async def run_checks(config_path: Path | None) -> int:
 async def _check_store(path: Path) -> None:
     from batchd.store.sqlite import SqliteJobStore
 
-    store = SqliteJobStore(path)
+    store = SqliteJobStore(path, migrate=False)
     await store.open()
     try:
         problems = await store.integrity_check()

@@ -106,5 +106,20 @@ class StaleState(StoreError):
         self.actual = actual
 
 
+class SchemaMismatch(StoreError):
+    """A store opened without migrating found another schema version than this code's."""
+
+    def __init__(self, path: object, found: int, expected: int) -> None:
+        if found < expected:
+            advice = "start the upgraded daemon (`batchd run` migrates it), then try again"
+        else:
+            advice = "this batchd is older than the one that wrote it: use the newer batchd"
+        super().__init__(
+            f"{path} has schema version {found}, this batchd expects {expected}: {advice}"
+        )
+        self.found = found
+        self.expected = expected
+
+
 class WebhookError(BatchdError):
     """A webhook endpoint is misconfigured or unsafe (for example, a private address)."""

@@ -59,7 +59,7 @@ def _with_store(config: Path | None, action: Callable[[Any], Awaitable[T]]) -> T
     settings = load_settings(config)
 
     async def run() -> T:
-        store = SqliteJobStore(settings.daemon.database_path)
+        store = SqliteJobStore(settings.daemon.database_path, migrate=False)
         await store.open()
         try:
             return await action(store)

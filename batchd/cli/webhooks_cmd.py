@@ -253,7 +253,7 @@ def _with_store(
         raise BatchdError(f"no database at {path} yet (has the daemon run?)")
 
     async def run() -> T:
-        store = SqliteJobStore(path)
+        store = SqliteJobStore(path, migrate=False)
         await store.open()
         try:
             return await action(store)

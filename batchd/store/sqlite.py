@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from batchd.clock import Clock, SystemClock
-from batchd.errors import StoreError
+from batchd.errors import SchemaMismatch, StoreError
 from batchd.models import (
     ACTIVE,
     LOCAL,
@@ -85,25 +85,41 @@ class SqliteJobStore(SqliteOutbox):
         *,
         clock: Clock | None = None,
         on_migration: Callable[[int], None] | None = None,
+        migrate: bool = True,
     ) -> None:
         self._db = Database(Path(path))
         self._clock = clock or SystemClock()
         self._on_migration = on_migration
+        self._migrate = migrate
 
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
         if self._db.is_open:
             return
+        if not self._migrate and not self._db.path.exists():
+            raise StoreError(f"no batchd database at {self._db.path} (has `batchd run` started?)")
         await self._db.open_writer()
         try:
-            version = await migrate(
-                self._db, load_migrations(), now=self._clock.now(), on_migration=self._on_migration
-            )
+            version = await self._schema()
             await self._db.open_reader()
         except BaseException:
             await self._db.close()
             raise
         log.debug("store.opened", path=str(self._db.path), schema_version=version)
+
+    async def _schema(self) -> int:
+        """Migrate (the daemon), or check that no migration is due (every other command: only
+        the daemon migrates, so that a command run after an upgrade never changes the schema
+        under the daemon still running the old code)."""
+        migrations = load_migrations()
+        if self._migrate:
+            return await migrate(
+                self._db, migrations, now=self._clock.now(), on_migration=self._on_migration
+            )
+        found = await user_version(self._db)
+        if found != len(migrations):
+            raise SchemaMismatch(self._db.path, found, len(migrations))
+        return found
 
     async def close(self) -> None:
         await self._db.close()

@@ -51,7 +51,7 @@ async def test_check_exits_0_when_the_provider_answers_and_1_when_it_does_not(
     assert not (harness.data_dir / "batchd.sqlite3").exists()  # check never creates it
     code, _, err = await harness.cli("jobs", "list", "--config", str(harness.config_path))
     assert code == EXIT_FAILURE  # no database yet: an error, and no stray thread traceback
-    assert "does not exist" in err and "Traceback" not in err
+    assert "no batchd database" in err and "Traceback" not in err
 
     unreachable = f"http://127.0.0.1:{free_port()}"
     harness.configure([RouteSpec("chat")], provider={"base_url": unreachable, "read_retries": 0})

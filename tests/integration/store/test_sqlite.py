@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from batchd.errors import StoreError
+from batchd.errors import SchemaMismatch, StoreError
 from batchd.models import JobState
 from batchd.store import sqlite_db
 from batchd.store.base import EventSpec
@@ -322,3 +322,28 @@ async def test_a_lock_held_too_long_becomes_a_store_error(
 async def test_integrity_check_is_empty_on_a_sound_database(store: SqliteJobStore) -> None:
     await accepted(store, 2)
     assert await store.integrity_check() == []
+
+
+async def test_commands_open_without_migrating_and_refuse_another_version(tmp_path: Path) -> None:
+    path = tmp_path / "batchd.db"
+    with pytest.raises(StoreError, match="no batchd database"):
+        await SqliteJobStore(path, migrate=False).open()
+    assert not path.exists()  # not created by a command
+
+    daemon = SqliteJobStore(path)
+    await daemon.open()
+    await daemon.close()
+    latest = len(load_migrations())
+    command = SqliteJobStore(path, migrate=False)
+    await command.open()
+    assert await command.schema_version() == latest
+    await command.close()
+
+    raw(path, f"PRAGMA user_version = {latest - 1}")  # as if written by the previous release
+    before = schema(path)
+    with pytest.raises(SchemaMismatch) as err:
+        await SqliteJobStore(path, migrate=False).open()
+    assert (err.value.found, err.value.expected) == (latest - 1, latest)
+    assert "batchd run" in str(err.value)
+    assert raw(path, "PRAGMA user_version") == [(latest - 1,)]  # not migrated by a command
+    assert schema(path) == before
