@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,12 +126,14 @@ async def list_jobs(provider: BatchProvider, args: argparse.Namespace) -> View:
 
 
 def read_requests(path: Path) -> tuple[Mapping[str, Any], ...]:
-    """Inline requests from a JSONL file: one ``{"custom_id", "body"}`` object per line."""
+    """Inline requests from a JSONL file: one ``{"custom_id", "body"}`` object per line. A
+    missing (or null) ``custom_id`` becomes the request's 0-based index as a string (blank
+    lines do not count), as the emulator does for files; ids must be unique."""
     try:
         lines = path.read_bytes().splitlines()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
-    requests = []
+    requests: list[dict[str, Any]] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -140,7 +143,12 @@ def read_requests(path: Path) -> tuple[Mapping[str, Any], ...]:
             raise UsageError(f"{path}: line {number}: not JSON") from exc
         if not isinstance(item, dict) or not isinstance(item.get("body"), dict):
             raise UsageError(f"{path}: line {number}: expected an object with a 'body' object")
+        if item.get("custom_id") is None:
+            item = {**item, "custom_id": str(len(requests))}
         requests.append(item)
+    ids = Counter(str(item["custom_id"]) for item in requests)
+    if duplicates := sorted(i for i, n in ids.items() if n > 1):
+        raise UsageError(f"{path}: duplicate custom_id(s): {', '.join(duplicates[:5])}")
     return tuple(requests)
 
 

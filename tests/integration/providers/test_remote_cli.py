@@ -16,6 +16,7 @@ import pytest
 
 from batchd.cli import run
 from batchd.emulator import Emulator, serve
+from batchd.providers import mistral_wire as wire
 from tests.integration.providers.conftest import KEY, chat_lines, emulator_config
 
 
@@ -138,6 +139,24 @@ def test_files_upload_options_reach_the_provider(cli, emu: Threaded, tmp_path: P
     assert (record["purpose"], record["visibility"]) == ("fine-tune", "user")
     assert record["expires_at"] == record["created_at"] + 48 * 3600
     cli("files", "upload", str(tmp_path / "local.jsonl"), "--purpose", "nope", expect=1)
+
+
+def test_inline_requests_without_custom_id_get_their_index(
+    cli, emu: Threaded, tmp_path: Path
+) -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    lines = [{"body": body}, {"custom_id": None, "body": body}, {"custom_id": "x", "body": body}]
+    path = tmp_path / "requests.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n\n" for line in lines))  # blank lines skipped
+    job = cli(
+        "create", "--endpoint", "/v1/chat/completions", "--model", "m", "--requests", str(path)
+    )
+    sent = (emu.emu.data_dir / f".inline-{job['id']}.jsonl").read_text().splitlines()
+    assert [json.loads(line)["custom_id"] for line in sent] == ["0", "1", "x"]  # as sent
+    emu.finish_all()
+    outputs = cli("get", job["id"])["outputs"]
+    parsed = [wire.parse_result_line(json.dumps(o).encode()) for o in outputs]
+    assert sorted((r.custom_id, r.ok) for r in parsed) == [("0", True), ("1", True), ("x", True)]
 
 
 def test_job_commands(cli, emu: Threaded, tmp_path: Path) -> None:

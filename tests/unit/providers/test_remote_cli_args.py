@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from batchd.cli import build_parser, run
+from batchd.cli._remote_ops import read_requests
 from batchd.cli.remote import job_states, metadata_pair, provider_settings, timestamp
 from batchd.errors import ConfigError, UsageError
 from batchd.models import JobState
@@ -85,6 +86,21 @@ def test_files_upload_options() -> None:
     assert (args.purpose, args.visibility, args.expiry) == ("ocr", "user", 3)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["remote", "files", "upload", "a.jsonl", "--visibility", "all"])
+
+
+def test_read_requests_numbers_missing_custom_ids(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text(
+        '{"body": {}}\n\n{"custom_id": null, "body": {}}\n{"custom_id": "a", "body": {}}\n'
+    )
+    assert read_requests(path) == (
+        {"body": {}, "custom_id": "0"},
+        {"custom_id": "1", "body": {}},
+        {"custom_id": "a", "body": {}},
+    )
+    path.write_text('{"body": {}}\n{"custom_id": "0", "body": {}}\n')
+    with pytest.raises(UsageError, match="duplicate custom_id"):
+        read_requests(path)
 
 
 def test_create_needs_exactly_one_source() -> None:
