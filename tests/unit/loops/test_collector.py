@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from batchd import collector as collector_module
+from batchd import results as results_module
 from batchd.collector import CollectPolicy
 from batchd.errors import ProviderTransient
 from batchd.models import JobState, Outcome, ResultState, SubmissionState
@@ -266,7 +267,7 @@ async def test_a_submission_whose_results_failed_to_write_is_finished_later(
 ) -> None:
     sub = await world.accept("two.jsonl", request_lines(2))
     failures = [OSError(28, "No space left on device")]
-    real_write = collector_module.write_results
+    real_write = results_module.write_results
 
     def write_results(*args: Any, **kwargs: Any) -> Any:
         if failures:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from batchd import claims
+from batchd import batchfile, claims, spool
 from batchd.claims import RouteLike
 from batchd.errors import IntakeRejected, Problem
 from batchd.intake import Sighting, is_complete
@@ -235,7 +235,7 @@ async def test_rejection_reasons_follow_the_share_with_group_modes(world: World)
 async def test_an_unreadable_file_is_rejected_with_the_fix_and_others_go_on(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_open = claims.open_dropped
+    real_open = spool.open_dropped
 
     def open_dropped(directory: Path, name: str, *, max_bytes: int) -> tuple[int, Any]:
         if name.endswith("bad.jsonl"):  # a 0600 file of another user, as batchd sees it
@@ -256,7 +256,7 @@ async def test_an_unreadable_file_is_rejected_with_the_fix_and_others_go_on(
 async def test_a_claimed_file_that_keeps_failing_does_not_block_the_scan(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_parse = claims.parse_batch_file
+    real_parse = batchfile.parse_batch_file
 
     def parse(path: Path, **kwargs: Any) -> Any:
         if path.name.endswith("bad.jsonl"):
