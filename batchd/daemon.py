@@ -51,6 +51,13 @@ log = structlog.get_logger(__name__)
 EXIT_OK = 0
 EXIT_LOOP_DIED = 1
 STATUS_INTERVAL_S = 5.0
+# The stop (SIGTERM): passes in flight get shutdown_grace_s, then are cancelled (CANCEL_WAIT_S
+# to unwind); webhook attempts in flight get what is left of NOTIFIER_LAST_S on top, at most
+# NOTIFIER_GRACE_S. With the default grace of 5 s the daemon is gone in about 7.5 s, within the
+# 10 s systemd and the issue allow.
+CANCEL_WAIT_S = 1.0
+NOTIFIER_LAST_S = 1.5
+NOTIFIER_GRACE_S = 5.0
 
 
 class Daemon:
@@ -73,14 +80,17 @@ class Daemon:
         self._exit = contextlib.AsyncExitStack()
         self.runtime: Runtime | None = None
         self.ready = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._reload_pending = False  # a SIGHUP came before the daemon was ready
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop_began: float | None = None  # loop time when the stop began
 
     # ------------------------------------------------------------------ public
     async def run(self) -> int:
-        with data_dir_lock(self.settings.daemon.data_dir):
+        with data_dir_lock(self.settings.daemon.data_dir), self._signal_handlers():
             async with self._exit:
                 runtime = await self._start()
-                with self._signal_handlers():
-                    return await self._serve(runtime)
+                return await self._serve(runtime)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -102,7 +112,7 @@ class Daemon:
             settings, store, providers, instance=instance_id(data_dir), clock=self._clock
         )
         # LIFO: in-flight webhook attempts finish recording before the store closes.
-        self._exit.push_async_callback(runtime.notifier.close)
+        self._exit.push_async_callback(self._close_notifier, runtime)
         runtime.intake.start()
         self._exit.callback(runtime.intake.close)
         await runtime.intake.run_once()  # finish half-done claims, first scan
@@ -156,7 +166,10 @@ class Daemon:
             )
         self._sd.ready(status="started")
         self.ready.set()
+        if self._reload_pending:  # asked for while starting: the file may have changed since
+            self._on_reload_signal()
         exit_code = await self._until_stopped(rt)
+        self._stop_began = asyncio.get_running_loop().time()
         self._sd.stopping(status="stopping")
         await self._drain(rt, helpers)
         log.info("daemon.stopped", exit_code=exit_code)
@@ -202,7 +215,17 @@ class Daemon:
             task.cancel()
         if pending:
             log.warning("daemon.drain_timeout", cancelled=[t.get_name() for t in pending])
-            await asyncio.wait(pending, timeout=2.0)
+            await asyncio.wait(pending, timeout=CANCEL_WAIT_S)
+
+    async def _close_notifier(self, rt: Runtime) -> None:
+        """Webhook attempts in flight have run alongside the drain; what is left of the stop's
+        budget (grace + CANCEL_WAIT_S + NOTIFIER_LAST_S) is theirs, at most NOTIFIER_GRACE_S."""
+        grace = NOTIFIER_GRACE_S
+        if self._stop_began is not None:
+            budget = self.settings.daemon.shutdown_grace_s + CANCEL_WAIT_S + NOTIFIER_LAST_S
+            left = self._stop_began + budget - asyncio.get_running_loop().time()
+            grace = min(NOTIFIER_GRACE_S, max(0.5, left))
+        await rt.notifier.close(grace_s=grace)
 
     async def _report_status(self, rt: Runtime) -> None:
         while not self._stop.is_set():
@@ -237,25 +260,40 @@ class Daemon:
         self._stop.set()
 
     def _on_reload_signal(self) -> None:
-        asyncio.get_running_loop().create_task(self.reload(), name="reload")
+        if not self.ready.is_set():
+            log.info("daemon.reload_deferred", reason="still starting")
+            self._reload_pending = True
+            return
+        self._reload_pending = False
+        task = asyncio.get_running_loop().create_task(self.reload(), name="reload")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def reload(self) -> bool:
-        """Re-read the configuration; apply it without dropping in-flight work."""
-        rt = self.runtime
-        if rt is None:
-            return False
-        self._sd.reloading()
-        try:
-            new = await asyncio.to_thread(load_settings, self._config_path)
-            self._check_reloadable(new)
-            new_providers = await self._reload_providers(new, rt)
-        except ConfigError as exc:
-            log.exception("daemon.reload_failed", error=str(exc))
-            self._sd.ready(status=f"reload refused: {exc}"[:200])
-            return False
-        self.settings = new
-        configure_logging(level=new.daemon.log_level, fmt=new.daemon.log_format)
-        apply_settings(rt, new, new_providers)
+        """Re-read the configuration; apply it without dropping in-flight work. Reloads run
+        one at a time, and systemd always hears READY=1 after RELOADING=1."""
+        async with self._reload_lock:
+            rt = self.runtime
+            if rt is None:
+                return False
+            self._sd.reloading()
+            try:
+                return await self._reload(rt)
+            except Exception as exc:  # refused, whatever the cause: the old settings stay
+                log.exception("daemon.reload_failed", error=str(exc))
+                self._sd.ready(status=f"reload refused: {exc}"[:200])
+                return False
+
+    async def _reload(self, rt: Runtime) -> bool:
+        new = await asyncio.to_thread(load_settings, self._config_path)
+        self._check_reloadable(new)
+        async with contextlib.AsyncExitStack() as opened:
+            new_providers = await self._reload_providers(new, rt, opened)
+            configure_logging(level=new.daemon.log_level, fmt=new.daemon.log_format)
+            apply_settings(rt, new, new_providers)
+            self.settings = new
+            # Applied: providers opened for it now live as long as the daemon.
+            self._exit.push_async_callback(opened.pop_all().aclose)
         self._sd.ready(status="reloaded")
         log.info("daemon.reloaded", routes=[r.name for r in new.routes])
         return True
@@ -265,7 +303,9 @@ class Daemon:
             raise ConfigError("daemon.data_dir cannot change on reload; restart batchd instead")
         new.webhook_endpoints()  # resolve secrets now, so a bad one refuses the reload
 
-    async def _reload_providers(self, new: Settings, rt: Runtime) -> dict[str, BatchProvider]:
+    async def _reload_providers(
+        self, new: Settings, rt: Runtime, opened: contextlib.AsyncExitStack
+    ) -> dict[str, BatchProvider]:
         wanted = provider_names(new, await providers_in_use(rt.store))
         providers: dict[str, BatchProvider] = {}
         for name in wanted:
@@ -273,7 +313,7 @@ class Daemon:
             if name in rt.providers and self.settings.provider_settings(name) == settings:
                 providers[name] = rt.providers[name]
             else:
-                providers[name] = await self._exit.enter_async_context(
+                providers[name] = await opened.enter_async_context(
                     open_provider(settings, self._session)
                 )
         return providers

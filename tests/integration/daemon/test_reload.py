@@ -11,9 +11,12 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
+
 from batchd.config import load_settings
 from batchd.daemon import Daemon
 from batchd.models import SubmissionState
+from batchd.systemd import SystemdNotifier
 
 CONFIG = """\
 [daemon]
@@ -104,6 +107,70 @@ async def test_reload_applies_the_new_intake_policy(tmp_path: Path) -> None:
         drop(tmp_path, "fourth.jsonl")
         assert await final_state(daemon, "fourth.jsonl") is SubmissionState.REJECTED
         assert mode(tmp_path / "spool" / "rejected" / "fourth.reason.txt") == 0o640
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, timeout=30) == 0
+
+
+class Recorder(SystemdNotifier):
+    """Every notify message, in order (no socket)."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.sent: list[str] = []
+
+    def notify(self, *lines: str) -> bool:
+        self.sent.append("\n".join(lines))
+        return True
+
+
+def kinds(recorder: Recorder) -> list[str]:
+    """READY / RELOADING / STOPPING in order (STATUS-only messages left out)."""
+    wanted = ("READY=1", "RELOADING=1", "STOPPING=1")
+    return [w for m in recorder.sent for w in wanted if w in m.splitlines()]
+
+
+async def test_any_failure_during_a_reload_refuses_it_and_systemd_hears_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "batchd.toml"
+    write_config(config, tmp_path, duplicates="reject", max_lines=100)
+    sd = Recorder()
+    daemon = Daemon(load_settings(config), config_path=config, install_signals=False, systemd=sd)
+    task = asyncio.create_task(daemon.run())
+    try:
+        await asyncio.wait_for(daemon.ready.wait(), timeout=30)
+        before = daemon.settings
+
+        def broken(*_args: object) -> None:
+            raise RuntimeError("something unexpected")
+
+        monkeypatch.setattr("batchd.daemon.apply_settings", broken)
+        write_config(config, tmp_path, duplicates="allow", max_lines=100)
+        assert not await daemon.reload()
+        assert daemon.settings is before
+        assert kinds(sd)[-2:] == ["RELOADING=1", "READY=1"]
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, timeout=30) == 0
+
+
+async def test_a_reload_asked_for_while_starting_runs_once_ready(tmp_path: Path) -> None:
+    config = tmp_path / "batchd.toml"
+    write_config(config, tmp_path, duplicates="reject", max_lines=100)
+    sd = Recorder()
+    daemon = Daemon(load_settings(config), config_path=config, install_signals=False, systemd=sd)
+    daemon._on_reload_signal()  # SIGHUP before the daemon is ready: deferred, not lost
+    write_config(config, tmp_path, duplicates="allow", max_lines=100)
+    task = asyncio.create_task(daemon.run())
+    try:
+        await asyncio.wait_for(daemon.ready.wait(), timeout=30)
+        for _ in range(100):
+            if daemon.settings.intake.duplicates == "allow":
+                break
+            await asyncio.sleep(0.05)
+        assert daemon.settings.intake.duplicates == "allow"
+        assert kinds(sd)[:3] == ["READY=1", "RELOADING=1", "READY=1"]
     finally:
         daemon.request_stop()
         assert await asyncio.wait_for(task, timeout=30) == 0
