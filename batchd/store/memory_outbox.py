@@ -121,6 +121,8 @@ class MemoryOutbox:
         current = self._deliveries.get((event_id, endpoint))
         if current is None:
             raise StoreError(f"no delivery of event {event_id} to {endpoint}")
+        if not rules.attempt_stands(current, state):
+            return current
         done = rules.attempted(
             current,
             now=now,

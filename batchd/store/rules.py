@@ -302,6 +302,13 @@ def attempted(
     )
 
 
+def attempt_stands(current: Delivery, state: str) -> bool:
+    """Whether an attempt's outcome is recorded. A delivery no longer pending (dropped by a 410
+    or a removed endpoint while this attempt was in flight, or already ended) keeps its state,
+    unless this attempt delivered it."""
+    return current.state == DeliveryState.PENDING or state == DeliveryState.DELIVERED
+
+
 def health_after(current: EndpointHealth, *, delivered: bool, now: float) -> EndpointHealth:
     if delivered:
         return replace(current, last_success_at=now, consecutive_failures=0)

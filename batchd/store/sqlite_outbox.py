@@ -144,8 +144,11 @@ class SqliteOutbox:
             )
             if row is None:
                 raise StoreError(f"no delivery of event {event_id} to {endpoint}")
+            current = delivery_from_row(row)
+            if not rules.attempt_stands(current, state):
+                return current
             done = rules.attempted(
-                delivery_from_row(row),
+                current,
                 now=now,
                 state=state,
                 status=status,

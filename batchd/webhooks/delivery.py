@@ -79,7 +79,7 @@ async def deliver(
         )
         keys = [parse_secret(secret.reveal()) for secret in endpoint.secrets]
         headers = build_headers(keys, event_id, timestamp, payload)
-    except WebhookError as exc:
+    except Exception as exc:  # refused (WebhookError: no retry), or a bug (retried, counted)
         return _failure(exc, started, timestamp)
     try:
         async with session.post(
@@ -92,7 +92,7 @@ async def deliver(
             status = response.status
             retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
             size = await _read_capped(response, endpoint.max_response_bytes)
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+    except Exception as exc:  # every failure is an attempt that counts: never retried forever
         return _failure(exc, started, timestamp)
     return AttemptResult(
         outcome=classify(status, None),

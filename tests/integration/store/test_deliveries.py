@@ -276,6 +276,39 @@ async def test_enable_endpoint_then_replay_reaches_it_again(store: JobStore) -> 
     assert [(d.state, d.attempts) for d in await store.deliveries_for(event.id)] == [(PENDING, 0)]
 
 
+async def test_an_attempt_in_flight_when_its_delivery_was_dropped_does_not_revive_it(
+    store: JobStore,
+) -> None:
+    failing, delivered = await append(store, 2)
+    for event in (failing, delivered):
+        await store.fan_out(event.id, ["bad"], now=NOW)
+    await store.disable_endpoint("bad", "http 410", now=NOW + 1)  # by another attempt
+
+    kept = await store.record_delivery(
+        failing.id,
+        "bad",
+        now=NOW + 2,
+        state=DEAD,
+        status=503,
+        error="503",
+        next_attempt_at=None,
+        event=EventSpec("webhook.dead"),
+    )
+    assert kept.state == DROPPED
+    done = await store.record_delivery(
+        delivered.id,
+        "bad",
+        now=NOW + 2,
+        state=DELIVERED,
+        status=200,
+        error=None,
+        next_attempt_at=None,
+    )
+    assert done.state == DELIVERED  # it did arrive: that is recorded
+    assert [e.type for e in await store.list_events()].count("webhook.dead") == 0
+    assert await store.due_deliveries(now=NOW + 10) == []
+
+
 async def test_disable_an_endpoint_never_seen(store: JobStore) -> None:
     await store.disable_endpoint("new", "removed from the configuration", now=NOW)
     [event] = await append(store)

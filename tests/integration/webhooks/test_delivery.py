@@ -153,3 +153,20 @@ async def test_send_test_delivers_a_signed_webhook_test_event(make_receiver: Rec
     payload = Webhook(secret).verify(seen.body, seen.headers)
     assert payload["type"] == "webhook.test"
     assert payload["data"] == {"endpoint": "a"}
+
+
+async def test_an_unexpected_error_is_a_counted_failed_attempt_not_an_escape() -> None:
+    class Broken:
+        def post(self, *_args: object, **_kwargs: object) -> object:
+            raise RuntimeError("a bug below us")
+
+    result = await deliver(
+        Broken(),  # type: ignore[arg-type]
+        endpoint("hook", "http://127.0.0.1:9/hook"),
+        event_id="evt_1",
+        payload=b"{}",
+        now=time.time(),
+    )
+    assert result.outcome is AttemptOutcome.RETRY  # retried on the ladder, and counted
+    assert result.status is None
+    assert result.error == "RuntimeError: a bug below us"

@@ -69,7 +69,10 @@ class OutboxMachine(RuleBasedStateMachine):
                 *key, now=self.tick(), state=outcome, status=None, error=None, next_attempt_at=None
             )
         )
-        self.deliveries[key] = outcome
+        # An attempt that ends after its delivery stopped being pending (dropped, dead,
+        # delivered) changes it only if it delivered it.
+        if self.deliveries[key] == DeliveryState.PENDING or outcome == DeliveryState.DELIVERED:
+            self.deliveries[key] = outcome
 
     @rule(name=ENDPOINTS)
     def disable(self, name: str) -> None:
