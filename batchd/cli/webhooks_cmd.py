@@ -93,11 +93,12 @@ def shown_url(url: str) -> str:
 
 
 def endpoint_rows(
-    endpoints: Sequence[WebhookEndpoint], health: Sequence[EndpointHealth]
+    endpoints: Sequence[tuple[str, str]], health: Sequence[EndpointHealth]
 ) -> list[dict[str, Any]]:
+    """Rows for ``(name, url)`` of every configured endpoint, plus endpoints the store knows."""
     by_name = {h.name: h for h in health}
-    rows = [_endpoint_row(e.name, shown_url(e.url), by_name.get(e.name), True) for e in endpoints]
-    configured = {e.name for e in endpoints}
+    rows = [_endpoint_row(n, shown_url(url), by_name.get(n), True) for n, url in endpoints]
+    configured = {n for n, _ in endpoints}
     rows += [_endpoint_row(h.name, None, h, False) for h in health if h.name not in configured]
     return rows
 
@@ -153,7 +154,8 @@ def cmd_new_secret(_args: argparse.Namespace) -> int:
 
 def cmd_list_endpoints(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
-    endpoints = settings.webhook_endpoints()
+    # No secrets needed to list (they may exist only in the service's $CREDENTIALS_DIRECTORY).
+    endpoints = [(hook.name, hook.url) for hook in settings.webhooks]
     health: list[EndpointHealth] = _with_store(
         settings, lambda store: store.endpoint_health(), missing=[]
     )
@@ -183,7 +185,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 def cmd_enable(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
-    _endpoint(settings.webhook_endpoints(), args.name)
+    _require_known([hook.name for hook in settings.webhooks], args.name)
     _with_store(settings, lambda store: store.enable_endpoint(args.name))
     print(f"{args.name}: enabled")
     return EXIT_OK
@@ -232,11 +234,14 @@ def _settings(config: Path | None) -> Settings:
 
 
 def _endpoint(endpoints: Sequence[WebhookEndpoint], name: str) -> WebhookEndpoint:
-    for endpoint in endpoints:
-        if endpoint.name == name:
-            return endpoint
-    known = ", ".join(e.name for e in endpoints) or "none configured"
-    raise UsageError(f"no webhook endpoint named {name!r} (known: {known})")
+    _require_known([e.name for e in endpoints], name)
+    return next(e for e in endpoints if e.name == name)
+
+
+def _require_known(names: Sequence[str], name: str) -> None:
+    if name not in names:
+        known = ", ".join(names) or "none configured"
+        raise UsageError(f"no webhook endpoint named {name!r} (known: {known})")
 
 
 def _with_store(

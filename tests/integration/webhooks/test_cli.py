@@ -157,6 +157,24 @@ def test_webhooks_enable_re_enables_a_disabled_endpoint(config: Path):
     assert h.disabled_at is None
 
 
+def test_list_and_enable_need_no_signing_secret(
+    config: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+):
+    """As an admin runs them: the secrets exist only in the service's $CREDENTIALS_DIRECTORY."""
+
+    async def disable(store: SqliteJobStore) -> None:
+        await store.disable_endpoint("local", "410", now=1001.0)
+
+    with_store(config, disable)
+    monkeypatch.delenv("HOOK_SECRET")
+    assert run(["webhooks", "list", "--json", "--config", str(config)]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert (row["name"], row["status"]) == ("local", "disabled")
+    assert run(["webhooks", "enable", "local", "--config", str(config)]) == 0
+    assert run(["webhooks", "enable", "nope", "--config", str(config)]) == 2
+    assert run(["webhooks", "test", "local", "--config", str(config)]) == 3  # test signs: needs it
+
+
 def test_events_list_and_replay(config: Path, capsys: Any):
     async def setup(store: SqliteJobStore) -> list[str]:
         done = await store.append_event(EventSpec("batch.created", {"n": 1}), now=1000.0)
