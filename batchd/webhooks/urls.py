@@ -34,6 +34,14 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)
 
 
+# Special-purpose blocks that Python 3.11's ``is_global`` still calls global (IANA special
+# registries): IETF protocol assignments, site-local IPv6 (deprecated, still routed inside
+# sites), and the IPv6 documentation prefix of RFC 9637.
+_NOT_GLOBAL = tuple(
+    ipaddress.ip_network(n) for n in ("192.0.0.0/24", "fec0::/10", "3fff::/20", "2001:db8::/32")
+)
+
+
 class AddressNotAllowed(OSError):
     """A connection to a non-global address was refused (an ``OSError`` so that aiohttp reports
     it like any other connection failure)."""
@@ -49,12 +57,16 @@ def is_allowed_address(ip: str | IPAddress) -> bool:
     embedded = _embedded_ipv4(address)
     if embedded is not None:
         return is_allowed_address(embedded)
-    return address.is_global and not (
-        address.is_multicast
-        or address.is_unspecified
-        or address.is_reserved
-        or address.is_loopback
-        or address.is_link_local
+    return (
+        address.is_global
+        and not (
+            address.is_multicast
+            or address.is_unspecified
+            or address.is_reserved
+            or address.is_loopback
+            or address.is_link_local
+        )
+        and not any(address in net for net in _NOT_GLOBAL)
     )
 
 

@@ -38,6 +38,9 @@ PRIVATE_URLS = [
     "https://127.1/hook",
     "https://2130706433/hook",
     "https://0x7f.0.0.1/hook",
+    "https://192.0.0.8/hook",  # IETF protocol assignments: is_global says True
+    "https://[fec0::1]/hook",  # site-local IPv6: is_global says True
+    "https://[3fff::1]/hook",  # IPv6 documentation (RFC 9637): is_global says True
 ]
 
 
