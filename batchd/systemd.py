@@ -113,13 +113,14 @@ class SystemdNotifier:
     def enabled(self) -> bool:
         return self._address is not None
 
-    def notify(self, *lines: str) -> bool:
-        """Send ``lines`` as one datagram."""
+    def notify(self, *lines: str, wait: bool = True) -> bool:
+        """Send ``lines`` as one datagram. With ``wait=False`` a full receive queue drops the
+        message instead of blocking the caller (the event loop) for up to ``SEND_TIMEOUT_S``."""
         data = format_message(*lines)
         if self._address is None:
             return False
         try:
-            _send(data, self._address)
+            _send(data, self._address, timeout_s=SEND_TIMEOUT_S if wait else 0.0)
         except OSError as exc:
             log.debug("systemd.notify_failed", error=str(exc), keys=_keys(lines))
             return False
@@ -139,7 +140,8 @@ class SystemdNotifier:
         return self.notify("STOPPING=1", *_optional_status(status))
 
     def status(self, text: str) -> bool:
-        return self.notify(status_line(text))
+        """Informational, sent every few seconds: dropped rather than waited for."""
+        return self.notify(status_line(text), wait=False)
 
     def extend_timeout(self, seconds: float) -> bool:
         """Ask for ``seconds`` more before the start (or stop) timeout fires; repeat before it
@@ -158,11 +160,11 @@ def notify(*lines: str, environ: Mapping[str, str] | None = None) -> bool:
     return SystemdNotifier(environ).notify(*lines)
 
 
-def _send(data: bytes, address: Address) -> None:
+def _send(data: bytes, address: Address, *, timeout_s: float) -> None:
     """One datagram from a fresh socket, as libsystemd does: nothing stays open between the
-    few messages a minute, and a full receive queue costs at most ``SEND_TIMEOUT_S``."""
+    few messages a minute, and a full receive queue costs at most ``timeout_s`` (0: none)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        sock.settimeout(SEND_TIMEOUT_S)
+        sock.settimeout(timeout_s)
         sock.sendto(data, address)
 
 

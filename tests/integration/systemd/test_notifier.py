@@ -117,3 +117,21 @@ async def test_environment_mapping_can_be_passed_explicitly() -> None:
         sd = SystemdNotifier(listener.env)
         assert sd.ready() is True
         assert await listener.wait_for(is_ready) == {"READY": "1"}
+
+
+async def test_status_never_blocks_on_a_full_queue_but_ready_waits(
+    notify_listener: NotifyListener,
+) -> None:
+    """Nobody reads the socket: once its queue is full, a STATUS is dropped at once, while the
+    messages systemd must see wait (up to the send timeout) for room."""
+    sd = SystemdNotifier()
+    sent = 0
+    while sd.status(f"filling {sent}") and sent < 10_000:
+        sent += 1
+    assert 0 < sent < 10_000  # the queue filled up (net.unix.max_dgram_qlen)
+    began = time.monotonic()
+    assert sd.status("one more") is False
+    assert time.monotonic() - began < 0.1
+    began = time.monotonic()
+    assert sd.watchdog() is False  # still full: waited the timeout, then gave up
+    assert time.monotonic() - began >= 0.5
