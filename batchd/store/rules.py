@@ -74,12 +74,27 @@ class NewEvent:
     payload: bytes
 
 
+MAX_EVENT_STRING = 1000  # characters of any one string in an event's data (webhooks are thin)
+
+
+def _capped(value: Any) -> Any:
+    """``value`` with every string cut to ``MAX_EVENT_STRING`` characters (a provider's error
+    message can be a whole HTML page)."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_EVENT_STRING else value[: MAX_EVENT_STRING - 1] + "…"
+    if isinstance(value, dict):
+        return {k: _capped(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_capped(v) for v in value]
+    return value
+
+
 def build_event(
     spec: EventSpec, *, now: float, submission_id: str | None = None, job_id: str | None = None
 ) -> NewEvent:
     if not isinstance(spec.type, str) or not spec.type:
         raise StoreError(f"event type must be a non-empty string, not {spec.type!r}")
-    data_json = canonical_json(dict(spec.data))
+    data_json = canonical_json(_capped(dict(spec.data)))
     data = json.loads(data_json)
     body = {"type": spec.type, "timestamp": utc_iso(now), "data": data}
     event = Event(new_id("evt", now), spec.type, now, data, submission_id, job_id)

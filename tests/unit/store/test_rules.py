@@ -116,3 +116,16 @@ def test_shipped_migrations_are_numbered_from_one() -> None:
 def test_a_gap_in_migrations_is_refused() -> None:
     with pytest.raises(StoreError):
         check_sequence([Migration(1, "a", ()), Migration(3, "c", ())])
+
+
+def test_event_strings_are_capped_so_payloads_stay_thin() -> None:
+    page = "<html>" + "x" * 5000
+    built = rules.build_event(
+        EventSpec("batch.failed", {"error": page, "problems": [page], "n": 3, "ok": "short"}),
+        now=1_700_000_000.0,
+    )
+    data = built.event.data
+    assert len(data["error"]) == rules.MAX_EVENT_STRING and data["error"].endswith("…")
+    assert data["problems"] == [data["error"]]
+    assert (data["n"], data["ok"]) == (3, "short")
+    assert len(built.payload) < 2 * rules.MAX_EVENT_STRING + 200
