@@ -25,7 +25,7 @@ import structlog
 
 from batchd.clock import Clock
 from batchd.errors import NotFound, ProviderError, StaleState
-from batchd.loops import gather_bounded
+from batchd.loops import gather_bounded, report_progress
 from batchd.models import (
     SUBMISSION_OPEN,
     TERMINAL,
@@ -243,6 +243,7 @@ class Collector:
                 self._to_check.add(submission_id)
                 continue
             finished += 1
+            report_progress()
         return finished
 
     async def _remove_finished_work(self) -> None:

@@ -26,7 +26,7 @@ from batchd.clock import Clock, SystemClock
 from batchd.config import Settings, load_settings
 from batchd.errors import ConfigError
 from batchd.log import configure_logging
-from batchd.loops import DEFAULT_MAX_PASS_S, run_loop
+from batchd.loops import DEFAULT_MAX_PASS_S, DEFAULT_STALL_S, run_loop
 from batchd.providers.base import BatchProvider
 from batchd.providers.registry import open_provider
 from batchd.store.sqlite import SqliteJobStore
@@ -146,6 +146,7 @@ class Daemon:
                     self._stop,
                     self._beat(rt, loop.name),
                     max_pass_s=self._max_pass_s(rt, loop.name),
+                    stall_s=self._stall_s(rt, loop.name),
                 ),
                 name=f"loop:{loop.name}",
             )
@@ -182,6 +183,15 @@ class Daemon:
             default=3600.0,
         )
         return {"collector": downloads + 600.0, "submitter": 3600.0}.get(name, DEFAULT_MAX_PASS_S)
+
+    def _stall_s(self, rt: Runtime, name: str) -> float:
+        """How long a pass may go without progress (one job, page or file done): the longest
+        single step, a download for the collector, a few timed-out requests otherwise."""
+        settings = [self.settings.provider_settings(n) for n in rt.providers]
+        if name == "collector":
+            return max((s.download_timeout_s for s in settings), default=3600.0) + 60.0
+        longest = max((s.timeout_s for s in settings), default=60.0)
+        return max(DEFAULT_STALL_S, 4 * longest + 60.0)
 
     def _beat(self, rt: Runtime, name: str) -> Callable[[str], None]:
         def beat(loop_name: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
 from typing import Protocol, TypeVar
 
 import structlog
@@ -25,6 +26,17 @@ log = structlog.get_logger(__name__)
 FAILED_PASS_PAUSE_S = 1.0
 BEAT_EVERY_S = 5.0
 DEFAULT_MAX_PASS_S = 600.0
+DEFAULT_STALL_S = 300.0
+
+# Set around each pass: what ``report_progress`` calls (a pass's tasks inherit it).
+_progress: ContextVar[Callable[[], None] | None] = ContextVar("batchd_progress", default=None)
+
+
+def report_progress() -> None:
+    """Tell the running pass's heartbeat that work moved (a job, a page, a file done)."""
+    mark = _progress.get()
+    if mark is not None:
+        mark()
 
 
 class Loop(Protocol):
@@ -44,12 +56,13 @@ async def run_loop(
     *,
     max_wait_s: float = 20.0,
     max_pass_s: float = DEFAULT_MAX_PASS_S,
+    stall_s: float = DEFAULT_STALL_S,
 ) -> None:
     """``run(stop)`` for any loop: passes until ``stop`` is set. An idle loop still runs a pass
     every ``max_wait_s`` so that its heartbeat stays fresh for the watchdog."""
     while not stop.is_set():
         try:
-            await _pass_with_heartbeat(loop, beat, max_pass_s)
+            await _pass_with_heartbeat(loop, beat, max_pass_s, stall_s)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -69,21 +82,42 @@ async def run_loop(
             stopper.cancel()
 
 
-async def _pass_with_heartbeat(loop: Loop, beat: Callable[[str], None], max_pass_s: float) -> None:
-    """Run one pass, beating while it runs for at most ``max_pass_s``."""
-    task = asyncio.ensure_future(loop.run_once())
-    elapsed = 0.0
+async def _pass_with_heartbeat(
+    loop: Loop, beat: Callable[[str], None], max_pass_s: float, stall_s: float
+) -> None:
+    """Run one pass, beating while it runs: for at most ``max_pass_s`` in all, and only while
+    it reports progress (``report_progress``) at least every ``stall_s``. A pass that hangs
+    stops beating after ``stall_s``, and the watchdog then restarts batchd."""
+    clock = asyncio.get_running_loop().time
+    started = last_progress = clock()
+
+    def mark() -> None:
+        nonlocal last_progress
+        last_progress = clock()
+
+    token = _progress.set(mark)
+    try:
+        task = asyncio.ensure_future(loop.run_once())  # copies the context: sees ``mark``
+    finally:
+        _progress.reset(token)
+    warned = False
     try:
         while True:
             done, _ = await asyncio.wait({task}, timeout=BEAT_EVERY_S)
             if done:
                 task.result()
                 return
-            elapsed += BEAT_EVERY_S
-            if elapsed <= max_pass_s:
+            now = clock()
+            if now - started <= max_pass_s and now - last_progress <= stall_s:
                 beat(loop.name)
-            elif elapsed - BEAT_EVERY_S <= max_pass_s:
-                log.error("loop.pass_too_long", loop=loop.name, max_pass_s=max_pass_s)
+            elif not warned:
+                warned = True
+                log.error(
+                    "loop.pass_too_long",
+                    loop=loop.name,
+                    running_s=round(now - started, 1),
+                    since_progress_s=round(now - last_progress, 1),
+                )
     finally:
         if not task.done():
             task.cancel()
@@ -124,7 +158,10 @@ async def gather_bounded(
 
     async def one(item: T) -> None:
         async with gate:
-            await step(item)
+            try:
+                await step(item)
+            finally:
+                report_progress()
 
     outcomes = await asyncio.gather(*(one(i) for i in items), return_exceptions=True)
     for outcome in outcomes:

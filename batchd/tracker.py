@@ -29,7 +29,7 @@ import structlog
 from batchd.clock import Clock
 from batchd.errors import AuthError, NotFound, ProviderError, RateLimited, StaleState
 from batchd.health import ProviderGate
-from batchd.loops import gather_bounded
+from batchd.loops import gather_bounded, report_progress
 from batchd.models import ACTIVE, TERMINAL, Job, JobState, event_type_for
 from batchd.providers.base import BatchProvider, JobFilter, JobSnapshot
 from batchd.store.base import EventSpec, JobStore
@@ -152,6 +152,7 @@ class Tracker:
         )
         try:
             async for snap in provider.iter_jobs(query):
+                report_progress()
                 job = by_id.get(snap.id)
                 if job is not None and snap.id not in seen:
                     seen.add(snap.id)
