@@ -6,12 +6,15 @@ traceback, a 401 from a wrong key), in any common encoding.
 from __future__ import annotations
 
 import base64
+import random
 import signal
 import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 
 from batchd.models import SubmissionState
+from batchd.webhooks.signing import new_secret
+from tests.acceptance.crash_harness import WebhookReceiver
 from tests.acceptance.harness import Harness, RouteSpec, chat_lines, new_api_key
 from tests.acceptance.test_results import with_failures
 from tests.notify_listener import is_ready
@@ -72,16 +75,28 @@ def test_the_leak_scanner_finds_every_form(tmp_path: Path) -> None:
     assert leaks([], [b"nothing here"], [secret]) == []
 
 
-async def test_canary_api_key_never_reaches_logs_database_or_files(harness: Harness) -> None:
+async def test_canary_secrets_never_reach_logs_database_or_files(harness: Harness) -> None:
+    """The API key, a wrong API key and a webhook signing secret (whose deliveries happen)."""
     wrong_key = "sk-canary-" + new_api_key()
+    hook_secret = new_secret()
+    receiver = WebhookReceiver(hook_secret, random.Random(1), fail_rate=0.5, slow_rate=0.0)
+    await receiver.start()
     harness.start_emulator(faults=FAULTS)
     harness.configure([RouteSpec("chat")], daemon={"log_level": "debug"})
-    await harness.start()
+    with harness.config_path.open("a") as config:
+        config.write(
+            f'\n[[webhooks]]\nname = "canary"\nurl = "{receiver.url}"\n'
+            'secret_env = "CANARY_HOOK_SECRET"\nallow_http = true\nallow_private = true\n'
+        )
+    hook_env = {"CANARY_HOOK_SECRET": hook_secret}
+    await harness.start(env=hook_env)
     harness.drop("chat", "a.jsonl", chat_lines(3, "a"))
     harness.drop("chat", "b.jsonl", with_failures())
     await harness.wait_done("a.jsonl")
     await harness.wait_done("b.jsonl")
     assert harness.logged("submit.create_ambiguous")  # the faults did fire and were logged
+    await harness.wait_until(lambda: len(receiver.acked) >= 3, "webhook deliveries")
+    assert receiver.refused and not receiver.bad_signatures  # retried, and signed right
 
     # A refused reload logs a traceback.
     good = harness.config_path.read_text()
@@ -92,7 +107,7 @@ async def test_canary_api_key_never_reaches_logs_database_or_files(harness: Harn
     await harness.wait_until(lambda: harness.logged("daemon.reload_failed"), "reload_failed")
     assert any("exception" in e for e in harness.logged("daemon.reload_failed"))
     harness.config_path.write_text(good)
-    outputs = [await harness.cli("check", "--config", str(harness.config_path))]
+    outputs = [await harness.cli("check", "--config", str(harness.config_path), env=hook_env)]
     sub = await harness.submission("b.jsonl")
     assert sub is not None
     outputs.append(
@@ -101,7 +116,7 @@ async def test_canary_api_key_never_reaches_logs_database_or_files(harness: Harn
     await harness.stop()
 
     # A wrong key: 401s, a paused provider, a provider.auth_failed event.
-    await harness.start(api_key=wrong_key)
+    await harness.start(api_key=wrong_key, env=hook_env)
     harness.drop("chat", "c.jsonl", chat_lines(2, "c"))
     await harness.wait_submission("c.jsonl", [SubmissionState.ACTIVE])
 
@@ -111,17 +126,23 @@ async def test_canary_api_key_never_reaches_logs_database_or_files(harness: Harn
     await harness.wait_until(auth_failed, "provider.auth_failed")
     outputs.append(
         await harness.cli(
-            "check", "--config", str(harness.config_path), env={"MISTRAL_API_KEY": wrong_key}
+            "check",
+            "--config",
+            str(harness.config_path),
+            env={"MISTRAL_API_KEY": wrong_key, **hook_env},
         )
     )
     assert outputs[-1][0] == 1  # the 401 is reported, not printed with the key
     await harness.stop()
+    await receiver.stop()
 
     blobs = [text.encode() for _, out, err in outputs for text in (out, err)]
     blobs += harness.listener.raw
+    blobs += [body for bodies in receiver.received.values() for body in bodies]
     scanned = list(files_under(harness.data_dir, harness.spool_root))
     scanned += [p for run in harness.runs for p in run.log_paths]
     assert any(p.name.endswith("-wal") for p in scanned) or any(
         p.name.endswith(".sqlite3") for p in scanned
     )
-    assert leaks(scanned, blobs, [harness.api_key, wrong_key]) == []
+    secrets = [harness.api_key, wrong_key, hook_secret, hook_secret.removeprefix("whsec_")]
+    assert leaks(scanned, blobs, secrets) == []
