@@ -20,7 +20,8 @@ API_KEYS_ENV = "BATCHD_EMULATOR_API_KEYS"
 PROCESSING_KEYS = "queue_s, request_s, parallelism, min_run_s, finalize_s, cancel_s, jitter"
 BEHAVIOUR_KEYS = (
     "error_field=object|string, cancel_terminal=ok|error, delete_active=allow|reject, "
-    "invalid_id_status=422|404, stable_created, default_max_tokens, embedding_dim, "
+    "invalid_id_status=422|404, metadata_filter=honour|ignore, stable_created, "
+    "default_max_tokens, embedding_dim, "
     "max_upload_bytes, max_requests_per_job, max_inline_outputs"
 )
 FAULT_HELP = (
