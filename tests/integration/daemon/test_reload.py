@@ -16,7 +16,7 @@ import pytest
 from batchd.config import load_settings
 from batchd.daemon import Daemon
 from batchd.models import SubmissionState
-from batchd.systemd import SystemdNotifier
+from tests.integration.daemon.conftest import Recorder, kinds
 
 CONFIG = """\
 [daemon]
@@ -110,24 +110,6 @@ async def test_reload_applies_the_new_intake_policy(tmp_path: Path) -> None:
     finally:
         daemon.request_stop()
         assert await asyncio.wait_for(task, timeout=30) == 0
-
-
-class Recorder(SystemdNotifier):
-    """Every notify message, in order (no socket)."""
-
-    def __init__(self) -> None:
-        super().__init__({})
-        self.sent: list[str] = []
-
-    def notify(self, *lines: str) -> bool:
-        self.sent.append("\n".join(lines))
-        return True
-
-
-def kinds(recorder: Recorder) -> list[str]:
-    """READY / RELOADING / STOPPING in order (STATUS-only messages left out)."""
-    wanted = ("READY=1", "RELOADING=1", "STOPPING=1")
-    return [w for m in recorder.sent for w in wanted if w in m.splitlines()]
 
 
 async def test_any_failure_during_a_reload_refuses_it_and_systemd_hears_ready(
