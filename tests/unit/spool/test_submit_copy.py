@@ -91,3 +91,15 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_a_device_is_not_taken_as_a_batch_file(tmp_path: Path) -> None:
+    (tmp_path / "null.jsonl").symlink_to("/dev/null")  # the open must not follow it either
+    with pytest.raises(spool.UnsafeFile, match="symbolic link"):
+        spool.open_dropped(tmp_path, "null.jsonl", max_bytes=1000)
+    fd = os.open("/dev/null", os.O_RDONLY)
+    try:
+        with pytest.raises(spool.UnsafeFile, match="device"):
+            spool._check_fd(fd, 1000)
+    finally:
+        os.close(fd)
