@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,8 @@ STATUS_INTERVAL_S = 5.0
 # to unwind); webhook attempts in flight get what is left of NOTIFIER_LAST_S on top, at most
 # NOTIFIER_GRACE_S. With the default grace of 5 s the daemon is gone in about 7.5 s, within the
 # 10 s systemd and the issue allow.
+EXTEND_START_S = 30.0
+MAX_START_EXTENSION_S = 3600.0
 CANCEL_WAIT_S = 1.0
 NOTIFIER_LAST_S = 1.5
 NOTIFIER_GRACE_S = 5.0
@@ -99,8 +101,9 @@ class Daemon:
     async def _start(self) -> Runtime:
         settings = self.settings
         data_dir = settings.daemon.data_dir
-        store = SqliteJobStore(settings.daemon.database_path, on_migration=self._extend_timeout)
-        await store.open()
+        store = SqliteJobStore(settings.daemon.database_path, on_migration=self._migrating)
+        async with self._start_keeps_extending():
+            await store.open()
         self._exit.push_async_callback(store.close)
         session = aiohttp.ClientSession()
         self._exit.push_async_callback(session.close)
@@ -115,7 +118,8 @@ class Daemon:
         self._exit.push_async_callback(self._close_notifier, runtime)
         runtime.intake.start()
         self._exit.callback(runtime.intake.close)
-        await runtime.intake.run_once()  # finish half-done claims, first scan
+        async with self._start_keeps_extending():  # many files may wait after a downtime
+            await runtime.intake.run_once()  # finish half-done claims, first scan
         runtime.heartbeats.beat("intake")
         self.runtime = runtime
         log.info(
@@ -126,9 +130,29 @@ class Daemon:
         )
         return runtime
 
-    def _extend_timeout(self, version: int) -> None:
-        self._sd.extend_timeout(120)
+    def _migrating(self, version: int) -> None:
         log.info("daemon.migrating", version=version)
+
+    @contextlib.asynccontextmanager
+    async def _start_keeps_extending(self) -> AsyncIterator[None]:
+        """While a start-up step runs, keep systemd's start timeout at least EXTEND_START_S
+        ahead (a long migration, thousands of files waiting to be validated), for at most
+        MAX_START_EXTENSION_S in all."""
+
+        async def extend() -> None:
+            loop = asyncio.get_running_loop()
+            until = loop.time() + MAX_START_EXTENSION_S
+            while loop.time() < until:
+                self._sd.extend_timeout(EXTEND_START_S)
+                await asyncio.sleep(EXTEND_START_S / 3)
+
+        task = asyncio.create_task(extend(), name="extend-start")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _open_providers(self, names: list[str]) -> dict[str, BatchProvider]:
         providers: dict[str, BatchProvider] = {}
