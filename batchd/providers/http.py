@@ -65,6 +65,7 @@ T = TypeVar("T")
 
 ERROR_BODY_READ_BYTES: Final = 64 * 1024
 DOWNLOAD_CHUNK_BYTES: Final = 1024 * 1024
+SYNC_EVERY_BYTES: Final = 64 * 1024 * 1024
 USER_AGENT: Final = f"batchd/{__version__}"
 
 
@@ -293,13 +294,27 @@ def _expected_length(headers: Mapping[str, str]) -> int | None:
 
 
 async def _write_stream(content: aiohttp.StreamReader, tmp: Path) -> int:
-    size = 0
+    """Write the body to ``tmp`` and make it durable. Every ``SYNC_EVERY_BYTES`` a
+    ``fdatasync`` starts on a thread while the download goes on, so that the disk writes
+    alongside the network and the final ``fsync`` only has the tail left (measured: the final
+    fsync of a 1 GiB file cost a fifth of the download; tests/benchmarks, download)."""
+    size = since_sync = 0
+    syncing: asyncio.Future[None] | None = None
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
-        async for chunk in content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
-            out.write(chunk)
-            size += len(chunk)
-        out.flush()
+        try:
+            async for chunk in content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
+                out.write(chunk)
+                size += len(chunk)
+                since_sync += len(chunk)
+                if since_sync >= SYNC_EVERY_BYTES and (syncing is None or syncing.done()):
+                    out.flush()
+                    syncing = asyncio.ensure_future(asyncio.to_thread(os.fdatasync, fd))
+                    since_sync = 0
+            out.flush()
+        finally:
+            if syncing is not None:
+                await asyncio.shield(syncing)  # never close the file under a running sync
         await asyncio.to_thread(os.fsync, out.fileno())
     return size
 

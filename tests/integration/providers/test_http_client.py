@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from batchd.errors import (
     ProviderTransient,
     RateLimited,
 )
+from batchd.providers import http as http_module
 from batchd.providers.base import ProviderSettings
 from batchd.providers.http import ProviderHttp
 from batchd.secret import Secret
@@ -297,6 +299,27 @@ async def test_truncated_download_is_retried_from_scratch(
     assert script.hits["short"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]  # no temp left
     assert target.stat().st_mode & 0o777 == 0o600
+
+
+async def test_a_long_download_is_synced_while_it_streams(
+    server: tuple[str, Script], session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fdatasync runs alongside the download (every SYNC_EVERY_BYTES), then one last fsync."""
+    base, _ = server
+    synced: list[int] = []
+    fdatasync = os.fdatasync
+
+    def counting(fd: int) -> None:
+        synced.append(fd)
+        fdatasync(fd)
+
+    monkeypatch.setattr(http_module, "SYNC_EVERY_BYTES", 100_000)
+    monkeypatch.setattr(http_module, "DOWNLOAD_CHUNK_BYTES", 50_000)
+    monkeypatch.setattr(os, "fdatasync", counting)
+    target = tmp_path / "out.jsonl"
+    assert await client(base, session).download("download_file", "/short", target) == 1_000_000
+    assert target.read_bytes() == b"0123456789" * 100_000
+    assert synced  # at least one sync ran before the end (the next waits for it to finish)
 
 
 async def test_download_that_never_completes_leaves_the_old_file(
