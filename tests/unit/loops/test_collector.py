@@ -13,7 +13,7 @@ from batchd import collector as collector_module
 from batchd import results as results_module
 from batchd.collector import CollectPolicy
 from batchd.errors import ProviderTransient
-from batchd.models import JobState, Outcome, ResultState, SubmissionState
+from batchd.models import Job, JobState, Outcome, ResultState, Submission, SubmissionState
 from batchd.spool import GROUP_READABLE
 from batchd.store.base import EventSpec
 from batchd.wiring import providers_in_use
@@ -26,6 +26,18 @@ async def run_all(world: World, rounds: int = 3) -> None:
         await world.tracker.run_once()
         await world.collector.run_once()
         world.clock.advance(30)
+
+
+async def ended(world: World) -> tuple[Submission, Job]:
+    """A two-request submission whose one job the provider finished and the tracker saw end
+    (its results not collected yet)."""
+    sub = await world.accept("two.jsonl", request_lines(2))
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    world.provider.finish(job.provider_job_id or "")
+    await world.tracker.run_once()
+    (job,) = await world.jobs(sub.id)
+    return sub, job
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -76,11 +88,7 @@ async def test_expired_job_keeps_partial_results(world: World) -> None:
 
 
 async def test_content_gone_ends_as_results_unavailable(world: World) -> None:
-    sub = await world.accept("two.jsonl", request_lines(2))
-    await world.submitter.run_once()
-    (job,) = await world.jobs(sub.id)
-    world.provider.finish(job.provider_job_id or "")
-    await world.tracker.run_once()
+    sub, job = await ended(world)
     world.provider.files.clear()  # the provider lost the output file
     await run_all(world)
     (job,) = await world.jobs(sub.id)
@@ -93,11 +101,7 @@ async def test_content_gone_ends_as_results_unavailable(world: World) -> None:
 
 
 async def test_download_failures_retry_with_backoff(world: World) -> None:
-    sub = await world.accept("two.jsonl", request_lines(2))
-    await world.submitter.run_once()
-    (job,) = await world.jobs(sub.id)
-    world.provider.finish(job.provider_job_id or "")
-    await world.tracker.run_once()
+    sub, job = await ended(world)
     world.provider.fail_before["download_file"].append(ProviderTransient("reset"))
     await world.collector.run_once()
     (job,) = await world.jobs(sub.id)
@@ -111,12 +115,7 @@ async def test_download_failures_retry_with_backoff(world: World) -> None:
 
 
 async def test_results_that_do_not_match_are_redownloaded(world: World) -> None:
-    sub = await world.accept("two.jsonl", request_lines(2))
-    await world.submitter.run_once()
-    (job,) = await world.jobs(sub.id)
-    world.provider.finish(job.provider_job_id or "")
-    await world.tracker.run_once()
-    (job,) = await world.jobs(sub.id)
+    sub, job = await ended(world)
     ref, data = world.provider.files[job.output_file_id or ""]
     world.provider.files[ref.id] = (ref, data.splitlines(keepends=True)[0])  # truncated
     await world.collector.run_once()
@@ -147,11 +146,7 @@ async def test_cancelled_submission_ends_cancelled_with_partial_results(world: W
 
 
 async def test_finishing_is_redone_after_a_crash(world: World) -> None:
-    sub = await world.accept("two.jsonl", request_lines(2))
-    await world.submitter.run_once()
-    (job,) = await world.jobs(sub.id)
-    world.provider.finish(job.provider_job_id or "")
-    await world.tracker.run_once()
+    sub, _ = await ended(world)
 
     class Crash(Exception):
         pass
@@ -222,12 +217,7 @@ async def test_results_are_private_by_default_and_group_readable_when_shared(
 
 
 async def test_download_retries_do_not_use_up_the_verification_tries(world: World) -> None:
-    sub = await world.accept("two.jsonl", request_lines(2))
-    await world.submitter.run_once()
-    (job,) = await world.jobs(sub.id)
-    world.provider.finish(job.provider_job_id or "")
-    await world.tracker.run_once()
-    (job,) = await world.jobs(sub.id)
+    sub, job = await ended(world)
     ref, data = world.provider.files[job.output_file_id or ""]
     for _ in range(2):
         world.provider.fail_before["download_file"].append(ProviderTransient("reset"))
@@ -245,12 +235,7 @@ async def test_download_retries_do_not_use_up_the_verification_tries(world: Worl
 
 
 async def test_results_that_stay_short_end_partial_not_succeeded(world: World) -> None:
-    sub = await world.accept("two.jsonl", request_lines(2))
-    await world.submitter.run_once()
-    (job,) = await world.jobs(sub.id)
-    world.provider.finish(job.provider_job_id or "")
-    await world.tracker.run_once()
-    (job,) = await world.jobs(sub.id)
+    sub, job = await ended(world)
     ref, data = world.provider.files[job.output_file_id or ""]
     world.provider.files[ref.id] = (ref, data.splitlines(keepends=True)[0])  # always short
     for _ in range(5):
