@@ -43,7 +43,15 @@ def _version(package: str) -> str | None:
 
 
 def machine_facts() -> dict[str, Any]:
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    # The previous report in results/ does not make the product's tree dirty.
+    dirty = _git(
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        ".",
+        ":(exclude)tests/benchmarks/results",
+    )
     return {
         "cpu_cores": os.cpu_count(),
         "cpu_cores_usable": len(os.sched_getaffinity(0)),
