@@ -38,6 +38,7 @@ log = structlog.get_logger(__name__)
 SessionFactory = Callable[[bool], aiohttp.ClientSession]  # allow_private -> session
 
 ORPHAN_HORIZON_S = 10 * 365 * 86400.0  # drop a removed endpoint's deliveries, due or not
+MAX_ENDPOINT_HOLD_S = 3600.0  # a receiver's Retry-After is honoured up to an hour
 RECORD_FAILED_HOLD_S = 30.0  # after the store failed to record an attempt
 _LOG_RESERVED = frozenset(
     {"event", "event_id", "level", "log_level", "timestamp", "logger", "exc_info"}
@@ -88,6 +89,8 @@ class Notifier:
         self._batch_size = batch_size
         self._in_flight: dict[str, dict[str, asyncio.Task[None]]] = {}
         self._hold_until: dict[tuple[str, str], float] = {}
+        # An endpoint that answered with Retry-After (429, 503): nothing is sent to it before.
+        self._endpoint_hold: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._more = False
         self._next_due: float | None = None
@@ -111,6 +114,7 @@ class Notifier:
         if self._next_due is not None and self._next_due <= now:
             self._next_due = None
         self._hold_until = {k: t for k, t in self._hold_until.items() if t > now}
+        self._endpoint_hold = {k: t for k, t in self._endpoint_hold.items() if t > now}
         health = {h.name: h for h in await self._store.endpoint_health()}
         disabled = disabled_names(health)
         done = await self._fan_out(disabled, now)
@@ -202,7 +206,7 @@ class Notifier:
     async def _start_due(self, endpoint: WebhookEndpoint, now: float) -> int:
         running = self._in_flight.setdefault(endpoint.name, {})
         free = endpoint.max_concurrency - len(running)
-        if free <= 0:
+        if free <= 0 or self._endpoint_hold.get(endpoint.name, 0.0) > now:
             return 0
         due = await self._store.due_deliveries(
             now=now, limit=len(running) + free + len(self._hold_until), endpoints=[endpoint.name]
@@ -266,6 +270,11 @@ class Notifier:
         )
         if decision.disable_reason is not None:
             await self._store.disable_endpoint(name, decision.disable_reason, now=now)
+        if result.retry_after_s is not None and decision.next_attempt_at is not None:
+            # The receiver asked for a pause: it applies to the endpoint, not this event only.
+            until = now + min(result.retry_after_s, MAX_ENDPOINT_HOLD_S)
+            self._endpoint_hold[name] = max(self._endpoint_hold.get(name, 0.0), until)
+            self._next_due = until if self._next_due is None else min(self._next_due, until)
         if decision.next_attempt_at is not None:
             due = decision.next_attempt_at
             self._next_due = due if self._next_due is None else min(self._next_due, due)

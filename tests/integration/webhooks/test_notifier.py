@@ -371,3 +371,31 @@ async def test_an_attempt_the_store_failed_to_record_is_held_then_made_again(
     assert receiver.ids() == [event.id, event.id]
     [delivery] = await flaky.deliveries_for(event.id)
     assert (delivery.state, delivery.attempts) == (DeliveryState.DELIVERED, 1)
+
+
+async def test_retry_after_pauses_the_whole_endpoint_not_one_event(
+    make_receiver: ReceiverFactory, store: JobStore
+):
+    async def busy_once(_request: web.Request, index: int) -> web.StreamResponse:
+        if index == 0:
+            return web.Response(status=429, headers={"Retry-After": "120"})
+        return web.Response(status=204)
+
+    receiver = await make_receiver(busy_once)
+    clock = ManualClock(time.time())
+    events = [
+        await store.append_event(EventSpec("batch.created", {"i": i}), now=clock.now())
+        for i in range(3)
+    ]
+    notifier = notifier_for(store, [endpoint("a", receiver.url, max_concurrency=1)], clock)
+    try:
+        await pump(notifier)  # the first attempt gets 429 Retry-After: 120
+        clock.advance(60)
+        await pump(notifier)
+        assert len(receiver.seen) == 1  # the other events wait too
+        clock.advance(61)
+        await run_to_completion(notifier, store, clock)
+    finally:
+        await notifier.close()
+    assert sorted(receiver.ids()) == sorted([events[0].id] * 2 + [e.id for e in events[1:]])
+    assert all(receiver.seen[i].timestamp >= receiver.seen[0].timestamp + 120 for i in (1, 2, 3))
