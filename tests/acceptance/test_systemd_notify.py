@@ -7,8 +7,10 @@ and stop; watchdog pings when ``$WATCHDOG_USEC`` is set; ``STATUS=`` with the li
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
+import time
 from collections.abc import Callable
 from typing import Literal
 
@@ -116,3 +118,23 @@ async def test_no_watchdog_pings_without_watchdog_usec(harness: Harness) -> None
     await harness.stop()
     assert harness.listener.count("WATCHDOG") == 0
     assert harness.listener.states() == ["READY=1", "STOPPING=1"]
+
+
+async def test_sigint_stops_cleanly_and_a_second_signal_forces_the_exit(harness: Harness) -> None:
+    # Uploads hang for 30 s at the provider: a stop must wait for (or give up on) one.
+    harness.start_emulator(faults=["latency:1,delay=30,route=POST /v1/files"])
+    harness.configure([RouteSpec("chat")])
+    await harness.start()
+    assert await harness.stop(sig=signal.SIGINT) < 10.0  # Ctrl-C: a clean stop, exit 0
+
+    run = await harness.start()
+    harness.drop("chat", "slow.jsonl", chat_lines(2))
+    await harness.wait_submission("slow.jsonl", [SubmissionState.ACTIVE])
+    await asyncio.sleep(1.0)  # the upload is in flight
+    began = time.monotonic()
+    run.send(signal.SIGTERM)  # drains: would wait up to shutdown_grace_s for the upload
+    await asyncio.sleep(0.3)
+    run.send(signal.SIGTERM)  # an impatient operator: exit now
+    assert await harness.wait_exit(5.0) == 1
+    assert time.monotonic() - began < 3.0
+    assert harness.logged("daemon.forced_exit", signal="SIGTERM")
