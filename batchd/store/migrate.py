@@ -85,8 +85,8 @@ async def migrate(
 ) -> int:
     """Bring the database to the last migration; returns the resulting version.
 
-    ``on_migration(version)`` is called before each pending migration runs (the daemon uses
-    it to extend its systemd start timeout)."""
+    ``on_migration(version)`` is called before each pending migration runs (the daemon logs
+    it; its start timeout is kept extended around the whole ``open()``)."""
     check_sequence(migrations)
     current, latest = await user_version(db), len(migrations)
     if current > latest:

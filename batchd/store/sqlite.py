@@ -77,7 +77,8 @@ class SqliteJobStore(SqliteOutbox):
     """A ``JobStore`` on the SQLite file at ``path``.
 
     ``on_migration(version)`` is called before each schema migration ``open()`` applies (the
-    daemon extends its systemd start timeout there). ``clock`` stamps ``schema_history``."""
+    daemon logs it). ``migrate=False`` (every command but the daemon) opens without migrating
+    and refuses another schema version. ``clock`` stamps ``schema_history``."""
 
     def __init__(
         self,
