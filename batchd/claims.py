@@ -150,7 +150,6 @@ class Claimer:
             parsed, chunks = await asyncio.to_thread(self._validate, sub, processing)
             await asyncio.to_thread(self._write_chunks, sub, processing, parsed, chunks)
         except IntakeRejected as exc:  # invalid, unreadable, or changed while being read
-            self._work.remove(sub.id)
             await self._reject(sub, paths, processing, exc)
             return False
         # Files are processed concurrently: the duplicate check, the results folder and the
@@ -159,7 +158,6 @@ class Claimer:
             try:
                 await self._check_duplicate(sub, parsed)
             except IntakeRejected as exc:
-                self._work.remove(sub.id)
                 await self._reject(sub, paths, processing, exc)
                 return False
             await self._accept(sub, parsed, chunks, await self._results_dir(sub, paths))
@@ -250,6 +248,7 @@ class Claimer:
     async def _reject(
         self, sub: Submission, paths: SpoolPaths, processing: Path, exc: IntakeRejected
     ) -> None:
+        self._work.remove(sub.id)  # chunks written before the rejection, if any
         dest = _rejected_name(paths, sub)
         reason = format_reason(exc, sub.name).encode()
         write_atomic(_reason_path(dest), reason, mode=self._modes.file)
