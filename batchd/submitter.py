@@ -29,7 +29,13 @@ from batchd.errors import AuthError, NotFound, ProviderError, ProviderPermanent,
 from batchd.health import ProviderGate
 from batchd.loops import gather_bounded
 from batchd.models import ACTIVE, LOCAL, Job, JobState, Submission, backoff_s
-from batchd.providers.base import BatchProvider, JobFilter, JobSnapshot, JobSpec
+from batchd.providers.base import (
+    BatchProvider,
+    JobFilter,
+    JobSnapshot,
+    JobSpec,
+    carries_metadata,
+)
 from batchd.store.base import EventSpec, JobStore
 from batchd.workdir import WorkDir
 
@@ -227,11 +233,9 @@ class Submitter:
     async def _reconcile(self, job: Job, provider: BatchProvider) -> bool:
         """Look the job up by its tag; adopt it when the provider has it."""
         query = JobFilter(metadata={"batchd_job": job.id})
-        # Checked here too: whether the real server honours the metadata filter is unverified,
-        # and adopting (or cancelling) a job that is not this one's would be worse than a miss.
-        found = [
-            s async for s in provider.iter_jobs(query) if s.metadata.get("batchd_job") == job.id
-        ]
+        # Checked here too, whatever the provider implementation: adopting (or cancelling) a
+        # job that is not this one's would be worse than a miss.
+        found = [s async for s in provider.iter_jobs(query) if carries_metadata(s, query.metadata)]
         if not found:
             return False
         found.sort(key=lambda s: (s.created_at or 0.0, s.id))

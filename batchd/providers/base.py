@@ -61,6 +61,12 @@ class JobSnapshot:
     completed_at: float | None = None
 
 
+def carries_metadata(job: JobSnapshot, wanted: Mapping[str, str]) -> bool:
+    """Whether ``job`` carries every ``wanted`` key/value pair: the client-side check of a
+    list's metadata filter, whose handling by the real server is unverified."""
+    return all(job.metadata.get(key) == value for key, value in wanted.items())
+
+
 @dataclass(frozen=True, slots=True)
 class JobSpec:
     """Everything needed to create one batch job. Exactly one of ``input_files``/``requests``."""

@@ -32,6 +32,7 @@ from batchd.providers.base import (
     ProviderLimits,
     ProviderSettings,
     ResultLine,
+    carries_metadata,
 )
 from batchd.providers.http import ProviderHttp
 from batchd.providers.mistral_wire import FilePage, FileQuery
@@ -52,7 +53,7 @@ def _seg(value: str) -> str:
 
 
 def _has(job: JobSnapshot, filters: JobFilter) -> bool:
-    return wire.has_metadata(job, filters.metadata)
+    return carries_metadata(job, filters.metadata)
 
 
 class _HasId(Protocol):

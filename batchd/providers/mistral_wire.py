@@ -196,12 +196,6 @@ def parse_job_page(data: Any, page: int, page_size: int) -> JobPage:
     )
 
 
-def has_metadata(job: JobSnapshot, wanted: Mapping[str, str]) -> bool:
-    """Whether ``job`` carries every ``wanted`` key/value pair (the client-side check of the
-    list's metadata filter, whose handling by the real server is unverified)."""
-    return all(job.metadata.get(key) == value for key, value in wanted.items())
-
-
 def create_body(spec: JobSpec) -> dict[str, Any]:
     """The ``CreateBatchJobRequest`` JSON as the SDK sends it (unset fields omitted,
     ``timeout_hours`` always present)."""
