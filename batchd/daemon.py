@@ -202,20 +202,20 @@ class Daemon:
 
     def _max_pass_s(self, rt: Runtime, name: str) -> float:
         """How long one pass may legitimately take before the watchdog should fire."""
-        downloads = max(
-            (self.settings.provider_settings(n).download_timeout_s for n in rt.providers),
-            default=3600.0,
-        )
+        downloads = self._longest_download_s(rt)
         return {"collector": downloads + 600.0, "submitter": 3600.0}.get(name, DEFAULT_MAX_PASS_S)
 
     def _stall_s(self, rt: Runtime, name: str) -> float:
         """How long a pass may go without progress (one job, page or file done): the longest
         single step, a download for the collector, a few timed-out requests otherwise."""
-        settings = [self.settings.provider_settings(n) for n in rt.providers]
         if name == "collector":
-            return max((s.download_timeout_s for s in settings), default=3600.0) + 60.0
-        longest = max((s.timeout_s for s in settings), default=60.0)
-        return max(DEFAULT_STALL_S, 4 * longest + 60.0)
+            return self._longest_download_s(rt) + 60.0
+        requests = (self.settings.provider_settings(n).timeout_s for n in rt.providers)
+        return max(DEFAULT_STALL_S, 4 * max(requests, default=60.0) + 60.0)
+
+    def _longest_download_s(self, rt: Runtime) -> float:
+        timeouts = (self.settings.provider_settings(n).download_timeout_s for n in rt.providers)
+        return max(timeouts, default=3600.0)
 
     def _beat(self, rt: Runtime, name: str) -> Callable[[str], None]:
         def beat(loop_name: str) -> None:
