@@ -3,7 +3,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,17 @@ async def ended(world: World) -> tuple[Submission, Job]:
     await world.tracker.run_once()
     (job,) = await world.jobs(sub.id)
     return sub, job
+
+
+def truncate_output(world: World, job: Job) -> Callable[[], None]:
+    """Make the provider serve only the first line of ``job``'s output; returns the undo."""
+    ref, data = world.provider.files[job.output_file_id or ""]
+    world.provider.files[ref.id] = (ref, data.splitlines(keepends=True)[0])
+
+    def serve_whole() -> None:
+        world.provider.files[ref.id] = (ref, data)
+
+    return serve_whole
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -116,13 +127,12 @@ async def test_download_failures_retry_with_backoff(world: World) -> None:
 
 async def test_results_that_do_not_match_are_redownloaded(world: World) -> None:
     sub, job = await ended(world)
-    ref, data = world.provider.files[job.output_file_id or ""]
-    world.provider.files[ref.id] = (ref, data.splitlines(keepends=True)[0])  # truncated
+    serve_whole = truncate_output(world, job)
     await world.collector.run_once()
     (job,) = await world.jobs(sub.id)
     assert job.result_state is ResultState.PENDING
     assert "verification" in (job.last_error or "")
-    world.provider.files[ref.id] = (ref, data)  # the provider serves it whole again
+    serve_whole()  # the provider serves it whole again
     world.clock.advance(5)
     await world.collector.run_once()
     done = await world.store.get_submission(sub.id)
@@ -218,16 +228,15 @@ async def test_results_are_private_by_default_and_group_readable_when_shared(
 
 async def test_download_retries_do_not_use_up_the_verification_tries(world: World) -> None:
     sub, job = await ended(world)
-    ref, data = world.provider.files[job.output_file_id or ""]
     for _ in range(2):
         world.provider.fail_before["download_file"].append(ProviderTransient("reset"))
         await world.collector.run_once()
         world.clock.advance(60)
-    world.provider.files[ref.id] = (ref, data.splitlines(keepends=True)[0])  # truncated once
+    serve_whole = truncate_output(world, job)  # truncated once
     await world.collector.run_once()
     (job,) = await world.jobs(sub.id)
     assert job.result_state is ResultState.PENDING  # retried, not accepted as "unverified"
-    world.provider.files[ref.id] = (ref, data)
+    serve_whole()
     world.clock.advance(60)
     await world.collector.run_once()
     done = await world.store.get_submission(sub.id)
@@ -236,8 +245,7 @@ async def test_download_retries_do_not_use_up_the_verification_tries(world: Worl
 
 async def test_results_that_stay_short_end_partial_not_succeeded(world: World) -> None:
     sub, job = await ended(world)
-    ref, data = world.provider.files[job.output_file_id or ""]
-    world.provider.files[ref.id] = (ref, data.splitlines(keepends=True)[0])  # always short
+    truncate_output(world, job)  # always short
     for _ in range(5):
         await world.collector.run_once()
         world.clock.advance(600)
