@@ -35,7 +35,8 @@ Choices where the reference is silent or unverified (``Behaviour`` makes most co
 - Error lines: ``{"id","custom_id","response":{"status_code":4xx,"body":{"object":"error",
   ...}},"error":{"message"}}``; ``error_field="string"`` makes ``error`` a bare string. A body
   its endpoint refuses is a per-request 400/422 line (wrapped FastAPI detail for 422), never a
-  failed job. A request whose body names another model than the job gets 400.
+  failed job. A body naming another model than the job is accepted: the job's model answers
+  (Mistral's own inline example does this against the real API).
 - An input that is not valid JSONL (a line that is not a JSON object, has no ``body`` object or
   a non-string ``custom_id``), has no requests or more than 1M fails the job from QUEUED with
   ``errors`` (identical problems grouped with a ``count``); ``started_at`` stays null. Blank

@@ -40,8 +40,12 @@ def _semantic(message: str) -> RequestError:
 
 
 def effective_model(body: Body, job_model: str | None) -> str | None:
+    """The model that answers: the job's when it names one (a batch uses one model, whatever
+    its bodies say, as the real API does for Mistral's own inline example), else the body's."""
+    if job_model:
+        return job_model
     model = body.get("model")
-    return model if isinstance(model, str) and model else job_model
+    return model if isinstance(model, str) and model else None
 
 
 def check(endpoint: str, job_model: str | None, body: Body) -> RequestError | None:
@@ -57,11 +61,6 @@ def _check_model(endpoint: str, job_model: str | None, body: Body) -> RequestErr
     body_model = body.get("model")
     if body_model is not None and not isinstance(body_model, str):
         return _schema("string_type", "model", "Input should be a valid string", body_model)
-    if body_model and job_model and body_model != job_model:
-        return _semantic(
-            f"Model mismatch: the batch job uses {job_model!r} but the request uses "
-            f"{body_model!r}; a batch can only use one model"
-        )
     needs_model = endpoint not in {Endpoint.CONVERSATIONS, Endpoint.OCR}
     if needs_model and effective_model(body, job_model) is None:
         return _missing("model", body)

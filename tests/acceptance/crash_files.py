@@ -71,8 +71,8 @@ def _chat_body(rng: random.Random, name: str, i: int) -> dict[str, Any]:
 
 
 def _embed_body(rng: random.Random, name: str, i: int) -> dict[str, Any]:
-    if rng.random() < 0.1:  # refused: a model the job does not use
-        return {"input": [f"{name} {i}"], "model": "another-model"}
+    if rng.random() < 0.1:  # refused: an input that is not a list of strings
+        return {"input": [f"{name} {i}", i]}
     return {"input": [f"{name} text {i} {rng.randint(0, 999)}"]}
 
 

@@ -105,8 +105,8 @@ BAD_REQUESTS = [
         "body": {"messages": [{"role": "user", "content": "x"}], "max_tokens": "many"},
     },
     {
-        "custom_id": "other-model",
-        "body": {"model": "z", "messages": [{"role": "user", "content": "x"}]},
+        "custom_id": "bad-model",
+        "body": {"model": 7, "messages": [{"role": "user", "content": "x"}]},
     },
 ]
 
@@ -120,13 +120,13 @@ async def test_per_request_failures_go_to_the_error_file(api: Api) -> None:
     done = await api.finish(job["id"])
     assert done["status"] == "SUCCESS" and counters(done) == (5, 5, 1, 4)
     errors = {line["custom_id"]: line for line in await api.lines(done["error_file"])}
-    assert set(errors) == {"no-messages", "assistant-last", "bad-tokens", "other-model"}
+    assert set(errors) == {"no-messages", "assistant-last", "bad-tokens", "bad-model"}
     statuses = {cid: line["response"]["status_code"] for cid, line in errors.items()}
     assert statuses == {
         "no-messages": 422,
         "assistant-last": 400,
         "bad-tokens": 422,
-        "other-model": 400,
+        "bad-model": 422,
     }
     for line in errors.values():
         body = line["response"]["body"]

@@ -149,3 +149,32 @@ async def test_inline_job_cancel_and_errors(client: Mistral, emu: Emulator) -> N
         with pytest.raises(SDKError) as info:
             await intruder.batch.jobs.list_async()
     assert info.value.status_code == 401
+
+
+async def test_mistrals_inline_example_with_another_model_in_the_bodies(
+    client: Mistral, emu: Emulator
+) -> None:
+    """client-python ``examples/mistral/jobs/async_batch_job_chat_completion_inline.py``: the
+    job names mistral-small-latest, every body mistral-medium-latest; the real API answers
+    every request (the job's model), so the emulator must too."""
+    requests = [
+        models.BatchRequest(
+            custom_id=str(i),
+            body={
+                "model": "mistral-medium-latest",
+                "messages": [models.UserMessage(content=f"What's i + {i}")],
+            },
+        )
+        for i in range(5)
+    ]
+    job = await client.batch.jobs.create_async(
+        requests=requests,
+        model="mistral-small-latest",
+        endpoint="/v1/chat/completions",
+        metadata={"job_type": "testing"},
+    )
+    done = await _wait(client, emu, job.id)
+    assert (done.status, done.succeeded_requests, done.failed_requests) == ("SUCCESS", 5, 0)
+    assert isinstance(done.outputs, list) and len(done.outputs) == 5
+    bodies = [res["response"]["body"] for res in done.outputs]
+    assert {b["model"] for b in bodies} == {"mistral-small-latest"}

@@ -71,6 +71,12 @@ def test_same_request_same_bytes_different_request_different_output() -> None:
     assert json.loads(body_model)["model"] == "m"
 
 
+def test_the_jobs_model_answers_a_body_naming_another() -> None:
+    body = chat("a b c", model="mistral-medium-latest")
+    _, response = RESPONDER.respond("/v1/chat/completions", "mistral-small-latest", body)
+    assert response["model"] == "mistral-small-latest"
+
+
 def test_multimodal_content_counts_text_chunks() -> None:
     content = [{"type": "text", "text": "describe this"}, {"type": "image_url", "image_url": "x"}]
     body = respond("/v1/chat/completions", {"messages": [{"role": "user", "content": content}]})

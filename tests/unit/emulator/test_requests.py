@@ -49,7 +49,6 @@ def test_valid_bodies(endpoint: str, body: dict[str, Any]) -> None:
     [
         ("/v1/chat/completions", None, {"messages": [USER]}, 422, "missing"),
         ("/v1/chat/completions", "m", {"model": 3, "messages": [USER]}, 422, "string_type"),
-        ("/v1/chat/completions", "m", {"model": "z", "messages": [USER]}, 400, None),
         ("/v1/chat/completions", "m", {}, 422, "missing"),
         ("/v1/chat/completions", "m", {"messages": "hi"}, 422, "list_type"),
         ("/v1/chat/completions", "m", {"messages": []}, 422, "too_short"),
@@ -102,3 +101,10 @@ def test_refused_bodies(
 def test_conversations_and_ocr_need_no_model() -> None:
     assert check("/v1/conversations", None, {"inputs": "x"}) is None
     assert check("/v1/ocr", None, {"document": {}}) is None
+
+
+def test_a_body_naming_another_model_than_the_job_is_accepted() -> None:
+    """Mistral's own inline example (job mistral-small-latest, bodies mistral-medium-latest)
+    runs against the real API in the SDK's CI: the body's model is not refused."""
+    body = {"model": "mistral-medium-latest", "messages": [USER]}
+    assert check("/v1/chat/completions", "mistral-small-latest", body) is None
