@@ -46,10 +46,24 @@ ENDPOINTS: Final = get_args(Endpoint)
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 FileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
-Seconds = Annotated[float, Field(gt=0)]
-Count = Annotated[int, Field(ge=1)]
+# Every number has a documented range (config/batchd.toml) and is finite: ``inf``, ``nan`` and
+# ``1e400`` are refused like 99999999999999999999 (``_Model`` sets ``allow_inf_nan=False``).
+DAY_S: Final = 86_400
+Seconds = Annotated[float, Field(gt=0, le=DAY_S)]
+Delay = Annotated[float, Field(ge=0, le=DAY_S)]  # 0: none
+Concurrency = Annotated[int, Field(ge=1, le=256)]
 MetadataKey = Annotated[str, Field(min_length=1, max_length=32)]
 MetadataValue = Annotated[str, Field(min_length=1, max_length=512)]
+
+
+def check_path_text(value: object) -> object:
+    """A path given as text must name something: ``""`` would mean the current folder."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("must not be empty (an empty path would mean the current folder)")
+        if "\0" in value:
+            raise ValueError("must not contain a NUL character")
+    return value
 
 
 def default_data_dir(environ: Mapping[str, str]) -> Path:
@@ -63,7 +77,7 @@ def default_data_dir(environ: Mapping[str, str]) -> Path:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     _ranges: ClassVar[tuple[tuple[str, str], ...]] = ()  # (low, high) keys: high >= low
 
     @model_validator(mode="after")
@@ -78,7 +92,7 @@ class DaemonSettings(_Model):
     data_dir: Path = Field(default_factory=lambda: default_data_dir(os.environ))
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
-    shutdown_grace_s: Seconds = 5.0
+    shutdown_grace_s: Annotated[float, Field(gt=0, le=600)] = 5.0
     heartbeat_stale_s: Seconds = 60.0
     share_with_group: bool = False
 
@@ -86,6 +100,11 @@ class DaemonSettings(_Model):
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        return check_path_text(value)
 
     @field_validator("data_dir")
     @classmethod
@@ -100,33 +119,33 @@ class DaemonSettings(_Model):
 
 class IntakeSettings(_Model):
     scan_interval_s: Seconds = 30.0
-    min_age_s: Annotated[float, Field(ge=0)] = 2.0
+    min_age_s: Delay = 2.0
     use_inotify: bool = True
-    max_file_bytes: Count = 512 * MiB
-    max_line_bytes: Count = MiB
-    max_lines: Count = 1_000_000
+    max_file_bytes: Annotated[int, Field(ge=1, le=1024**4)] = 512 * MiB
+    max_line_bytes: Annotated[int, Field(ge=1, le=1024**3)] = MiB
+    max_lines: Annotated[int, Field(ge=1, le=100_000_000)] = 1_000_000
     duplicates: Literal["reject", "allow"] = "reject"
 
 
 class SubmitSettings(_Model):
-    concurrency: Count = 4
+    concurrency: Concurrency = 4
     retry_base_s: Seconds = 5.0
     retry_max_s: Seconds = 300.0
-    reconcile_delay_s: Annotated[float, Field(ge=0)] = 5.0
+    reconcile_delay_s: Delay = 5.0
     _ranges = (("retry_base_s", "retry_max_s"),)
 
 
 class TrackSettings(_Model):
-    concurrency: Count = 8
+    concurrency: Concurrency = 8
     poll_initial_s: Seconds = 5.0
     poll_max_s: Seconds = 300.0
-    list_threshold: Annotated[int, Field(ge=0)] = 10
-    rate_limit_slowdown_s: Annotated[float, Field(ge=0)] = 30.0
+    list_threshold: Annotated[int, Field(ge=0, le=1_000_000)] = 10
+    rate_limit_slowdown_s: Delay = 30.0
     _ranges = (("poll_initial_s", "poll_max_s"),)
 
 
 class CollectSettings(_Model):
-    concurrency: Count = 2
+    concurrency: Concurrency = 2
     retry_base_s: Seconds = 5.0
     retry_max_s: Seconds = 600.0
     _ranges = (("retry_base_s", "retry_max_s"),)
@@ -147,24 +166,29 @@ class ProviderConfig(_Model):
     api_key_credential: FileName | None = None  # default "<name>_api_key" (kind mistral)
     api_key_file: Path | None = None
     api_key_env: EnvName | None = None  # default MISTRAL_API_KEY (kind mistral)
-    requests_per_second: Annotated[float, Field(ge=0)] = 5.0
-    timeout_s: Seconds = 60.0
-    connect_timeout_s: Seconds = 10.0
+    requests_per_second: Annotated[float, Field(ge=0, le=10_000)] = 5.0
+    timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    connect_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
     download_timeout_s: Seconds = 3600.0
     read_retries: Annotated[int, Field(ge=0, le=100)] = 6
-    retry_base_s: Seconds = 0.5
-    retry_max_s: Seconds = 30.0
+    retry_base_s: Annotated[float, Field(gt=0, le=3600)] = 0.5
+    retry_max_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
     retry_after_max_s: Seconds = 300.0
     max_requests_per_job: Annotated[int, Field(ge=1, le=1_000_000)] = 100_000
     max_bytes_per_job: Annotated[int, Field(ge=1, le=512_000_000)] = 500_000_000
-    emulator_speed: Seconds = 60.0
-    emulator_seed: int | None = None
+    emulator_speed: Annotated[float, Field(gt=0, le=1_000_000)] = 60.0
+    emulator_seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     _ranges = (("retry_base_s", "retry_max_s"),)
 
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
         return check_base_url(value)
+
+    @field_validator("api_key_file", mode="before")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        return check_path_text(value)
 
     @model_validator(mode="after")
     def _kind_keys(self) -> ProviderConfig:
@@ -215,6 +239,11 @@ class RouteConfig(_Model):
             raise ValueError(f"keys starting with batchd_ are reserved: {', '.join(reserved)}")
         return value
 
+    @field_validator("spool", mode="before")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        return check_path_text(value)
+
     @field_validator("spool")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
@@ -235,7 +264,7 @@ class WebhookConfig(_Model):
     events: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] = ["*"]
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 15.0
     max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
-    max_response_bytes: Annotated[int, Field(ge=0)] = 64 * 1024
+    max_response_bytes: Annotated[int, Field(ge=0, le=16 * MiB)] = 64 * 1024
 
     @field_validator("url")
     @classmethod
@@ -251,6 +280,11 @@ class WebhookConfig(_Model):
         except WebhookError as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    @field_validator("secret_file", mode="before")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        return check_path_text(value)
 
     def secret_spec(self, what: str) -> SecretSpec:
         return SecretSpec(

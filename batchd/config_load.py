@@ -153,7 +153,7 @@ def _raw_data_dir(daemon: object) -> Path:
 
 
 def _anchor_spool(route: object, data_dir: Path) -> object:
-    if isinstance(route, dict) and isinstance(route.get("spool"), str):
+    if isinstance(route, dict) and isinstance(route.get("spool"), str) and route["spool"].strip():
         spool = Path(route["spool"]).expanduser()
         if not spool.is_absolute():
             return {**route, "spool": data_dir / spool}
@@ -191,6 +191,13 @@ def _duplicates(section: str, names: list[str]) -> list[str]:
 # ------------------------------------------------------------------------------ errors
 
 _SECRET_KEYS: Final = {"api_key", "apikey", "key", "secret", "token", "password", "signing_secret"}
+_NUMBER_ERRORS: Final = {
+    "finite_number",
+    "greater_than",
+    "greater_than_equal",
+    "less_than",
+    "less_than_equal",
+}
 _ITEM_MODELS: Final[dict[str, type[BaseModel]]] = {
     "providers": ProviderConfig,
     "routes": RouteConfig,
@@ -228,7 +235,8 @@ def _message(kind: str, msg: str, value: object, loc: tuple[int | str, ...]) -> 
             return "unknown key; secrets do not belong here (name a credential, file or variable)"
         return "unknown key" + closest(name, _fields_at(loc[:-1]))
     msg = msg.removeprefix("Value error, ")
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number or (isinstance(value, str) and kind in _NUMBER_ERRORS):  # a number: no secret
         msg += f" (got {value!r})"
     return msg
 
