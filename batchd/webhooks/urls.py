@@ -3,7 +3,9 @@
 Three layers, each enough on its own for the case it covers:
 
 1. ``check_url`` when the configuration loads and again right before every attempt: the scheme
-   (https unless ``allow_http``), no userinfo, a host, and an IP-literal host must be global.
+   (https unless ``allow_http``), no userinfo, a host written plainly (no percent-encoding, NUL
+   or control character; valid DNS labels and strict IDNA), and an IP-literal host must be
+   global.
 2. ``SafeResolver`` wraps aiohttp's resolver and drops every non-global address a hostname
    resolves to (``localhost``, internal DNS names, DNS rebinding); it raises when none remain.
 3. ``guarded_socket_factory`` is the connector's ``socket_factory``: it sees the address of
@@ -20,7 +22,9 @@ import ipaddress
 import re
 import socket
 from collections.abc import Callable
+from urllib.parse import unquote
 
+import idna
 from aiohappyeyeballs import AddrInfoType
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
@@ -112,8 +116,48 @@ def check_url(url: str, *, allow_http: bool, allow_private: bool) -> None:
     host = parsed.raw_host
     if not host:
         raise WebhookError("webhook url has no host")
+    check_host_syntax(host)
     if not allow_private:
         check_host(host)
+
+
+def check_host_syntax(host: str) -> None:
+    """A host the resolver would read as written: no percent-encoding (``%31%32%37.0.0.1`` is
+    127.0.0.1 to some parsers and a name to others), no NUL, control or space character, and
+    every label a valid DNS label or a valid IDNA A-label (``xn--localhost-`` is not)."""
+    if _ip_literal(host) is not None:
+        return
+    decoded = unquote(host, errors="replace")
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in decoded):
+        raise WebhookError(f"webhook host {host!r} contains a NUL, control or space character")
+    if "%" in host:
+        raise WebhookError(
+            f"webhook host {host!r} is percent-encoded (it decodes to {decoded!r}); "
+            "write the host name itself"
+        )
+    name = host.removesuffix(".")
+    if not name or len(name) > 253:
+        raise WebhookError(f"webhook host {host!r} is not a valid host name (1-253 characters)")
+    for label in name.split("."):
+        problem = _label_problem(label)
+        if problem:
+            raise WebhookError(f"webhook host {host!r} is not a valid host name: {problem}")
+
+
+_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$", re.IGNORECASE)
+
+
+def _label_problem(label: str) -> str | None:
+    if label.lower().startswith("xn--"):  # an A-label: it must decode and encode back, strictly
+        try:
+            valid = idna.encode(idna.decode(label)).decode("ascii") == label.lower()
+        except (idna.IDNAError, UnicodeError):
+            valid = False
+        if not valid:
+            return f"label {label!r} is not a valid internationalized name (IDNA)"
+    if not _LABEL.match(label):
+        return f"label {label!r} is not 1-63 letters, digits, '-' or '_' (no '-' at its ends)"
+    return None
 
 
 def check_host(host: str) -> None:
