@@ -31,7 +31,6 @@ from batchd.models import (
     TERMINAL,
     Job,
     JobState,
-    Outcome,
     ResultState,
     Submission,
     SubmissionState,
@@ -274,13 +273,8 @@ class Collector:
         ]
         modes = self._policy.modes
         tally = await asyncio.to_thread(write_results, results_dir, items, parse, modes=modes)
-        outcome = outcome_for(
-            [j.state for j in jobs],
-            [j.result_state for j in jobs],
-            cancelled=sub.cancel_requested_at is not None,
-        )
-        if outcome is Outcome.SUCCEEDED and tally.missing:
-            outcome = Outcome.PARTIAL  # every job succeeded, yet some requests have no result
+        counts = tally.counts()
+        outcome = outcome_for(counts, cancel_requested=sub.cancel_requested_at is not None)
         now = self._clock.now()
         summary = build_summary(sub, jobs, tally, outcome, results_dir, now=now)
         await asyncio.to_thread(
@@ -288,7 +282,11 @@ class Collector:
         )
         await asyncio.to_thread(self._move_input, sub, results_dir)
         await self._store.finish_submission(
-            sub.id, outcome, now=now, event=ready_event(sub, jobs, tally, outcome, results_dir)
+            sub.id,
+            outcome,
+            now=now,
+            event=ready_event(sub, jobs, tally, outcome, results_dir),
+            results=counts,
         )
         self._work.remove(sub.id)
         log.info("collect.finished", submission_id=sub.id, outcome=outcome.value)

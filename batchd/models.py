@@ -69,12 +69,18 @@ SUBMISSION_OPEN: frozenset[SubmissionState] = frozenset(
 
 
 class Outcome(StrEnum):
-    """How a finished submission ended, decided from its jobs' final states."""
+    """How a finished submission ended, decided from its results (see ``outcome_for``)."""
 
-    SUCCEEDED = "succeeded"  # every job succeeded (individual requests may have failed)
-    PARTIAL = "partial"  # some job failed, expired, got lost or its results are unavailable
-    FAILED = "failed"  # no job produced any result
-    CANCELLED = "cancelled"  # the user cancelled it
+    SUCCEEDED = "succeeded"  # every request answered, none with an error
+    COMPLETED_WITH_ERRORS = "completed_with_errors"  # every request answered, some with errors
+    PARTIAL = "partial"  # some requests have no answer (a job failed, expired, got lost...)
+    FAILED = "failed"  # no request has an answer (every job failed, got lost...)
+    CANCELLED = "cancelled"  # cancelled by the user before every request was answered
+
+
+# Outcomes where every request was answered: dropping the same content again is a duplicate.
+# After any other outcome, dropping it again is how a user retries.
+ANSWERED: frozenset[Outcome] = frozenset({Outcome.SUCCEEDED, Outcome.COMPLETED_WITH_ERRORS})
 
 
 # Transitions the store accepts (compare-and-set on top of this table).
@@ -106,6 +112,21 @@ class RequestCounts:
     completed: int = 0
     succeeded: int = 0
     failed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ResultCounts:
+    """What a finished submission's results hold: requests answered without an error, answered
+    with one, and left without an answer; token usage summed over the successful answers."""
+
+    succeeded: int = 0
+    failed: int = 0
+    missing: int = 0
+    usage: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def requests(self) -> int:
+        return self.succeeded + self.failed + self.missing
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +184,7 @@ class Submission:
     created_at: float = 0.0
     accepted_at: float | None = None
     finished_at: float | None = None
+    results: ResultCounts | None = None  # set when DONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,16 +237,17 @@ def backoff_s(
     return min(cap_s * (1.0 + jitter), raw * spread)
 
 
-def outcome_for(states: list[JobState], results: list[ResultState], cancelled: bool) -> Outcome:
-    """Decide a finished submission's outcome from its jobs' final states."""
-    if cancelled:
+def outcome_for(counts: ResultCounts, *, cancel_requested: bool) -> Outcome:
+    """Decide a finished submission's outcome from its results, not from how its jobs ended:
+    a run whose every request was answered is not ``cancelled``, even if a cancel was
+    requested (it came too late)."""
+    if counts.missing == 0:
+        return Outcome.COMPLETED_WITH_ERRORS if counts.failed else Outcome.SUCCEEDED
+    if cancel_requested:
         return Outcome.CANCELLED
-    if all(s is JobState.SUCCEEDED for s in states) and all(
-        r is ResultState.COLLECTED for r in results
-    ):
-        return Outcome.SUCCEEDED
-    if all(s in {JobState.FAILED, JobState.LOST} for s in states) or all(
-        r is ResultState.UNAVAILABLE for r in results
-    ):
-        return Outcome.FAILED
-    return Outcome.PARTIAL
+    return Outcome.PARTIAL if counts.succeeded or counts.failed else Outcome.FAILED
+
+
+def cancel_too_late(counts: ResultCounts, *, cancel_requested: bool) -> bool:
+    """A cancel was requested, yet every request had been answered already."""
+    return cancel_requested and counts.missing == 0

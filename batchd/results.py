@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from batchd.errors import ProviderError
-from batchd.models import Job, ResultState
+from batchd.models import Job, ResultCounts, ResultState
 from batchd.providers.base import ResultLine
 from batchd.spool import PRIVATE, Modes, atomic_writer, make_folder, remove_stale_temp_files
 
@@ -112,6 +112,10 @@ class Tally:
     missing: int = 0
     usage: Counter[str] = field(default_factory=Counter)
     error_messages: Counter[str] = field(default_factory=Counter)
+
+    def counts(self) -> ResultCounts:
+        usage = dict(sorted(self.usage.items()))
+        return ResultCounts(self.succeeded, self.failed, self.missing, usage)
 
     def add(self, record: dict[str, Any], ok: bool) -> None:
         self.requests += 1

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from batchd.clock import utc_iso
-from batchd.models import Job, Outcome, Submission
+from batchd.models import Job, Outcome, Submission, cancel_too_late
 from batchd.results import Tally
 from batchd.store.base import EventSpec
 
@@ -71,7 +71,8 @@ def build_summary(
         "endpoint": sub.endpoint,
         "model": sub.model,
         "outcome": outcome.value,
-        "cancelled": sub.cancel_requested_at is not None,
+        "cancelled": outcome is Outcome.CANCELLED,
+        **_cancel(sub, tally),
         "sha256": sub.sha256,
         "counts": {
             "requests": tally.requests,
@@ -99,6 +100,16 @@ def build_summary(
     }
 
 
+def _cancel(sub: Submission, tally: Tally) -> dict[str, Any]:
+    """Whether a cancel was requested, and whether it came too late (every request had been
+    answered: the outcome then says how they were answered, not ``cancelled``)."""
+    requested = sub.cancel_requested_at is not None
+    return {
+        "cancel_requested": requested,
+        "cancel_too_late": cancel_too_late(tally.counts(), cancel_requested=requested),
+    }
+
+
 def dump_summary(summary: dict[str, Any]) -> bytes:
     return json.dumps(summary, indent=2, ensure_ascii=False).encode() + b"\n"
 
@@ -114,6 +125,7 @@ def ready_event(
             "route": sub.route,
             "name": sub.name,
             "outcome": outcome.value,
+            **_cancel(sub, tally),
             "results_dir": str(results_dir),
             "counts": {
                 "requests": tally.requests,
@@ -121,6 +133,7 @@ def ready_event(
                 "failed": tally.failed,
                 "missing": tally.missing,
             },
+            "usage": dict(sorted(tally.usage.items())),
             "jobs": [
                 {"job_id": j.id, "provider_job_id": j.provider_job_id, "state": j.state.value}
                 for j in jobs

@@ -30,6 +30,20 @@ def progress(jobs: list[Job]) -> dict[str, int]:
     }
 
 
+def results(sub: Submission) -> dict[str, Any]:
+    """What a finished submission's results hold (``None``s while it runs, or for a run finished
+    by an older batchd): the figures in its summary.json."""
+    found = sub.results
+    if found is None:
+        return {"missing": None, "usage": None}
+    return {
+        "succeeded": found.succeeded,
+        "failed": found.failed,
+        "missing": found.missing,
+        "usage": dict(found.usage),
+    }
+
+
 def submission_row(sub: Submission, jobs: list[Job]) -> dict[str, Any]:
     return {
         "id": sub.id,
@@ -40,6 +54,7 @@ def submission_row(sub: Submission, jobs: list[Job]) -> dict[str, Any]:
         "jobs": len(jobs),
         "job_states": sorted({j.state.value for j in jobs}),
         **progress(jobs),
+        **results(sub),
         "cancel_requested": sub.cancel_requested_at is not None,
         "created": _iso(sub.created_at),
         "finished": _iso(sub.finished_at),
@@ -129,7 +144,7 @@ async def request_cancel(store: JobStore, any_id: str) -> Submission:
 def print_table(rows: list[dict[str, Any]]) -> None:
     table = Table(box=None, pad_edge=False)
     table.add_column("id", no_wrap=True, min_width=27)  # ids are for copying: never cut them
-    for column in ("name", "route", "state", "progress", "jobs", "created"):
+    for column in ("name", "route", "state", "progress", "failed", "jobs", "created"):
         table.add_column(column)
     for row in rows:
         state = row["outcome"] or row["state"]
@@ -142,6 +157,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             row["route"],
             state,
             done,
+            str(row["failed"]),
             str(row["jobs"]),
             row["created"] or "",
         )
@@ -163,6 +179,8 @@ def print_description(view: dict[str, Any]) -> None:
         "completed",
         "succeeded",
         "failed",
+        "missing",
+        "usage",
         "created",
         "accepted",
         "finished",

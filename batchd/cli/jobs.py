@@ -1,7 +1,7 @@
 """``batchd jobs list|show|watch`` and ``batchd cancel``: read and steer the daemon's store.
 
 These commands open the SQLite database directly (WAL lets them read while the daemon runs);
-``cancel`` only records the intent, and the daemon sends it to the provider on its next pass.
+``cancel`` only records the intent; the daemon notices it within half a second and sends it.
 """
 
 from __future__ import annotations
@@ -104,6 +104,6 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     from batchd.cli._views import request_cancel
 
     sub = _with_store(args.config, lambda store: request_cancel(store, args.id))
-    print(f"cancel requested for submission {sub.id} ({sub.name}); the daemon sends it next pass")
+    print(f"cancel requested for submission {sub.id} ({sub.name}); the daemon sends it at once")
     print(f"partial results will be written to {sub.results_dir}", file=sys.stderr)
     return EXIT_OK

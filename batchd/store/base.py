@@ -22,6 +22,7 @@ from batchd.models import (
     Job,
     JobState,
     Outcome,
+    ResultCounts,
     Submission,
     SubmissionState,
 )
@@ -163,8 +164,10 @@ class JobStore(Protocol):
         *,
         now: float,
         event: EventSpec,
+        results: ResultCounts | None = None,
     ) -> Submission:
-        """ACTIVE -> DONE, once every job is terminal with results collected or unavailable."""
+        """ACTIVE -> DONE, once every job is terminal with results collected or unavailable.
+        ``results`` (what the merged results hold) is kept on the submission."""
         ...
 
     async def request_cancel(
@@ -189,8 +192,9 @@ class JobStore(Protocol):
 
     async def find_duplicate(self, route: str, sha256: str) -> Submission | None:
         """An earlier submission of the same route with the same content that is ACTIVE or
-        DONE with outcome succeeded (one that failed, expired in part or was cancelled may be
-        dropped again: that is how users retry)."""
+        DONE with every request answered (an outcome in ``models.ANSWERED``). After a run that
+        left requests unanswered (failed, expired in part, cancelled in time) the same content
+        may be dropped again: that is how users retry."""
         ...
 
     async def results_dir_taken(self, results_dir: str) -> bool:

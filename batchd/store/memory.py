@@ -16,12 +16,14 @@ from typing import Any
 from batchd.errors import StoreError
 from batchd.models import (
     ACTIVE,
+    ANSWERED,
     LOCAL,
     SUBMISSION_OPEN,
     TERMINAL,
     Job,
     JobState,
     Outcome,
+    ResultCounts,
     ResultState,
     Submission,
     SubmissionState,
@@ -42,7 +44,8 @@ def _copy_job(job: Job) -> Job:
 
 
 def _copy_submission(sub: Submission) -> Submission:
-    return replace(sub, metadata=dict(sub.metadata))
+    results = None if sub.results is None else replace(sub.results, usage=dict(sub.results.usage))
+    return replace(sub, metadata=dict(sub.metadata), results=results)
 
 
 class MemoryJobStore(MemoryOutbox):
@@ -150,10 +153,16 @@ class MemoryJobStore(MemoryOutbox):
         self._put_sub(rules.rejected(self._sub(submission_id), reason, now=now), event, now)
 
     async def finish_submission(
-        self, submission_id: str, outcome: Outcome, *, now: float, event: EventSpec
+        self,
+        submission_id: str,
+        outcome: Outcome,
+        *,
+        now: float,
+        event: EventSpec,
+        results: ResultCounts | None = None,
     ) -> Submission:
         jobs = await self.jobs_for_submission(submission_id)
-        sub = rules.finished(self._sub(submission_id), outcome, jobs, now=now)
+        sub = rules.finished(self._sub(submission_id), outcome, jobs, now=now, results=results)
         self._put_sub(sub, event, now)
         return _copy_submission(sub)
 
@@ -205,7 +214,7 @@ class MemoryJobStore(MemoryOutbox):
                 s
                 for s in found
                 if s.sha256 == sha256
-                and (s.state is SubmissionState.ACTIVE or s.outcome is Outcome.SUCCEEDED)
+                and (s.state is SubmissionState.ACTIVE or s.outcome in ANSWERED)
             ),
             None,
         )

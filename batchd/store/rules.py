@@ -22,6 +22,7 @@ from batchd.models import (
     JobState,
     Outcome,
     RequestCounts,
+    ResultCounts,
     ResultState,
     Submission,
     SubmissionState,
@@ -163,13 +164,37 @@ def rejected(sub: Submission, reason: str, *, now: float) -> Submission:
     return replace(sub, state=SubmissionState.REJECTED, reason=reason, finished_at=now)
 
 
-def finished(sub: Submission, outcome: Outcome, jobs: Sequence[Job], *, now: float) -> Submission:
+def finished(
+    sub: Submission,
+    outcome: Outcome,
+    jobs: Sequence[Job],
+    *,
+    now: float,
+    results: ResultCounts | None = None,
+) -> Submission:
     """ACTIVE -> DONE, refused (``StaleState``) while some job is not settled."""
     expect_submission(sub, {SubmissionState.ACTIVE})
     unsettled = [j.id for j in jobs if not settled(j)]
     if unsettled:
         raise StaleState(f"submission {sub.id}", "every job settled", f"{unsettled} unsettled")
-    return replace(sub, state=SubmissionState.DONE, outcome=Outcome(outcome), finished_at=now)
+    return replace(
+        sub,
+        state=SubmissionState.DONE,
+        outcome=Outcome(outcome),
+        finished_at=now,
+        results=None if results is None else result_counts(results),
+    )
+
+
+def result_counts(value: ResultCounts) -> ResultCounts:
+    """``value`` checked (counts >= 0, usage maps names to integers) and copied."""
+    numbers = (value.succeeded, value.failed, value.missing)
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers):
+        raise StoreError(f"result counts must be integers >= 0, not {numbers}")
+    usage = dict(value.usage)
+    if not all(isinstance(k, str) and type(v) is int for k, v in usage.items()):
+        raise StoreError("result usage must map strings to integers")
+    return replace(value, usage=usage)
 
 
 def cancel_requested(sub: Submission, *, now: float) -> Submission | None:

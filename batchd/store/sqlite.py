@@ -21,12 +21,14 @@ from batchd.clock import Clock, SystemClock
 from batchd.errors import SchemaMismatch, StoreError
 from batchd.models import (
     ACTIVE,
+    ANSWERED,
     LOCAL,
     SUBMISSION_OPEN,
     TERMINAL,
     Job,
     JobState,
     Outcome,
+    ResultCounts,
     ResultState,
     Submission,
     SubmissionState,
@@ -56,6 +58,12 @@ def _in(values: Sequence[str]) -> str:
 
 
 _OPEN_SUBS = sorted(SUBMISSION_OPEN)
+_ANSWERED = sorted(ANSWERED)
+_FIND_DUPLICATE = (
+    "SELECT * FROM submissions WHERE route = ? AND sha256 = ? "  # noqa: S608
+    f"AND (state = ? OR (state = ? AND outcome IN {_in(_ANSWERED)})) "
+    "ORDER BY created_at DESC, seq DESC LIMIT ?"
+)
 _OPEN_JOBS = sorted(LOCAL | ACTIVE)
 _TERMINAL = sorted(TERMINAL)
 _STATS = (
@@ -225,12 +233,18 @@ class SqliteJobStore(SqliteOutbox):
         await self._db.write(body)
 
     async def finish_submission(
-        self, submission_id: str, outcome: Outcome, *, now: float, event: EventSpec
+        self,
+        submission_id: str,
+        outcome: Outcome,
+        *,
+        now: float,
+        event: EventSpec,
+        results: ResultCounts | None = None,
     ) -> Submission:
         def body(tx: Tx) -> Submission:
             current = self._submission(tx, submission_id)
             jobs = self._jobs_of(tx, submission_id)
-            sub = rules.finished(current, outcome, jobs, now=now)
+            sub = rules.finished(current, outcome, jobs, now=now, results=results)
             self._put_submission(tx, sub, event, now)
             return sub
 
@@ -274,10 +288,8 @@ class SqliteJobStore(SqliteOutbox):
 
     async def find_duplicate(self, route: str, sha256: str) -> Submission | None:
         row = await self._db.fetch_one(
-            "SELECT * FROM submissions WHERE route = ? AND sha256 = ? "
-            "AND (state = ? OR (state = ? AND outcome = ?)) "
-            "ORDER BY created_at DESC, seq DESC LIMIT ?",
-            (route, sha256, SubmissionState.ACTIVE, SubmissionState.DONE, Outcome.SUCCEEDED, 1),
+            _FIND_DUPLICATE,
+            (route, sha256, SubmissionState.ACTIVE, SubmissionState.DONE, *_ANSWERED, 1),
         )
         return None if row is None else submission_from_row(row)
 
@@ -375,8 +387,7 @@ def _jobs_query(
     if due_before is not None:
         where.append("next_attempt_at <= ?")
         params.append(due_before)
-    if cancel_requested is not None:
-        where.append("cancel_requested = ?")
-        params.append(int(cancel_requested))
+    if cancel_requested is not None:  # a literal: the partial index jobs_cancel_wanted
+        where.append("cancel_requested = 1" if cancel_requested else "cancel_requested = 0")
     sql = f"{SELECT_JOBS} WHERE {' AND '.join(where)} ORDER BY next_attempt_at, id LIMIT ?"
     return sql, params

@@ -1,4 +1,4 @@
-"""Rows of the SQLite schema (``migrations/0001_initial.sql``) to ``models`` values and back."""
+"""Rows of the SQLite schema (``migrations/*.sql``) to ``models`` values and back."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from batchd.models import (
     JobState,
     Outcome,
     RequestCounts,
+    ResultCounts,
     ResultState,
     Submission,
     SubmissionState,
@@ -62,10 +63,12 @@ SUBMISSION_COLUMNS = (
     "accepted_at",
     "finished_at",
 )
-_SUB_CHANGES = [c for c in SUBMISSION_COLUMNS if c != "id"]
+# Submission.results (migration 0002), spread over four columns.
+RESULT_COLUMNS = ("results_succeeded", "results_failed", "results_missing", "usage")
+_SUB_CHANGES = [c for c in (*SUBMISSION_COLUMNS, *RESULT_COLUMNS) if c != "id"]
 
 INSERT_SUBMISSION = _insert(
-    "submissions", (*SUBMISSION_COLUMNS, "inbox_path", "file_dev", "file_ino")
+    "submissions", (*SUBMISSION_COLUMNS, *RESULT_COLUMNS, "inbox_path", "file_dev", "file_ino")
 )
 UPDATE_SUBMISSION = _update("submissions", _SUB_CHANGES, "id = :id")
 
@@ -75,6 +78,13 @@ def submission_params(sub: Submission, new: NewSubmission | None = None) -> dict
     params["metadata"] = canonical_json(sub.metadata)
     params["state"] = sub.state.value
     params["outcome"] = None if sub.outcome is None else sub.outcome.value
+    found = sub.results
+    params.update(
+        results_succeeded=None if found is None else found.succeeded,
+        results_failed=None if found is None else found.failed,
+        results_missing=None if found is None else found.missing,
+        usage=None if found is None else canonical_json(found.usage),
+    )
     if new is not None:
         params.update(inbox_path=new.inbox_path, file_dev=new.file_dev, file_ino=new.file_ino)
     return params
@@ -85,6 +95,13 @@ def submission_from_row(row: sqlite3.Row) -> Submission:
     values["state"] = SubmissionState(values["state"])
     values["outcome"] = None if values["outcome"] is None else Outcome(values["outcome"])
     values["metadata"] = json.loads(values["metadata"])
+    if row["results_succeeded"] is not None:
+        values["results"] = ResultCounts(
+            row["results_succeeded"],
+            row["results_failed"],
+            row["results_missing"],
+            json.loads(row["usage"] or "{}"),
+        )
     return Submission(**values)
 
 

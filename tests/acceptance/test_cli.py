@@ -102,6 +102,8 @@ async def test_jobs_list_and_show_read_the_real_database(harness: Harness) -> No
         "completed": 3,
     }
     assert listed["job_states"] == ["succeeded"]
+    assert (listed["succeeded"], listed["failed"], listed["missing"]) == (3, 0, 0)
+    assert listed["usage"]["total_tokens"] > 0
     assert listed["results_dir"] == done.results_dir
     assert (rows["broken.jsonl"]["state"], rows["broken.jsonl"]["reason"]) == (
         "rejected",
@@ -119,6 +121,7 @@ async def test_jobs_list_and_show_read_the_real_database(harness: Harness) -> No
     assert code == 0, err
     shown = json.loads(out)
     assert (shown["id"], shown["sha256"], shown["provider"]) == (done.id, done.sha256, "mistral")
+    assert (shown["failed"], shown["missing"], shown["usage"]) == (0, 0, listed["usage"])
     assert [
         (j["id"], j["chunk_index"], j["provider_job_id"], j["state"]) for j in shown["jobs"]
     ] == [(j.id, j.chunk_index, j.provider_job_id, "succeeded") for j in jobs]

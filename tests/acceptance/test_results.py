@@ -125,7 +125,10 @@ async def test_failures_split_expiry_and_cancel_end_with_ordered_verified_result
     emulator.advance(10_000)
     failures = await harness.wait_done("failures.jsonl")
     records, summary = results_of(failures)
-    assert failures.outcome is Outcome.SUCCEEDED
+    assert failures.outcome is Outcome.COMPLETED_WITH_ERRORS  # all answered, two with errors
+    assert failures.results is not None
+    assert (failures.results.succeeded, failures.results.failed) == (2, 2)
+    assert failures.results.usage["total_tokens"] > 0
     assert [r["custom_id"] for r in records] == ["f0", "f1", "f2", "f3"]
     assert statuses(records)[0] == statuses(records)[2] == 200
     assert all(400 <= (s or 0) < 500 for s in statuses(records)[1::2])
@@ -133,6 +136,7 @@ async def test_failures_split_expiry_and_cancel_end_with_ordered_verified_result
     errors = read_jsonl(Path(failures.results_dir or "") / "errors.jsonl")
     assert [r["custom_id"] for r in errors] == ["f1", "f3"]
     assert summary["counts"] == counts(4, 2, 2, 0)
+    assert summary["outcome"] == "completed_with_errors"
     assert sum(e["count"] for e in summary["top_errors"]) == 2
 
     split = await harness.wait_done("split.jsonl")

@@ -6,14 +6,16 @@ import pytest
 
 from batchd.models import (
     ACTIVE,
+    ANSWERED,
     LOCAL,
     PROVIDER_STATES,
     TERMINAL,
     JobState,
     Outcome,
-    ResultState,
+    ResultCounts,
     backoff_s,
     can_transition,
+    cancel_too_late,
     event_type_for,
     new_id,
     outcome_for,
@@ -63,10 +65,23 @@ def test_backoff_grows_to_a_cap_with_bounded_jitter() -> None:
 
 
 def test_outcome_rules() -> None:
-    ok, col = JobState.SUCCEEDED, ResultState.COLLECTED
-    assert outcome_for([ok, ok], [col, col], cancelled=False) is Outcome.SUCCEEDED
-    assert outcome_for([ok, JobState.EXPIRED], [col, col], cancelled=False) is Outcome.PARTIAL
-    assert (
-        outcome_for([JobState.FAILED], [ResultState.UNAVAILABLE], cancelled=False) is Outcome.FAILED
-    )
-    assert outcome_for([ok], [col], cancelled=True) is Outcome.CANCELLED
+    """The outcome comes from the results: answered / answered with errors / unanswered."""
+    assert outcome_for(ResultCounts(5, 0, 0), cancel_requested=False) is Outcome.SUCCEEDED
+    errors = ResultCounts(4990, 10, 0)
+    assert outcome_for(errors, cancel_requested=False) is Outcome.COMPLETED_WITH_ERRORS
+    all_errors = ResultCounts(0, 5, 0)  # answered, each with an error (a bad model name...)
+    assert outcome_for(all_errors, cancel_requested=False) is Outcome.COMPLETED_WITH_ERRORS
+    assert outcome_for(ResultCounts(3, 0, 2), cancel_requested=False) is Outcome.PARTIAL
+    assert outcome_for(ResultCounts(0, 1, 2), cancel_requested=False) is Outcome.PARTIAL
+    assert outcome_for(ResultCounts(0, 0, 3), cancel_requested=False) is Outcome.FAILED
+    assert outcome_for(ResultCounts(3, 0, 2), cancel_requested=True) is Outcome.CANCELLED
+    assert outcome_for(ResultCounts(0, 0, 5), cancel_requested=True) is Outcome.CANCELLED
+
+
+def test_a_cancel_after_every_request_was_answered_came_too_late() -> None:
+    late = ResultCounts(4990, 10, 0)
+    assert outcome_for(late, cancel_requested=True) is Outcome.COMPLETED_WITH_ERRORS
+    assert cancel_too_late(late, cancel_requested=True)
+    assert not cancel_too_late(ResultCounts(3, 0, 1), cancel_requested=True)
+    assert not cancel_too_late(late, cancel_requested=False)
+    assert {Outcome.SUCCEEDED, Outcome.COMPLETED_WITH_ERRORS} == ANSWERED

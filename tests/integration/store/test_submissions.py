@@ -12,6 +12,7 @@ from batchd.models import (
     Job,
     JobState,
     Outcome,
+    ResultCounts,
     ResultState,
     Submission,
     SubmissionState,
@@ -347,6 +348,49 @@ async def test_find_duplicate_ignores_runs_that_did_not_succeed(store: JobStore)
     )
     found = await store.find_duplicate("r1", sha)
     assert found is not None and found.id == good.id
+
+
+async def test_find_duplicate_counts_a_run_answered_with_some_errors(store: JobStore) -> None:
+    """Every request answered (some with an error): dropping it again would pay twice."""
+    sha = "ce" * 32
+    sub, [job] = await accepted(store, 1, sha256=sha)
+    await settle(store, job)
+    await store.finish_submission(
+        sub.id, Outcome.COMPLETED_WITH_ERRORS, now=NOW, event=EventSpec("submission.done")
+    )
+    found = await store.find_duplicate("r1", sha)
+    assert found is not None and found.id == sub.id
+
+
+async def test_finish_keeps_the_result_counts_and_usage(store: JobStore) -> None:
+    sub, [job] = await accepted(store, 1)
+    await settle(store, job)
+    counts = ResultCounts(4990, 10, 0, {"prompt_tokens": 12, "total_tokens": 20})
+    done = await store.finish_submission(
+        sub.id,
+        Outcome.COMPLETED_WITH_ERRORS,
+        now=NOW,
+        event=EventSpec("submission.done"),
+        results=counts,
+    )
+    assert done.results == counts
+    assert await store.get_submission(sub.id) == done
+    assert (await store.list_submissions())[0].results == counts
+
+
+async def test_finish_refuses_negative_counts(store: JobStore) -> None:
+    sub, [job] = await accepted(store, 1)
+    await settle(store, job)
+    before = await snapshot(store)
+    with pytest.raises(StoreError):
+        await store.finish_submission(
+            sub.id,
+            Outcome.SUCCEEDED,
+            now=NOW,
+            event=EventSpec("submission.done"),
+            results=ResultCounts(-1, 0, 0),
+        )
+    assert await snapshot(store) == before
 
 
 async def test_find_duplicate_ignores_rejected(store: JobStore) -> None:

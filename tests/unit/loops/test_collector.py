@@ -13,7 +13,15 @@ from batchd import collector as collector_module
 from batchd import results as results_module
 from batchd.collector import CollectPolicy
 from batchd.errors import ProviderTransient
-from batchd.models import Job, JobState, Outcome, ResultState, Submission, SubmissionState
+from batchd.models import (
+    Job,
+    JobState,
+    Outcome,
+    ResultCounts,
+    ResultState,
+    Submission,
+    SubmissionState,
+)
 from batchd.spool import GROUP_READABLE
 from batchd.store.base import EventSpec
 from batchd.wiring import providers_in_use
@@ -65,7 +73,9 @@ async def test_results_are_merged_in_input_order_across_chunks(tmp_path: Path) -
     await run_all(world)
     done = await world.store.get_submission(sub.id)
     assert done is not None and done.state is SubmissionState.DONE
-    assert done.outcome is Outcome.SUCCEEDED
+    assert done.outcome is Outcome.COMPLETED_WITH_ERRORS  # every request answered, one an error
+    usage = {"completion_tokens": 18, "prompt_tokens": 27, "total_tokens": 45}
+    assert done.results == ResultCounts(9, 1, 0, usage)
     results_dir = Path(done.results_dir or "")
     assert results_dir == world.paths.done / "ten"
     results = read_jsonl(results_dir / "results.jsonl")
@@ -153,6 +163,59 @@ async def test_cancelled_submission_ends_cancelled_with_partial_results(world: W
     assert done is not None and done.outcome is Outcome.CANCELLED
     results = read_jsonl(Path(done.results_dir or "") / "results.jsonl")
     assert sum(r["status_code"] == 200 for r in results) == 2
+    summary = json.loads((Path(done.results_dir or "") / "summary.json").read_text())
+    assert (summary["cancelled"], summary["cancel_too_late"]) == (True, False)
+    # Requests were left unanswered: dropping the same content again is a retry.
+    again = await world.accept("four-again.jsonl", request_lines(4))
+    assert again.state is SubmissionState.ACTIVE
+
+
+async def ready_data(world: World) -> dict[str, Any]:
+    (event,) = [e for e in await world.store.list_events(limit=10_000) if e.type == "results.ready"]
+    return event.data
+
+
+async def test_a_cancel_that_came_too_late_does_not_label_a_complete_run_cancelled(
+    world: World,
+) -> None:
+    sub = await world.accept("four.jsonl", request_lines(4))
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    world.provider.finish(job.provider_job_id or "", failing={"r3"})  # ends before the cancel
+    await world.store.request_cancel(
+        sub.id, now=world.clock.now(), event=EventSpec("submission.cancel_requested", {})
+    )
+    await run_all(world)
+    done = await world.store.get_submission(sub.id)
+    assert done is not None and done.outcome is Outcome.COMPLETED_WITH_ERRORS
+    data = await ready_data(world)
+    assert data["outcome"] == "completed_with_errors"
+    assert (data["cancel_requested"], data["cancel_too_late"]) == (True, True)
+    assert data["counts"] == {"requests": 4, "succeeded": 3, "failed": 1, "missing": 0}
+    summary = json.loads((Path(done.results_dir or "") / "summary.json").read_text())
+    assert summary["outcome"] == "completed_with_errors"
+    assert (summary["cancelled"], summary["cancel_too_late"]) == (False, True)
+    # Every request was answered (and paid for): the same content again is a duplicate.
+    again = await world.accept("four-again.jsonl", request_lines(4))
+    assert again.state is SubmissionState.REJECTED
+    assert "duplicate" in (again.reason or "")
+
+
+async def test_failed_requests_and_token_usage_reach_the_event_and_the_store(
+    world: World,
+) -> None:
+    sub = await world.accept("three.jsonl", request_lines(3))
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    world.provider.finish(job.provider_job_id or "", failing={"r1"})
+    await run_all(world)
+    data = await ready_data(world)
+    assert data["counts"] == {"requests": 3, "succeeded": 2, "failed": 1, "missing": 0}
+    usage = {"completion_tokens": 4, "prompt_tokens": 6, "total_tokens": 10}
+    assert data["usage"] == usage
+    assert data["outcome"] == "completed_with_errors"
+    done = await world.store.get_submission(sub.id)
+    assert done is not None and done.results == ResultCounts(2, 1, 0, usage)
 
 
 async def test_finishing_is_redone_after_a_crash(world: World) -> None:

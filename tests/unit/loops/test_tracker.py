@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 
@@ -162,3 +163,33 @@ async def test_jitter_keeps_next_poll_within_twenty_percent(world: World, seed: 
     (job,) = await world.jobs(sub_id)
     delay = job.next_attempt_at - world.clock.now()
     assert 0.8 * job.poll_interval_s <= delay <= 1.2 * job.poll_interval_s
+
+
+async def test_a_cancel_recorded_by_another_process_ends_the_wait_at_once(world: World) -> None:
+    """``batchd cancel`` only writes the intent to the store: the waiting tracker notices it
+    within ``cancel_poll_s`` and sends it, instead of at its next poll (up to 5 s later)."""
+    world.tracker.set_policy(TrackPolicy(cancel_poll_s=0.05, poll_initial_s=5.0))
+    sub_id = await submitted(world)
+    await world.tracker.run_once()  # polled: the next poll is 5 s away
+    waiting = asyncio.create_task(world.tracker.wait())
+    await asyncio.sleep(0.3)
+    assert not waiting.done()  # nothing to do: still waiting for the next poll
+    await world.store.request_cancel(
+        sub_id, now=world.clock.now(), event=EventSpec("submission.cancel_requested", {})
+    )
+    await asyncio.wait_for(waiting, timeout=1.0)
+    world.provider.fail_before["cancel_job"].append(ProviderTransient("503"))
+    await world.tracker.run_once()
+    assert world.provider.calls["cancel_job"] == 1
+
+    # Once a pass acted on it, the same intent does not end every wait (no busy loop while
+    # the provider refuses): it is retried at the next pass.
+    (job,) = await world.jobs(sub_id)
+    assert job.state is JobState.PENDING and job.cancel_requested
+    again = asyncio.create_task(world.tracker.wait())
+    await asyncio.sleep(0.3)
+    assert not again.done()
+    again.cancel()
+    await world.tracker.run_once()
+    (job,) = await world.jobs(sub_id)
+    assert job.state is JobState.CANCELLING
