@@ -186,8 +186,10 @@ class JobStore(Protocol):
         states: Sequence[SubmissionState] | None = None,
         route: str | None = None,
         limit: int = 1000,
+        after: str | None = None,
     ) -> list[Submission]:
-        """Newest first."""
+        """Newest first. ``after``: only those listed after the submission with that id (a
+        page cursor; an unknown id lists nothing)."""
         ...
 
     async def find_duplicate(self, route: str, sha256: str) -> Submission | None:
@@ -300,8 +302,12 @@ class JobStore(Protocol):
         since: float | None = None,
         undelivered: bool = False,
         limit: int = 1000,
+        newest_first: bool = False,
+        after: str | None = None,
     ) -> list[Event]:
-        """Oldest first. ``undelivered``: not yet fanned out, or with a PENDING/DEAD delivery."""
+        """Oldest first (or newest first). ``undelivered``: not yet fanned out, or with a
+        PENDING/DEAD delivery. ``after``: only those listed after the event with that id (a page
+        cursor; an unknown id lists nothing)."""
         ...
 
     async def deliveries_for(self, event_id: str) -> list[Delivery]: ...

@@ -196,6 +196,7 @@ class MemoryJobStore(MemoryOutbox):
         states: Sequence[SubmissionState] | None = None,
         route: str | None = None,
         limit: int = 1000,
+        after: str | None = None,
     ) -> list[Submission]:
         wanted = None if states is None else {str(s) for s in states}
         found = (
@@ -203,7 +204,12 @@ class MemoryJobStore(MemoryOutbox):
             for s in self._subs.values()
             if (wanted is None or s.state.value in wanted) and (route is None or s.route == route)
         )
-        return [_copy_submission(s) for s in first(self._newestfirst(found), limit)]
+        listed = self._newestfirst(found)
+        if after is not None:
+            anchor = self._subs.get(after)
+            key = (anchor.created_at, self._sub_seq[after]) if anchor else None
+            listed = [s for s in listed if key and (s.created_at, self._sub_seq[s.id]) < key]
+        return [_copy_submission(s) for s in first(listed, limit)]
 
     async def find_duplicate(self, route: str, sha256: str) -> Submission | None:
         found = await self.list_submissions(

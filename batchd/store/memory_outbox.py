@@ -159,11 +159,19 @@ class MemoryOutbox:
         since: float | None = None,
         undelivered: bool = False,
         limit: int = 1000,
+        newest_first: bool = False,
+        after: str | None = None,
     ) -> list[Event]:
+        ordered = list(self._events.values())
+        if newest_first:
+            ordered.reverse()
+        if after is not None:
+            ids = [e.event.id for e in ordered]
+            ordered = ordered[ids.index(after) + 1 :] if after in ids else []
         open_ids = {d.event_id for d in self._deliveries.values() if d.state in rules.UNDELIVERED}
         found = (
             e
-            for e in self._events.values()
+            for e in ordered
             if (since is None or e.event.created_at >= since)
             and (not undelivered or e.fanned_out_at is None or e.event.id in open_ids)
         )

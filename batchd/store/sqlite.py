@@ -75,6 +75,7 @@ _STATS = (
 )
 _STATS_PARAMS = (*_OPEN_SUBS, *_OPEN_JOBS, ResultState.PENDING, DeliveryState.PENDING)
 _NEWEST_FIRST = " ORDER BY created_at DESC, seq DESC LIMIT ?"
+_BEFORE_SUBMISSION = "(created_at, seq) < (SELECT created_at, seq FROM submissions WHERE id = ?)"
 _CANCEL_JOBS = (
     f"UPDATE jobs SET cancel_requested = 1, updated_at = ? "  # noqa: S608
     f"WHERE submission_id = ? AND cancel_requested = 0 AND state NOT IN {_in(_TERMINAL)}"
@@ -274,8 +275,12 @@ class SqliteJobStore(SqliteOutbox):
         states: Sequence[SubmissionState] | None = None,
         route: str | None = None,
         limit: int = 1000,
+        after: str | None = None,
     ) -> list[Submission]:
         where, params = ["1"], []
+        if after is not None:
+            where.append(_BEFORE_SUBMISSION)
+            params.append(after)
         if states is not None:
             where.append(f"state IN {_in(states)}")
             params += [str(s) for s in states]

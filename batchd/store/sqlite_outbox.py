@@ -177,14 +177,21 @@ class SqliteOutbox:
         since: float | None = None,
         undelivered: bool = False,
         limit: int = 1000,
+        newest_first: bool = False,
+        after: str | None = None,
     ) -> list[Event]:
-        where, params = ["1"], []
+        where: list[str] = ["1"]
+        params: list[object] = []
+        order, before = ("DESC", "<") if newest_first else ("ASC", ">")
+        if after is not None:
+            where.append(f"seq {before} (SELECT seq FROM events WHERE id = ?)")  # noqa: S608
+            params.append(after)
         if since is not None:
             where.append("created_at >= ?")
             params.append(since)
         if undelivered:
             where.append(_UNDELIVERED_SEQS)
-        sql = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"  # noqa: S608
+        sql = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?"  # noqa: S608
         rows = await self._db.fetch(sql, (*params, max(0, limit)))
         return [event_from_row(r) for r in rows]
 

@@ -194,6 +194,22 @@ async def test_list_events_since_and_undelivered(store: JobStore) -> None:
     ]
 
 
+async def test_list_events_newest_first_pages_with_an_after_cursor(store: JobStore) -> None:
+    one, two, three = await append(store, 3)
+    newest = await store.list_events(newest_first=True)
+    assert [e.id for e in newest] == [three.id, two.id, one.id]
+    assert [e.id for e in await store.list_events(newest_first=True, after=three.id)] == [
+        two.id,
+        one.id,
+    ]
+    assert [e.id for e in await store.list_events(after=one.id, limit=1)] == [two.id]
+    assert [e.id for e in await store.list_events(newest_first=True, since=NOW + 1)] == [
+        three.id,
+        two.id,
+    ]
+    assert await store.list_events(after="evt_unknown") == []
+
+
 async def test_replay_makes_events_deliverable_again(store: JobStore) -> None:
     first, second, third = await append(store, 3)
     for event in (first, second, third):

@@ -319,6 +319,17 @@ async def test_list_submissions_newest_first_with_filters(store: JobStore) -> No
     assert await store.list_submissions(limit=0) == []
 
 
+async def test_list_submissions_pages_with_an_after_cursor(store: JobStore) -> None:
+    old = await store.begin_claim(new_submission(name="old.jsonl"), now=NOW)
+    same_a = await store.begin_claim(new_submission(name="a.jsonl"), now=NOW + 1)
+    same_b = await store.begin_claim(new_submission(name="b.jsonl"), now=NOW + 1)
+
+    assert [s.id for s in await store.list_submissions(after=same_b.id)] == [same_a.id, old.id]
+    assert [s.id for s in await store.list_submissions(after=same_a.id, limit=1)] == [old.id]
+    assert await store.list_submissions(after=old.id) == []
+    assert await store.list_submissions(after="sub_unknown") == []
+
+
 async def test_find_duplicate_wants_active_or_done_same_route_newest(store: JobStore) -> None:
     sha = "ee" * 32
     first, _ = await accepted(store, 1, sha256=sha, name="1.jsonl", now=NOW)
