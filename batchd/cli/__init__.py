@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 
+from batchd.cli._common import add_top_config_argument
 from batchd.errors import AuthError, BatchdError, ConfigError, ProviderError, UsageError
 
 EXIT_OK = 0
@@ -40,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
         "setting, BATCHD_<SECTION>__<KEY> (e.g. BATCHD_DAEMON__LOG_LEVEL=debug); every key "
         "and its default is in config/batchd.toml",
     )
-    parser.add_argument("--version", action="version", version=f"batchd {__version__}")
+    parser.add_argument(
+        "-V", "--version", action="version", version=f"batchd {__version__}", help="the version"
+    )
+    add_top_config_argument(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import PurePath
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
+from batchd.cli._output import console, print_rows
+from batchd.cli._paging import Page, check_cursor, collect
 from batchd.clock import utc_iso
-from batchd.errors import BatchdError
+from batchd.errors import BatchdError, UsageError
 from batchd.models import Job, JobState, Submission, SubmissionState
 from batchd.store.base import EventSpec, JobStore
 
@@ -52,6 +54,7 @@ def submission_row(sub: Submission, jobs: list[Job]) -> dict[str, Any]:
         "state": sub.state.value,
         "outcome": sub.outcome.value if sub.outcome else None,
         "jobs": len(jobs),
+        "provider_job_ids": [j.provider_job_id for j in jobs],
         "job_states": sorted({j.state.value for j in jobs}),
         **progress(jobs),
         **results(sub),
@@ -63,21 +66,38 @@ def submission_row(sub: Submission, jobs: list[Job]) -> dict[str, Any]:
     }
 
 
-async def list_rows(store: JobStore, state: str | None, limit: int) -> list[dict[str, Any]]:
-    sub_states = job_state = None
-    if state:
-        if state in {s.value for s in SubmissionState}:
-            sub_states = [SubmissionState(state)]
-        elif state in {s.value for s in JobState}:
-            job_state = JobState(state)
-        else:
-            raise BatchdError(f"unknown state {state!r}")
-    rows = []
-    for sub in await store.list_submissions(states=sub_states, limit=limit):
+def state_filter(state: str | None) -> tuple[list[SubmissionState] | None, JobState | None]:
+    """``--state``: a submission state or a job state; a usage error lists the valid ones."""
+    if not state:
+        return None, None
+    if state in {s.value for s in SubmissionState}:
+        return [SubmissionState(state)], None
+    if state in {s.value for s in JobState}:
+        return None, JobState(state)
+    subs = ", ".join(s.value for s in SubmissionState)
+    jobs = ", ".join(s.value for s in JobState)
+    raise UsageError(
+        f"--state {state!r}: not a state; submission states: {subs}; job states: {jobs}"
+    )
+
+
+async def list_page(
+    store: JobStore, state: str | None, limit: int | None, cursor: str | None
+) -> Page[Submission]:
+    """Submissions newest first (a job state keeps those with a job in it), cut at ``limit``."""
+    sub_states, job_state = state_filter(state)
+    await check_cursor(cursor, store.get_submission)
+
+    async def fetch(after: str | None, n: int) -> list[Submission]:
+        return await store.list_submissions(states=sub_states, limit=n, after=after)
+
+    async def convert(sub: Submission) -> dict[str, Any] | None:
         jobs = await store.jobs_for_submission(sub.id)
         if job_state is None or any(j.state is job_state for j in jobs):
-            rows.append(submission_row(sub, jobs))
-    return rows
+            return submission_row(sub, jobs)
+        return None
+
+    return await collect(fetch, convert, limit=limit, cursor=cursor)
 
 
 def job_view(job: Job) -> dict[str, Any]:
@@ -98,13 +118,37 @@ def job_view(job: Job) -> dict[str, Any]:
     return view
 
 
-async def describe(store: JobStore, any_id: str) -> dict[str, Any] | None:
-    sub = await store.get_submission(any_id)
-    job = None if sub else await store.find_job(any_id)
+async def resolve(store: JobStore, ref: str) -> tuple[Submission, Job | None] | None:
+    """A submission from its id, one of its jobs' ids (local or provider), or its file name
+    (the newest submission of that name; a path is taken by its last part)."""
+    sub = await store.get_submission(ref)
+    if sub is not None:
+        return sub, None
+    job = await store.find_job(ref)
     if job is not None:
-        sub = await store.get_submission(job.submission_id)
-    if sub is None:
+        found = await store.get_submission(job.submission_id)
+        return (found, job) if found else None
+    named = await find_by_name(store, PurePath(ref).name)
+    return (named, None) if named else None
+
+
+async def find_by_name(store: JobStore, name: str) -> Submission | None:
+    after = None
+    while True:
+        page = await store.list_submissions(limit=500, after=after)
+        for sub in page:
+            if sub.name == name:
+                return sub
+        if len(page) < 500:
+            return None
+        after = page[-1].id
+
+
+async def describe(store: JobStore, ref: str) -> dict[str, Any] | None:
+    found = await resolve(store, ref)
+    if found is None:
         return None
+    sub, job = found
     jobs = await store.jobs_for_submission(sub.id)
     view = submission_row(sub, jobs)
     view.update(
@@ -120,13 +164,11 @@ async def describe(store: JobStore, any_id: str) -> dict[str, Any] | None:
     return view
 
 
-async def request_cancel(store: JobStore, any_id: str) -> Submission:
-    sub = await store.get_submission(any_id)
-    if sub is None:
-        job = await store.find_job(any_id)
-        sub = await store.get_submission(job.submission_id) if job else None
-    if sub is None:
-        raise BatchdError(f"no submission or job with id {any_id}")
+async def request_cancel(store: JobStore, ref: str) -> Submission:
+    found = await resolve(store, ref)
+    if found is None:
+        raise BatchdError(f"no submission, job or file named {ref}")
+    sub = found[0]
     if sub.state not in {SubmissionState.CLAIMED, SubmissionState.ACTIVE}:
         raise BatchdError(f"submission {sub.id} is {sub.state.value}: nothing to cancel")
     import time
@@ -141,31 +183,29 @@ async def request_cancel(store: JobStore, any_id: str) -> Submission:
     )
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
-    table = Table(box=None, pad_edge=False)
-    table.add_column("id", no_wrap=True, min_width=27)  # ids are for copying: never cut them
-    for column in ("name", "route", "state", "progress", "failed", "jobs", "created"):
-        table.add_column(column)
-    for row in rows:
-        state = row["outcome"] or row["state"]
-        if row["cancel_requested"] and row["state"] == "active":
-            state = "cancelling"
-        done = f"{row['completed']}/{row['requests']}" if row["requests"] else "-"
-        table.add_row(
-            row["id"],
-            row["name"],
-            row["route"],
-            state,
-            done,
-            str(row["failed"]),
-            str(row["jobs"]),
-            row["created"] or "",
-        )
-    Console().print(table)
+LIST_COLUMNS = ("id", "name", "route", "state", "progress", "failed", "jobs", "created")
+
+
+def display_state(row: dict[str, Any]) -> str:
+    if row["cancel_requested"] and row["state"] == "active":
+        return "cancelling"
+    return str(row["outcome"] or row["state"])
+
+
+def print_table(rows: list[dict[str, Any]], *, quiet: bool = False) -> None:
+    shown = [
+        {
+            **row,
+            "state": display_state(row),
+            "progress": f"{row['completed']}/{row['requests']}" if row["requests"] else "-",
+        }
+        for row in rows
+    ]
+    print_rows(shown, LIST_COLUMNS, quiet=quiet)
 
 
 def print_description(view: dict[str, Any]) -> None:
-    console = Console()
+    out = console()
     for key in (
         "id",
         "name",
@@ -188,11 +228,12 @@ def print_description(view: dict[str, Any]) -> None:
         "reason",
     ):
         if view.get(key) is not None:
-            console.print(f"[bold]{key:>12}[/bold]  {view[key]}")
+            out.print(f"[bold]{key:>12}[/bold]  {escape(str(view[key]))}")
     for job in view["jobs"]:
-        console.print(
+        line = (
             f"  job {job['id']} chunk {job['chunk_index']}: {job['state']} "
             f"({job['raw_status'] or '-'}), provider id {job['provider_job_id'] or '-'}, "
             f"results {job['result_state']}"
-            + (f", last error: {job['last_error']}" if job["last_error"] else "")
         )
+        error = f", last error: {job['last_error']}" if job["last_error"] else ""
+        out.print(line + error, markup=False)

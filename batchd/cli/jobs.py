@@ -8,37 +8,50 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from batchd.cli import EXIT_OK
 from batchd.cli._common import add_config_argument
+from batchd.cli._output import add_json, add_quiet, note, print_json
+from batchd.cli._paging import PAGING_HELP, add_paging, limit_of
 from batchd.errors import BatchdError
 
 T = TypeVar("T")
+REF_HELP = (
+    "a submission id, a job id, a provider job id, or the file's name (the newest of that name)"
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     jobs = subparsers.add_parser("jobs", help="list, show and watch submissions and their jobs")
     sub = jobs.add_subparsers(dest="jobs_command", metavar="COMMAND")
 
-    listing = sub.add_parser("list", help="submissions, newest first")
+    listing = sub.add_parser(
+        "list",
+        help="submissions, newest first",
+        description="Submissions, newest first: a table on a terminal, tab-separated rows "
+        "(with a header line) otherwise. " + PAGING_HELP,
+    )
     add_config_argument(listing)
-    listing.add_argument("--state", help="submission state (active, done, ...) or job state")
-    listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.add_argument(
+        "--state",
+        help="a submission state (claiming, claimed, active, done, rejected, abandoned) or a "
+        "job state (pending, running, succeeded, failed, ...): submissions with a job in it",
+    )
+    add_paging(listing, "submissions")
+    add_json(listing)
+    add_quiet(listing, "submission ids")
     listing.set_defaults(handler=cmd_list)
 
     show = sub.add_parser("show", help="one submission or job: state, counters, timings, files")
     add_config_argument(show)
-    show.add_argument("id", help="submission id, job id or provider job id")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("id", help=REF_HELP)
+    add_json(show)
     show.set_defaults(handler=cmd_show)
 
-    watch = sub.add_parser("watch", help="live progress bars per open submission")
+    watch = sub.add_parser("watch", help="live progress per submission: rate, ETA, failures")
     add_config_argument(watch)
     watch.add_argument("--interval", type=float, default=1.0, help="refresh every N seconds")
     watch.add_argument("--once", action="store_true", help="draw once and exit")
@@ -48,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "cancel", help="cancel a submission (all its jobs); partial results are still collected"
     )
     add_config_argument(cancel)
-    cancel.add_argument("id", help="submission id, job id or provider job id")
+    cancel.add_argument("id", help=REF_HELP)
+    add_json(cancel)
     cancel.set_defaults(handler=cmd_cancel)
 
 
@@ -70,13 +84,17 @@ def _with_store(config: Path | None, action: Callable[[Any], Awaitable[T]]) -> T
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from batchd.cli._views import list_rows, print_table
+    from batchd.cli._views import list_page, print_table, state_filter
 
-    rows = _with_store(args.config, lambda store: list_rows(store, args.state, args.limit))
+    state_filter(args.state)  # a usage error before the database is opened
+    page = _with_store(
+        args.config, lambda store: list_page(store, args.state, limit_of(args), args.cursor)
+    )
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print_json(page.as_json("submissions"))
     else:
-        print_table(rows)
+        print_table(page.rows, quiet=args.quiet)
+    page.warn_if_cut("submissions")
     return EXIT_OK
 
 
@@ -85,9 +103,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     found = _with_store(args.config, lambda store: describe(store, args.id))
     if found is None:
-        raise BatchdError(f"no submission or job with id {args.id}")
+        raise BatchdError(f"no submission, job or file named {args.id}")
     if args.json:
-        print(json.dumps(found, indent=2))
+        print_json(found)
     else:
         print_description(found)
     return EXIT_OK
@@ -104,6 +122,10 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     from batchd.cli._views import request_cancel
 
     sub = _with_store(args.config, lambda store: request_cancel(store, args.id))
+    if args.json:
+        shown = {"id": sub.id, "name": sub.name, "results_dir": sub.results_dir}
+        print_json({**shown, "cancel_requested": True})
+        return EXIT_OK
     print(f"cancel requested for submission {sub.id} ({sub.name}); the daemon sends it at once")
-    print(f"partial results will be written to {sub.results_dir}", file=sys.stderr)
+    note(f"partial results will be written to {sub.results_dir}")
     return EXIT_OK

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -19,6 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from batchd.cli import EXIT_FAILURE, EXIT_OK
 from batchd.cli._common import add_config_argument
+from batchd.cli._output import add_json, add_quiet, print_json, print_rows
+from batchd.cli._paging import PAGING_HELP, add_paging, limit_of
 from batchd.errors import BatchdError, UsageError
 
 if TYPE_CHECKING:
@@ -38,11 +39,13 @@ def register(subparsers: Parsers) -> None:
     new.set_defaults(handler=cmd_new_secret)
     listing = sub.add_parser("list", help="configured endpoints and their health")
     add_config_argument(listing)
-    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json(listing)
+    add_quiet(listing, "endpoint names")
     listing.set_defaults(handler=cmd_list_endpoints)
     test = sub.add_parser("test", help="send one signed webhook.test event and print the status")
     add_config_argument(test)
     test.add_argument("name", help="endpoint name")
+    add_json(test)
     test.set_defaults(handler=cmd_test)
     enable = sub.add_parser("enable", help="re-enable an endpoint disabled by a 410 answer")
     add_config_argument(enable)
@@ -54,17 +57,23 @@ def register(subparsers: Parsers) -> None:
 def _register_events(subparsers: Parsers) -> None:
     events = subparsers.add_parser("events", help="the event outbox")
     sub = events.add_subparsers(dest="events_command", metavar="COMMAND")
-    listing = sub.add_parser("list", help="events, oldest first, with their deliveries")
+    listing = sub.add_parser(
+        "list",
+        help="events, newest first, with their deliveries",
+        description="Events, newest first, with their deliveries. " + PAGING_HELP,
+    )
     add_config_argument(listing)
     listing.add_argument("--undelivered", action="store_true", help="only undelivered events")
     listing.add_argument("--since", type=parse_time, help="ISO 8601 time (UTC if no offset)")
-    listing.add_argument("--limit", type=int, default=1000)
-    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    add_paging(listing, "events")
+    add_json(listing)
+    add_quiet(listing, "event ids")
     listing.set_defaults(handler=cmd_list_events)
     replay = sub.add_parser("replay", help="deliver events again (same ids) to every endpoint")
     add_config_argument(replay)
     replay.add_argument("ids", nargs="*", metavar="ID", help="event ids")
     replay.add_argument("--since", type=parse_time, help="every event since this time")
+    add_json(replay)
     replay.set_defaults(handler=cmd_replay)
 
 
@@ -161,9 +170,10 @@ def cmd_list_endpoints(args: argparse.Namespace) -> int:
     )
     rows = endpoint_rows(endpoints, health)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print_json(rows)
         return EXIT_OK
-    _print_table(rows, ("name", "status", "pending", "dead", "consecutive_failures", "url"))
+    columns = ("name", "status", "pending", "dead", "consecutive_failures", "url")
+    print_rows(rows, columns, quiet=args.quiet, id_key="name", keep_whole=("name", "url"))
     return EXIT_OK
 
 
@@ -179,8 +189,21 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     event_id, result = asyncio.run(run())
     shown = result.status if result.status is not None else result.error
+    code = EXIT_OK if result.outcome is AttemptOutcome.DELIVERED else EXIT_FAILURE
+    if args.json:
+        print_json(
+            {
+                "endpoint": endpoint.name,
+                "event_id": event_id,
+                "outcome": str(result.outcome),
+                "status": result.status,
+                "error": result.error,
+                "duration_s": round(result.duration_s, 3),
+            }
+        )
+        return code
     print(f"{endpoint.name}: {shown} ({result.outcome}, {result.duration_s:.2f} s, id {event_id})")
-    return EXIT_OK if result.outcome is AttemptOutcome.DELIVERED else EXIT_FAILURE
+    return code
 
 
 def cmd_enable(args: argparse.Namespace) -> int:
@@ -192,22 +215,38 @@ def cmd_enable(args: argparse.Namespace) -> int:
 
 
 def cmd_list_events(args: argparse.Namespace) -> int:
-    async def rows(store: JobStore) -> list[dict[str, Any]]:
-        events = await store.list_events(
-            since=args.since, undelivered=args.undelivered, limit=args.limit
-        )
-        return [event_row(e, await store.deliveries_for(e.id)) for e in events]
+    from batchd.cli._paging import Page, check_cursor, collect
 
-    found: list[dict[str, Any]] = _with_store(_settings(args.config), rows, missing=[])
+    async def listing(store: JobStore) -> Page[Event]:
+        await check_cursor(args.cursor, store.get_event)
+
+        async def fetch(after: str | None, n: int) -> list[Event]:
+            return await store.list_events(
+                since=args.since,
+                undelivered=args.undelivered,
+                limit=n,
+                newest_first=True,
+                after=after,
+            )
+
+        async def convert(event: Event) -> dict[str, Any]:
+            return event_row(event, await store.deliveries_for(event.id))
+
+        return await collect(fetch, convert, limit=limit_of(args), cursor=args.cursor)
+
+    empty: Page[Event] = Page([], None)
+    page = _with_store(_settings(args.config), listing, missing=empty)
     if args.json:
-        print(json.dumps(found, indent=2))
-        return EXIT_OK
-    for row in found:
-        row["delivery"] = " ".join(
-            f"{d['endpoint']}:{d['state']}/{d['attempts']}" for d in row["deliveries"]
-        )
-    _print_table(found, ("id", "type", "created_at", "delivery"))
+        print_json(page.as_json("events"))
+    else:
+        rows = [{**row, "delivery": delivery_summary(row)} for row in page.rows]
+        print_rows(rows, ("id", "type", "created_at", "delivery"), quiet=args.quiet)
+    page.warn_if_cut("events")
     return EXIT_OK
+
+
+def delivery_summary(row: dict[str, Any]) -> str:
+    return " ".join(f"{d['endpoint']}:{d['state']}/{d['attempts']}" for d in row["deliveries"])
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -222,7 +261,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return await store.replay(event_ids=args.ids, since=args.since, now=time.time())
 
     count = _with_store(settings, replay)
-    print(f"{count} event(s) queued for delivery again")
+    if args.json:
+        print_json({"replayed": count})
+    else:
+        print(f"{count} event(s) queued for delivery again")
     return EXIT_OK
 
 
@@ -266,15 +308,3 @@ def _with_store(
             await store.close()
 
     return asyncio.run(run())
-
-
-def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    for column in columns:
-        table.add_column(column.replace("consecutive_", ""))
-    for row in rows:
-        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
-    Console().print(table)

@@ -90,7 +90,7 @@ async def test_jobs_list_and_show_read_the_real_database(harness: Harness) -> No
 
     code, out, err = await harness.cli("jobs", "list", "--json", "--config", config)
     assert code == 0, err
-    rows = {row["name"]: row for row in json.loads(out)}
+    rows = {row["name"]: row for row in json.loads(out)["submissions"]}
     assert set(rows) == {"listed.jsonl", "broken.jsonl"}
     listed = rows["listed.jsonl"]
     assert {k: listed[k] for k in ("id", "state", "outcome", "jobs", "requests", "completed")} == {
@@ -104,6 +104,7 @@ async def test_jobs_list_and_show_read_the_real_database(harness: Harness) -> No
     assert listed["job_states"] == ["succeeded"]
     assert (listed["succeeded"], listed["failed"], listed["missing"]) == (3, 0, 0)
     assert listed["usage"]["total_tokens"] > 0
+    assert listed["provider_job_ids"] == [j.provider_job_id for j in await harness.jobs(done.id)]
     assert listed["results_dir"] == done.results_dir
     assert (rows["broken.jsonl"]["state"], rows["broken.jsonl"]["reason"]) == (
         "rejected",
@@ -114,7 +115,7 @@ async def test_jobs_list_and_show_read_the_real_database(harness: Harness) -> No
         "jobs", "list", "--json", "--state", "done", "--config", config
     )
     assert code == 0
-    assert [row["name"] for row in json.loads(out)] == ["listed.jsonl"]
+    assert [row["name"] for row in json.loads(out)["submissions"]] == ["listed.jsonl"]
 
     jobs = await harness.jobs(done.id)
     code, out, err = await harness.cli("jobs", "show", "--json", "--config", config, done.id)

@@ -110,10 +110,21 @@ def test_webhooks_test_sends_a_signed_test_event(config: Path, receiver: Any, ca
     assert "200" in capsys.readouterr().out
 
 
-def test_webhooks_test_fails_when_the_receiver_does(config: Path, receiver: Any):
+def test_webhooks_test_fails_when_the_receiver_does(config: Path, receiver: Any, capsys: Any):
     _, handler = receiver
     handler.status = 500
     assert run(["webhooks", "test", "local", "--config", str(config)]) == 1
+    capsys.readouterr()
+    assert run(["webhooks", "test", "local", "--json", "--config", str(config)]) == 1
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == {
+        "endpoint": "local",
+        "event_id": shown["event_id"],
+        "outcome": "retry",
+        "status": 500,
+        "error": "HTTP 500",
+        "duration_s": shown["duration_s"],
+    }
 
 
 def test_webhooks_test_of_an_unknown_endpoint_is_a_usage_error(config: Path):
@@ -194,11 +205,13 @@ def test_events_list_and_replay(config: Path, capsys: Any):
 
     done_id, open_id = with_store(config, setup)
     assert run(["events", "list", "--json", "--config", str(config)]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert [r["id"] for r in rows] == [done_id, open_id]
-    assert rows[0]["deliveries"][0]["state"] == "delivered"
+    listed = json.loads(capsys.readouterr().out)
+    assert (listed["truncated"], listed["next_cursor"]) == (False, None)
+    rows = listed["events"]
+    assert [r["id"] for r in rows] == [open_id, done_id]  # newest first, like jobs list
+    assert rows[1]["deliveries"][0]["state"] == "delivered"
     assert run(["events", "list", "--undelivered", "--json", "--config", str(config)]) == 0
-    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [open_id]
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)["events"]] == [open_id]
 
     assert run(["events", "replay", done_id, "--config", str(config)]) == 0
 
