@@ -22,6 +22,7 @@ from tests.integration.systemd.unit_file import (
     SYSUSERS,
     TMPFILES,
     UNIT,
+    WEBHOOKS_DROP_IN,
     analyze,
     complaints_about,
     directives,
@@ -88,11 +89,20 @@ def test_user_directories_and_umask(unit: dict[str, list[str]]) -> None:
 
 
 def test_credentials(unit: dict[str, list[str]]) -> None:
-    assert sorted(unit["LoadCredential"]) == [
+    """No webhook secret unless webhooks are configured: a missing credential file would fail
+    the start of an installation that has none."""
+    assert unit["LoadCredential"] == [
         "mistral_api_key:/etc/batchd/credentials/mistral_api_key",
-        "webhook_secret:/etc/batchd/credentials/webhook_secret",
     ]
     assert not any("KEY" in v or "SECRET" in v for v in unit.get("Environment", []))
+
+
+def test_the_webhooks_drop_in_adds_only_the_signing_secret() -> None:
+    text = WEBHOOKS_DROP_IN.read_text()
+    assert [line for line in text.splitlines() if line.startswith("[")] == ["[Service]"]
+    assert directives(WEBHOOKS_DROP_IN) == {
+        "LoadCredential": ["webhook_secret:/etc/batchd/credentials/webhook_secret"]
+    }
 
 
 def test_ip_deny_keeps_metadata_out_but_not_localhost(unit: dict[str, list[str]]) -> None:
@@ -122,6 +132,15 @@ def test_verify_is_clean(tmp_path: Path) -> None:
 @pytest.mark.systemd
 def test_verify_is_clean_with_the_example_drop_in(tmp_path: Path) -> None:
     result = verify(unit_for_verify(tmp_path, with_drop_in=True))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert complaints_about(output, (str(tmp_path), "batchd.service")) == []
+
+
+@needs_analyze
+@pytest.mark.systemd
+def test_verify_is_clean_with_the_webhooks_drop_in(tmp_path: Path) -> None:
+    result = verify(unit_for_verify(tmp_path, drop_in=WEBHOOKS_DROP_IN))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert complaints_about(output, (str(tmp_path), "batchd.service")) == []

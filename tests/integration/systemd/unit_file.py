@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[3]
 SYSTEMD_DIR = REPO / "systemd"
 UNIT = SYSTEMD_DIR / "batchd.service"
 DROP_IN = SYSTEMD_DIR / "batchd.service.d" / "example-override.conf"
+WEBHOOKS_DROP_IN = SYSTEMD_DIR / "batchd.service.d" / "webhooks.conf"
 SYSUSERS = SYSTEMD_DIR / "batchd.sysusers"
 TMPFILES = SYSTEMD_DIR / "batchd.tmpfiles"
 SHIPPED_BINARY = "/opt/batchd/venv/bin/batchd"
@@ -48,7 +49,9 @@ def existing_batchd() -> str:
     return str(candidate) if candidate.is_file() else sys.executable
 
 
-def unit_for_verify(directory: Path, *, with_drop_in: bool = False) -> Path:
+def unit_for_verify(
+    directory: Path, *, with_drop_in: bool = False, drop_in: Path | None = None
+) -> Path:
     """Copy the shipped unit into ``directory``, rewriting only the ``ExecStart=`` binary (which
     does not exist on a test machine, and ``verify`` checks that it does). Everything else is
     byte for byte what we ship; with ``with_drop_in`` the example drop-in goes next to it, where
@@ -57,9 +60,10 @@ def unit_for_verify(directory: Path, *, with_drop_in: bool = False) -> Path:
     assert text.count(SHIPPED_BINARY) == 1, "the shipped binary path appears once, in ExecStart="
     target = directory / "batchd.service"
     target.write_text(text.replace(SHIPPED_BINARY, existing_batchd()))
-    if with_drop_in:
+    extra = drop_in or (DROP_IN if with_drop_in else None)
+    if extra is not None:
         (directory / "batchd.service.d").mkdir()
-        shutil.copy(DROP_IN, directory / "batchd.service.d" / DROP_IN.name)
+        shutil.copy(extra, directory / "batchd.service.d" / extra.name)
     return target
 
 

@@ -186,6 +186,37 @@ def test_list_and_enable_need_no_signing_secret(
     assert run(["webhooks", "test", "local", "--config", str(config)]) == 3  # test signs: needs it
 
 
+def test_webhooks_test_reads_the_secret_from_the_credentials_folder(
+    tmp_path: Path, receiver: Any, monkeypatch: pytest.MonkeyPatch
+):
+    """systemd/README.md: root runs ``CREDENTIALS_DIRECTORY=/etc/batchd/credentials batchd
+    webhooks test NAME``; no systemd-run, no copy of the secret elsewhere."""
+    url, handler = receiver
+    credentials = tmp_path / "credentials"
+    credentials.mkdir(mode=0o700)
+    (credentials / "webhook_secret").write_text(SECRET)
+    (credentials / "webhook_secret").chmod(0o600)
+    path = tmp_path / "batchd.toml"
+    path.write_text(
+        f"""
+[daemon]
+data_dir = "{tmp_path / "data"}"
+
+[[webhooks]]
+name = "ops"
+url = "{url}"
+allow_http = true
+allow_private = true
+secret_credential = "webhook_secret"
+"""
+    )
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    assert run(["webhooks", "test", "ops", "--config", str(path)]) == 0
+    [(headers, body)] = handler.seen
+    assert Webhook(SECRET).verify(body, headers)["type"] == "webhook.test"
+    assert not (tmp_path / "data").exists()  # it wrote nothing: no database, no files
+
+
 def test_events_list_and_replay(config: Path, capsys: Any):
     async def setup(store: SqliteJobStore) -> list[str]:
         done = await store.append_event(EventSpec("batch.created", {"n": 1}), now=1000.0)
