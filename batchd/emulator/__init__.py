@@ -66,6 +66,14 @@ Choices where the reference is silent or unverified (``Behaviour`` makes most co
   input file on create is 404.
 - Signed URLs point at ``/blob/{id}?se=&sp=r&sig=`` on this server, expire in emulated time
   and fail like a blob store (403/404 with an XML body).
+- Bad requests never reach the engine and never answer 5xx: a body that is not JSON or is nested
+  deeper than the parser goes, NaN/Infinity where a finite number is needed, ``page`` or
+  ``page_size`` outside ``0..2**31-1``, an unknown key in an admin body get FastAPI's 422; a
+  malformed multipart upload gets 400 ``There was an error parsing the body``; ``advance``
+  takes at most 100 years at a time and never passes the year 9999 (400). Each refused request
+  is logged in one line (``emulator.request_refused``); a request too malformed to reach the
+  app (a broken request line or header) gets aiohttp's plain-text 400 and one
+  ``emulator.bad_http`` line. Only an unexpected error is a 500 with a logged traceback.
 - 401 is the gateway's ``{"message":"Unauthorized","request_id"}`` and comes before routing;
   429 is ``{"object":"error",...,"type":"rate_limited","code":"1300"}`` with ``Retry-After``;
   502 is an HTML page.

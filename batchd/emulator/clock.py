@@ -7,9 +7,12 @@ generator when a seed is given so that a whole run can be replayed.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 import uuid
+
+MAX_TIME = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last second a datetime can show
 
 
 class EmulatedClock:
@@ -23,8 +26,10 @@ class EmulatedClock:
         return self._start + (time.monotonic() - self._mono0) * self.speed + self._offset_s
 
     def advance(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("time only moves forward")
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError("time only moves forward, by a finite number of seconds")
+        if self.now() + seconds > MAX_TIME:
+            raise ValueError("emulated time cannot go past 9999-12-31T23:59:59Z")
         self._offset_s += seconds
 
     def scaled(self, real_s: float) -> float:

@@ -250,7 +250,10 @@ class Engine:
     async def _tick_forever(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
-            self.catch_up()
+            try:
+                self.catch_up()
+            except Exception:  # a bug in one job must not stop every other job
+                log.exception("emulator.tick_failed")
             delay = MAX_TICK_S
             if self._heap:
                 wait_s = self.clock.real_delay_s(self._heap[0][0] - self.clock.now())
@@ -283,7 +286,7 @@ class Engine:
             result = await self._in_thread(work)
         except Cancelled:
             return
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             message = f"Could not read the input: {exc}"
             result = ScanResult(errors=[{"message": message, "count": 1}])
         job.scan = result
@@ -308,7 +311,7 @@ class Engine:
             out, err = await self._in_thread(generate, plan, responder, self._stop)
         except Cancelled:
             return
-        except OSError as exc:
+        except Exception as exc:  # a disk error, or a bug: the job fails, the engine goes on
             log.exception("emulator.results_failed", job_id=job.id, error=str(exc))
             job.errors = [{"message": "Internal error while writing the results", "count": 1}]
             job.end = End(JobStatus.FAILED, end.at, end.done)

@@ -21,13 +21,14 @@ Routes are ``fnmatch`` patterns over ``"METHOD /route/{template}"`` (``"POST /v1
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import ConfigDict, TypeAdapter
 
 
 class FaultKind(StrEnum):
@@ -50,8 +51,13 @@ STATUS_KINDS = frozenset(
 )
 
 
+STRICT = ConfigDict(extra="forbid")  # an unknown key in PUT /_emulator/faults is a 422
+MAX_DELAY_S = 86_400.0
+
+
 @dataclass(frozen=True)
 class FaultRule:
+    __pydantic_config__ = STRICT
     kind: FaultKind
     probability: float = 1.0
     route: str | None = None
@@ -68,6 +74,8 @@ class FaultRule:
             raise ValueError("fraction must be in [0, 1)")
         if self.delay_s < 0 or self.retry_after_s < 0:
             raise ValueError("delay_s and retry_after_s must be >= 0")
+        if not math.isfinite(self.delay_s) or self.delay_s > MAX_DELAY_S:
+            raise ValueError(f"delay_s must be finite and at most {MAX_DELAY_S:g}")
 
     def matches(self, route_key: str) -> bool:
         if self.route is None:
@@ -79,6 +87,7 @@ class FaultRule:
 
 @dataclass(frozen=True)
 class FaultConfig:
+    __pydantic_config__ = STRICT
     rules: tuple[FaultRule, ...] = ()
     seed: int | None = None  # None: the emulator's seed
 

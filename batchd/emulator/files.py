@@ -15,10 +15,17 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from batchd.emulator.clock import EmulatedClock, IdFactory
 from batchd.emulator.validation import FilesQuery, UploadForm, validate
-from batchd.emulator.wire import detail_item, not_found, too_large, validation_error
+from batchd.emulator.wire import (
+    bad_request,
+    detail_item,
+    not_found,
+    too_large,
+    validation_error,
+)
 
 CHUNK_BYTES = 1024 * 1024
 MAX_FIELD_BYTES = 64 * 1024
@@ -31,6 +38,7 @@ _MIMETYPES = {
 }
 _TEXT_TYPES = frozenset({"application/jsonl", "application/json", "text/plain", "text/csv"})
 _SAMPLE_TYPE_BY_PURPOSE = {"batch": "batch_request"}
+MALFORMED_FORM = "There was an error parsing the body"  # Starlette's words for a broken form
 
 
 @dataclass
@@ -183,6 +191,9 @@ class FileStore:
                     received = await self._receive(part, target)
                 elif part.name:
                     fields[part.name] = await _read_field(part)
+        except (ValueError, AssertionError, HttpProcessingError) as exc:  # malformed multipart
+            _unlink(target)
+            raise bad_request(MALFORMED_FORM) from exc
         except BaseException:
             _unlink(target)
             raise

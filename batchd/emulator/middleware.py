@@ -4,7 +4,9 @@
 2. faults: maybe fail, delay or drop it before the handler, or after it (the effect happened);
 3. auth: ``/v1`` needs ``Authorization: Bearer <key>`` (the gateway answers 401 before
    routing, so an unknown ``/v1`` path without a key is 401, not 404);
-4. errors: render ``ApiError``, FastAPI's 404/405 bodies, and 500 for anything unexpected.
+4. errors: render ``ApiError``, FastAPI's 404/405 bodies, aiohttp's own 4xx in Mistral's error
+   shape, and 500 for anything unexpected. A refused request (4xx) is logged in one line
+   (``emulator.request_refused``); only an unexpected error gets a traceback.
 
 Admin routes (``/_emulator/...``) are neither counted, faulted nor authenticated.
 """
@@ -131,21 +133,32 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+def client_error(exc: Exception) -> web.Response | None:
+    """The response to an expected client error (``None``: not one)."""
+    if isinstance(exc, ApiError):
+        return exc.response()
+    if isinstance(exc, web.HTTPNotFound):
+        return route_not_found()
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return method_not_allowed()
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return json_response(object_error("Request body too large", code="too_large"), 413)
+    if isinstance(exc, web.HTTPClientError):
+        return json_response(object_error(exc.reason), exc.status)
+    return None
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ApiError as exc:
-        return exc.response()
-    except web.HTTPNotFound:
-        return route_not_found()
-    except web.HTTPMethodNotAllowed:
-        return method_not_allowed()
-    except web.HTTPRequestEntityTooLarge:
-        return json_response(object_error("Request body too large", code="too_large"), 413)
-    except web.HTTPException:
-        raise
-    except Exception:
+    except Exception as exc:
+        response = client_error(exc)
+        if response is not None:
+            log.info("emulator.request_refused", route=route_key(request), status=response.status)
+            return response
+        if isinstance(exc, web.HTTPException):
+            raise
         log.exception("emulator.handler_failed", route=route_key(request))
         return server_error(500)
 

@@ -5,7 +5,11 @@
   (``{"seed": int|null, "rules": [{"kind","probability","route","phase","delay_s",
   "retry_after_s","fraction","limit"}]}``); PUT replaces it and restarts the fault counters
 - ``GET /_emulator/stats``, ``POST /_emulator/stats/reset``: request counts per route template
-- ``POST /_emulator/advance`` ``{"seconds": float}``: jump emulated time forward
+- ``POST /_emulator/advance`` ``{"seconds": float}``: jump emulated time forward (finite,
+  ``0 <= seconds <= 100 years``, and never past the year 9999: else 422/400)
+
+Bad requests get 422 (FastAPI's detail: unknown keys, wrong types, out of range) or 400; the
+engine is never touched by a refused request.
 """
 
 from __future__ import annotations
@@ -18,14 +22,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from batchd.emulator.faults import fault_config_from_json
 from batchd.emulator.state import STATE, EmulatorState
 from batchd.emulator.validation import fastapi_detail, parse_json_body, validate
-from batchd.emulator.wire import json_response, validation_error
+from batchd.emulator.wire import bad_request, json_response, validation_error
 
 routes = web.RouteTableDef()
 
 
+MAX_ADVANCE_S = 100 * 365 * 86_400.0
+
+
 class AdvanceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    seconds: Annotated[float, Field(ge=0)]
+    seconds: Annotated[float, Field(ge=0, le=MAX_ADVANCE_S, allow_inf_nan=False)]
 
 
 def _state(request: web.Request) -> EmulatorState:
@@ -79,5 +86,8 @@ async def reset_stats(request: web.Request) -> web.Response:
 async def advance(request: web.Request) -> web.Response:
     body = validate(AdvanceIn, parse_json_body(await request.read()), "body")
     state = _state(request)
-    state.engine.advance(body.seconds)
+    try:
+        state.engine.advance(body.seconds)
+    except ValueError as exc:  # past the year 9999
+        raise bad_request(str(exc)) from exc
     return json_response({"now": state.clock.now()})

@@ -73,6 +73,8 @@ def _line_problem(raw: bytes) -> tuple[str, str] | None:
         obj = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return "invalid_json", f"invalid JSON ({exc})"
+    except RecursionError:
+        return "invalid_json", "invalid JSON (nested too deeply)"
     if not isinstance(obj, dict):
         return "not_object", "each line must be a JSON object"
     if not isinstance(obj.get("body"), dict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import tempfile
 import threading
@@ -13,6 +14,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from batchd.emulator.app import build_app
 from batchd.emulator.config import EmulatorConfig
@@ -85,6 +87,21 @@ class Emulator:
             self._loop.call_soon_threadsafe(fn, *args)
 
 
+class ProtocolLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server logger: a request too malformed to reach the app (a bad request line or
+    header; aiohttp answers 400 itself) is one line, not a traceback; anything else is kept."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            log.info("emulator.bad_http", status=exc.code, problem=exc.message[:200])
+            return
+        super().exception(msg, *args, **kwargs)
+
+
 def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
@@ -100,7 +117,12 @@ async def serve(
     assert data_dir is not None
     data_dir.mkdir(parents=True, exist_ok=True)
     state = EmulatorState.build(config, data_dir)
-    runner = web.AppRunner(build_app(state), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    runner = web.AppRunner(
+        build_app(state),
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        logger=ProtocolLog(),
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

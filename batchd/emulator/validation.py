@@ -79,6 +79,8 @@ class Source(StrEnum):
 
 
 MAX_INLINE_REQUESTS = 10_000
+MAX_QUERY_INT = 2**31 - 1  # page numbers and sizes: a negative or 30-digit value is a 422
+Page = Annotated[int, Field(ge=0, le=MAX_QUERY_INT)]
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 MetadataValue = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
@@ -113,8 +115,8 @@ class _Query(BaseModel):
 
 
 class JobsQuery(_Query):
-    page: int = 0
-    page_size: int = 100
+    page: Page = 0
+    page_size: Page = 100
     model: str | None = None
     agent_id: str | None = None
     created_after: datetime | None = None
@@ -127,8 +129,8 @@ JOBS_QUERY_KEYS = frozenset({*JobsQuery.model_fields, "metadata"})
 
 
 class FilesQuery(_Query):
-    page: int = 0
-    page_size: int = 100
+    page: Page = 0
+    page_size: Page = 100
     include_total: bool = True
     sample_type: list[SampleType] | None = None
     source: list[Source] | None = None
@@ -208,18 +210,23 @@ def validate_path_id(name: str, value: str, status_on_error: int) -> str:
 
 
 def parse_json_body(raw: bytes) -> object:
-    """FastAPI's body parsing: empty -> missing; malformed -> json_invalid at the position."""
+    """FastAPI's body parsing: empty -> missing; malformed (or nested deeper than the parser
+    goes) -> json_invalid at the position."""
     if not raw.strip():
         raise validation_error([detail_item("missing", ["body"], "Field required", None)])
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        pos = exc.pos if isinstance(exc, json.JSONDecodeError) else 0
-        message = exc.msg if isinstance(exc, json.JSONDecodeError) else "invalid utf-8"
-        item = detail_item(
-            "json_invalid", ["body", pos], "JSON decode error", {}, {"error": message}
-        )
-        raise validation_error([item]) from exc
+    except json.JSONDecodeError as exc:
+        raise _json_invalid(exc.pos, exc.msg) from exc
+    except UnicodeDecodeError as exc:
+        raise _json_invalid(0, "invalid utf-8") from exc
+    except RecursionError as exc:
+        raise _json_invalid(0, "nested too deeply") from exc
+
+
+def _json_invalid(pos: int, message: str) -> ApiError:
+    item = detail_item("json_invalid", ["body", pos], "JSON decode error", {}, {"error": message})
+    return validation_error([item])
 
 
 def metadata_filter(query: MultiMapping[str]) -> dict[str, str]:
