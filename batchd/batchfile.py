@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from batchd.errors import IntakeRejected, Problem
+from batchd.spool import display_name
 
 BOM: Final = b"\xef\xbb\xbf"
 MAX_DEPTH: Final = 64
@@ -335,5 +336,5 @@ def format_reason(exc: IntakeRejected, name: str) -> str:
     """The text of ``<name>.reason.txt``: a header, then one problem per line."""
     count = len(exc.problems)
     more = f" (scanning stopped after the first {count})" if exc.truncated else ""
-    head = f"{name}: rejected, {count} problem{'' if count == 1 else 's'}{more}"
+    head = f"{display_name(name)}: rejected, {count} problem{'' if count == 1 else 's'}{more}"
     return "\n".join([head, *(str(problem) for problem in exc.problems)]) + "\n"

@@ -33,6 +33,7 @@ from batchd.spool import (
     Modes,
     SpoolPaths,
     UnsafeFile,
+    display_name,
     lstat_identity,
     move,
     name_allowed,
@@ -105,16 +106,17 @@ class Claimer:
         if ident is None:
             return None
         processing_name = f"{ident.ino}-{name}" if name_allowed(name) else f"{ident.ino}.jsonl"
+        shown = display_name(name)  # what is stored, logged and written; the file keeps its name
         sub = await self._store.begin_claim(
             NewSubmission(
                 route=route.name,
-                name=name,
+                name=shown,
                 provider=route.provider,
                 endpoint=route.endpoint,
                 model=route.model,
                 timeout_hours=route.timeout_hours,
                 metadata=dict(route.metadata),
-                inbox_path=str(paths.inbox / name),
+                inbox_path=str(paths.inbox / shown),
                 processing_path=str(paths.processing / processing_name),
                 size_bytes=ident.size_bytes,
                 file_dev=ident.dev,
@@ -122,15 +124,16 @@ class Claimer:
             ),
             now=self._clock.now(),
         )
-        return await self._finish_claim(sub, paths, ident.ino)
+        return await self._finish_claim(sub, paths, ident.ino, inbox_name=name)
 
-    async def _finish_claim(self, sub: Submission, paths: SpoolPaths, ino: int) -> Submission:
+    async def _finish_claim(
+        self, sub: Submission, paths: SpoolPaths, ino: int, *, inbox_name: str | None = None
+    ) -> Submission:
         processing = Path(_required(sub.processing_path))
-        inbox = paths.inbox / sub.name
         found = lstat_identity(processing)
         if found is None or found.ino != ino:
-            current = lstat_identity(inbox)
-            if current is None or current.ino != ino:
+            inbox = _find_in_inbox(paths.inbox, inbox_name or sub.name, ino)
+            if inbox is None:
                 await self._store.abandon_submission(
                     sub.id, "the file disappeared before batchd claimed it", now=self._clock.now()
                 )
@@ -290,6 +293,38 @@ class Claimer:
             sub, paths.processing, [Problem(0, "the file vanished from processing/")]
         )
 
+    # ------------------------------------------------------------------ giving up
+    async def give_up(self, sub: Submission, route: RouteLike, reason: str) -> None:
+        """Reject an open submission whose claim or validation kept failing: its file (in
+        processing/, or still in the inbox) moves to rejected/ with ``reason``."""
+        paths = SpoolPaths(route.spool)
+        ino = _ino_of(sub)
+        processing = Path(_required(sub.processing_path))
+        found = lstat_identity(processing)
+        source = processing if found is not None and found.ino == ino else None
+        if source is None:
+            source = _find_in_inbox(paths.inbox, sub.name, ino)
+        if source is None:
+            await self._recover_rejected(sub, paths)
+            return
+        await self._reject(sub, paths, source, IntakeRejected([Problem(0, reason)]))
+
+    async def give_up_unclaimed(self, route: RouteLike, name: str, reason: str) -> Path | None:
+        """Move an inbox file that could not even be claimed (no submission row) to rejected/
+        under a safe name, with ``reason``. Returns where it went (None: it is gone)."""
+        dest = await asyncio.to_thread(
+            _move_aside, SpoolPaths(route.spool), name, reason, self._modes.file
+        )
+        if dest is not None:
+            log.warning(
+                "intake.rejected",
+                route=route.name,
+                name=display_name(name),
+                reason=reason,
+                rejected_path=str(dest),
+            )
+        return dest
+
     # ------------------------------------------------------------------ recovery
     async def resume(self, sub: Submission, route: RouteLike) -> bool:
         """Finish a CLAIMING or CLAIMED submission left by an earlier process."""
@@ -310,6 +345,44 @@ def _ino_of(sub: Submission) -> int:
     # The inode is the last part of the processing name: "<ino>-<name>" or "<ino>.jsonl".
     name = Path(_required(sub.processing_path)).name
     return int(name.split("-", 1)[0].split(".", 1)[0])
+
+
+def _find_in_inbox(inbox: Path, name: str, ino: int) -> Path | None:
+    """The inbox entry called ``name`` with inode ``ino``. ``name`` may be the stored, escaped
+    form of a name that is not printable (see ``display_name``): then the entry whose escaped
+    name and inode match is looked for."""
+    found = lstat_identity(inbox / name)
+    if found is not None and found.ino == ino:
+        return inbox / name
+    if "\\" not in name:
+        return None
+    try:
+        with os.scandir(inbox) as entries:
+            return next(
+                (
+                    Path(e.path)
+                    for e in entries
+                    if e.inode() == ino and e.name != name and display_name(e.name) == name
+                ),
+                None,
+            )
+    except FileNotFoundError:
+        return None
+
+
+def _move_aside(paths: SpoolPaths, name: str, reason: str, mode: int) -> Path | None:
+    """``inbox/name`` to rejected/ (under a safe name) with its reason file, no row needed."""
+    ident = lstat_identity(paths.inbox / name)
+    if ident is None:
+        return None
+    safe = name if name_allowed(name) else f"unnamed-{ident.ino}.jsonl"
+    dest = paths.rejected / safe
+    if os.path.lexists(dest):
+        dest = paths.rejected / f"{safe.removesuffix('.jsonl')}-{ident.ino}.jsonl"
+    text = format_reason(IntakeRejected([Problem(0, reason)]), name).encode()
+    write_atomic(_reason_path(dest), text, mode=mode)
+    move(paths.inbox / name, dest)
+    return dest
 
 
 def _rejected_candidates(paths: SpoolPaths, sub: Submission) -> list[Path]:

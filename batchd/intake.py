@@ -21,8 +21,9 @@ import structlog
 from batchd.claims import Claimer, RouteLike
 from batchd.clock import Clock
 from batchd.loops import gather_bounded
-from batchd.models import SubmissionState
-from batchd.spool import SpoolPaths, is_ignored, remove_stale_temp_files
+from batchd.models import Submission, SubmissionState
+from batchd.retries import RetryBook
+from batchd.spool import SpoolPaths, display_name, is_ignored, remove_stale_temp_files
 from batchd.store.base import JobStore
 from batchd.watch import InboxWatcher
 
@@ -89,6 +90,11 @@ class Intake:
         self._wake = asyncio.Event()
         self._watcher = InboxWatcher(self._wake.set, self._note_renamed, self._wake.set)
         self._next_look: float | None = None
+        self._retries = RetryBook()
+        self._held: set[tuple[str, str]] = set()  # (route, name) of a claim being retried
+        self._given_up: set[tuple[str, str, int]] = set()  # (route, name, inode) left alone
+        self._stuck: set[str] = set()  # submissions given up whose rejection failed too
+        self._folders: set[tuple[str, str]] = set()  # folders in an inbox, logged once
         self.scans = 0
 
     # ------------------------------------------------------------------ configuration
@@ -131,21 +137,67 @@ class Intake:
         return done
 
     async def resume(self) -> int:
+        """Finish the claims and validations left open (by a crash, or by a failure that is
+        being retried). A failing one waits longer each time and is given up after a few."""
         open_states = [SubmissionState.CLAIMING, SubmissionState.CLAIMED]
         done = 0
+        held: set[tuple[str, str]] = set()
+        now = self._clock.now()
         for sub in reversed(await self._store.list_submissions(states=open_states)):
             route = self._routes.get(sub.route)
             if route is None:
                 log.warning("intake.route_missing", submission_id=sub.id, route=sub.route)
                 continue
-            try:
-                if await self._claimer.resume(sub, route):
-                    self._on_accepted()
-            except Exception:  # one file must not stop the others, nor the scan
-                log.exception("intake.resume_failed", submission_id=sub.id, name=sub.name)
+            key = ("submission", sub.id)
+            if sub.id in self._stuck or not self._retries.due(key, now):
+                self._schedule_retry(key)
+            elif await self._process(sub, route):
+                done += 1
                 continue
-            done += 1
+            if sub.state is SubmissionState.CLAIMING:  # its file may still be in the inbox
+                held.add((sub.route, sub.name))
+        self._held = held
         return done
+
+    async def _process(self, sub: Submission, route: RouteLike) -> bool:
+        """Resume one open submission; False (logged, retried later or given up) if it raised."""
+        key = ("submission", sub.id)
+        try:
+            if await self._claimer.resume(sub, route):
+                self._on_accepted()
+        except Exception as exc:  # one file must not stop the others, nor the scan
+            tries = self._failed(key, exc, "intake.resume_failed", submission_id=sub.id)
+            if tries >= self._retries.max_tries:
+                await self._give_up(sub, route, exc, tries)
+            return False
+        self._retries.forget(key)
+        return True
+
+    def _failed(self, key: tuple[str, ...], exc: Exception, event: str, **fields: object) -> int:
+        """Count a failure and log it: the traceback once, then one line per try."""
+        tries = self._retries.failed(key, self._clock.now())
+        self._schedule_retry(key)
+        fields |= {"tries": tries, "max_tries": self._retries.max_tries, "error": _error(exc)}
+        if tries == 1:
+            log.exception(event, **fields)
+        else:
+            log.warning(event, **fields)
+        return tries
+
+    def _schedule_retry(self, key: tuple[str, ...]) -> None:
+        when = self._retries.next_at(key)
+        if when is not None:
+            self._schedule(when)
+
+    async def _give_up(self, sub: Submission, route: RouteLike, exc: Exception, tries: int) -> None:
+        self._retries.forget(("submission", sub.id))
+        try:
+            await self._claimer.give_up(sub, route, _give_up_reason(exc, tries))
+        except Exception as again:
+            self._stuck.add(sub.id)
+            log.exception(
+                "intake.give_up_failed", submission_id=sub.id, name=sub.name, error=_error(again)
+            )
 
     async def _scan_route(self, route: RouteLike) -> int:
         inbox = SpoolPaths(route.spool).inbox
@@ -158,10 +210,12 @@ class Intake:
         present = set()
         ready = []
         for entry in sorted(entries, key=lambda e: e.name):
-            if is_ignored(entry.name) or entry.is_dir(follow_symlinks=False):
+            if is_ignored(entry.name):
                 continue
             present.add(entry.name)
-            if self._is_ready(route, inbox, entry, now):
+            if entry.is_dir(follow_symlinks=False):
+                self._note_folder(route.name, entry.name)
+            elif self._may_take(route.name, entry) and self._is_ready(route, inbox, entry, now):
                 ready.append(entry.name)
         self._forget_missing(route.name, inbox, present)
         taken: list[str] = []
@@ -193,21 +247,72 @@ class Intake:
         self._renamed.discard((inbox, entry.name))
         return True
 
+    def _may_take(self, route: str, entry: os.DirEntry[str]) -> bool:
+        """False for a file given up, and while a failed claim waits for its next try."""
+        if (route, display_name(entry.name)) in self._held:
+            return False
+        if (route, entry.name, entry.inode()) in self._given_up:
+            return False
+        key = ("file", route, entry.name)
+        if self._retries.due(key, self._clock.now()):
+            return True
+        self._schedule_retry(key)
+        return False
+
+    def _note_folder(self, route: str, name: str) -> None:
+        if (route, name) not in self._folders:
+            self._folders.add((route, name))
+            log.warning(
+                "intake.folder_ignored",
+                route=route,
+                name=display_name(name),
+                reason="a folder, not a batch file: batchd takes only files from the inbox",
+            )
+
     async def _take(self, route: RouteLike, name: str) -> bool:
-        """Claim and validate one complete file; a failure is logged and retried later (the
-        claim, once committed, is resumed on the next pass)."""
+        """Claim and validate one complete file. A failure is logged and retried later, and
+        given up after a few tries (the claim, once committed, is resumed on the next pass)."""
+        key = ("file", route.name, name)
         try:
             sub = await self._claimer.claim(route, name)
-            if sub is not None and await self._claimer.resume(sub, route):
-                self._on_accepted()
-        except Exception:  # one bad file must not stop the others
-            log.exception("intake.claim_failed", route=route.name, name=name)
+        except Exception as exc:  # one bad file must not stop the others
+            shown = display_name(name)
+            tries = self._failed(key, exc, "intake.claim_failed", route=route.name, name=shown)
+            if tries >= self._retries.max_tries:
+                await self._give_up_unclaimed(route, name, exc, tries)
             return False
-        return sub is not None
+        self._retries.forget(key)
+        if sub is None:
+            return False
+        await self._process(sub, route)
+        return True
+
+    async def _give_up_unclaimed(
+        self, route: RouteLike, name: str, exc: Exception, tries: int
+    ) -> None:
+        self._retries.forget(("file", route.name, name))
+        inbox = SpoolPaths(route.spool).inbox
+        try:
+            await self._claimer.give_up_unclaimed(route, name, _give_up_reason(exc, tries))
+        except Exception as again:
+            with contextlib.suppress(OSError):
+                self._given_up.add((route.name, name, (inbox / name).lstat().st_ino))
+            log.exception(
+                "intake.give_up_failed",
+                route=route.name,
+                name=display_name(name),
+                error=_error(again),
+                action="left in the inbox; batchd looks at it again when it changes or restarts",
+            )
 
     def _forget_missing(self, route: str, inbox: Path, present: set[str]) -> None:
         for key in [k for k in self._seen if k[0] == route and k[1] not in present]:
             del self._seen[key]
+        self._folders -= {(r, n) for r, n in self._folders if r == route and n not in present}
+        self._given_up -= {g for g in self._given_up if g[0] == route and g[1] not in present}
+        self._retries.forget_if(
+            lambda k: isinstance(k, tuple) and k[:2] == ("file", route) and k[2] not in present
+        )
         # A name renamed in and gone (or ignored) before the scan: a later file written in
         # place under that name must wait for the stability rule.
         self._renamed -= {(d, n) for d, n in self._renamed if d == inbox and n not in present}
@@ -228,3 +333,15 @@ class Intake:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=self.wait_s())
         self._wake.clear()
+
+
+def _error(exc: BaseException) -> str:
+    """One line naming the error, printable and short (paths in it may carry odd names)."""
+    return display_name(f"{type(exc).__name__}: {exc}")[:300]
+
+
+def _give_up_reason(exc: BaseException, tries: int) -> str:
+    return (
+        f"batchd failed {tries} times to claim or validate this file (last error: {_error(exc)})"
+        " and gave up on it; drop it again to retry, and report the error if it persists"
+    )

@@ -66,6 +66,27 @@ def name_allowed(name: str) -> bool:
     return NAME_RE.fullmatch(name) is not None
 
 
+def display_name(name: str) -> str:
+    """``name`` safe to store, print and write into a reason file: bytes that are not UTF-8
+    (``os.fsdecode``'s surrogate escapes) become ``\\xNN``; control and format characters
+    (newlines, terminal escapes, bidi controls) and non-space separators become ``\\xNN``,
+    ``\\uNNNN`` or ``\\UNNNNNNNN``; everything else is kept. Idempotent (a backslash is kept as
+    it is), and an allowed name is returned unchanged."""
+    if name.isprintable():
+        return name
+    return "".join(ch if ch.isprintable() else _escape_char(ord(ch)) for ch in name)
+
+
+def _escape_char(code: int) -> str:
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, as os.fsdecode carries it
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
 class UnsafeFile(Exception):
     """The dropped entry is not a plain, private, regular file (symlink, FIFO, device, hard
     link, too large). The message is the reason given to the user."""

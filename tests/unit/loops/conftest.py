@@ -21,6 +21,7 @@ from batchd.intake import Intake
 from batchd.models import Job, Submission
 from batchd.providers.base import ProviderLimits
 from batchd.spool import SpoolPaths
+from batchd.store.base import JobStore
 from batchd.store.memory import MemoryJobStore
 from batchd.submitter import SubmitPolicy, Submitter
 from batchd.tracker import Tracker, TrackPolicy
@@ -59,10 +60,10 @@ class World:
         *,
         max_requests: int = 100,
         list_threshold: int = 10,
-        store: MemoryJobStore | None = None,
+        store: JobStore | None = None,
     ) -> None:
         self.clock = ManualClock(start=time.time())
-        self.store = store or MemoryJobStore()
+        self.store: JobStore = store or MemoryJobStore()
         self.provider = FakeProvider(limits=ProviderLimits(max_requests_per_job=max_requests))
         self.provider.clock = self.clock.now
         self.route = Route("chat", tmp_path / "spool")
