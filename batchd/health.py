@@ -14,7 +14,16 @@ class ProviderGate:
     last_error: str | None = None
 
     def is_open(self, provider: str, now: float) -> bool:
-        return max(self.paused_until.get(provider, 0.0), self.slow_until.get(provider, 0.0)) <= now
+        return self.open_at(provider) <= now
+
+    def open_at(self, provider: str) -> float:
+        """When the provider may be called again (0.0: it is not paused or slowed)."""
+        return max(self.paused_until.get(provider, 0.0), self.slow_until.get(provider, 0.0))
+
+    def ready_at(self, provider: str, due: float) -> float:
+        """When work of ``provider`` that is due at ``due`` can actually run: a loop waits for
+        this, not for ``due`` alone, or it spins while the provider is paused."""
+        return max(due, self.open_at(provider))
 
     def pause_for_auth(self, provider: str, now: float, error: str) -> bool:
         """Pause the provider; True when this starts a new pause (announce it once)."""

@@ -118,8 +118,13 @@ class Submitter:
         return len(jobs)
 
     async def wait(self) -> None:
-        jobs = await self._store.list_jobs(states=sorted(LOCAL), limit=1)
-        delay = 30.0 if not jobs else max(0.05, jobs[0].next_attempt_at - self._clock.now())
+        # Per provider: the first job of a paused provider is due only when the pause ends.
+        ready = []
+        for name in sorted(self._providers):
+            first = await self._store.list_jobs(states=sorted(LOCAL), provider=name, limit=1)
+            if first:
+                ready.append(self._gate.ready_at(name, first[0].next_attempt_at))
+        delay = 30.0 if not ready else max(0.05, min(ready) - self._clock.now())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=delay)
         self._wake.clear()

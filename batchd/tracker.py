@@ -131,10 +131,13 @@ class Tracker:
         return done
 
     async def wait(self) -> None:
-        nxt = await self._store.list_jobs(states=sorted(ACTIVE), limit=1)
-        delay = 5.0 if not nxt else nxt[0].next_attempt_at - self._clock.now()
-        if self._sweeps.due_at:
-            delay = min(delay, min(self._sweeps.due_at.values()) - self._clock.now())
+        # Per provider: a paused provider's jobs and sweeps are due only when the pause ends.
+        ready = [self._gate.ready_at(n, due) for n, due in self._sweeps.due_at.items()]
+        for name in sorted(set(self._providers) - set(self._sweeps.due_at)):  # sweeps: above
+            first = await self._store.list_jobs(states=sorted(ACTIVE), provider=name, limit=1)
+            if first:
+                ready.append(self._gate.ready_at(name, first[0].next_attempt_at))
+        delay = 5.0 if not ready else min(ready) - self._clock.now()
         timer = asyncio.get_running_loop().time
         until = timer() + min(MAX_WAIT_S, max(0.05, delay))
         while (left := until - timer()) > 0:
