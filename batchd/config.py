@@ -95,11 +95,20 @@ class DaemonSettings(_Model):
     shutdown_grace_s: Annotated[float, Field(gt=0, le=600)] = 5.0
     heartbeat_stale_s: Seconds = 60.0
     share_with_group: bool = False
+    debug_loggers: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")]] = []
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("debug_loggers", mode="before")
+    @classmethod
+    def _names(cls, value: object) -> object:
+        """A list, or (from the environment) names separated by commas."""
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
     @field_validator("data_dir", mode="before")
     @classmethod

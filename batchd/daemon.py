@@ -323,7 +323,11 @@ class Daemon:
         self._check_reloadable(new)
         async with contextlib.AsyncExitStack() as opened:
             new_providers = await self._reload_providers(new, rt, opened)
-            configure_logging(level=new.daemon.log_level, fmt=new.daemon.log_format)
+            configure_logging(
+                level=new.daemon.log_level,
+                fmt=new.daemon.log_format,
+                debug_loggers=new.daemon.debug_loggers,
+            )
             apply_settings(rt, new, new_providers)
             self.settings = new
             # Applied: providers opened for it now live as long as the daemon.

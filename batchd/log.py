@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Final, TextIO
 
 import structlog
@@ -25,6 +25,9 @@ from batchd.secret import Secret, known_secret_values
 
 MASK: Final = "***"
 LEVELS: Final = ("debug", "info", "warning", "error")
+# Libraries that log every call at debug level, user data included (aiosqlite: each SQL
+# statement with its parameters): held at info, unless named in ``debug_loggers``.
+QUIET_LOGGERS: Final = ("aiosqlite",)
 FORMATS: Final = ("auto", "json", "console")
 _MAX_DEPTH: Final = 16
 _SECRET_KEY = re.compile(
@@ -173,10 +176,15 @@ def _is_journal(stream: TextIO, journal: str) -> bool:
 
 
 def configure_logging(
-    *, level: str = "info", fmt: str = "auto", stream: TextIO | None = None
+    *,
+    level: str = "info",
+    fmt: str = "auto",
+    stream: TextIO | None = None,
+    debug_loggers: Collection[str] = (),
 ) -> None:
     """Set up structlog and the stdlib root logger. Idempotent; call again (on reload) to change
-    the level, the format or the stream. ``stream`` defaults to ``sys.stdout``."""
+    the level, the format or the stream. ``stream`` defaults to ``sys.stdout``. The
+    ``QUIET_LOGGERS`` stay at info even at debug level unless named in ``debug_loggers``."""
     if level not in LEVELS or fmt not in FORMATS:
         raise ValueError(f"log level {level!r} / format {fmt!r} not one of {LEVELS} / {FORMATS}")
     out = sys.stdout if stream is None else stream
@@ -193,6 +201,8 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if name in debug_loggers else logging.INFO)
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

@@ -41,7 +41,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from batchd.log import configure_logging
 
     settings = load_settings(args.config)
-    configure_logging(level=settings.daemon.log_level, fmt=settings.daemon.log_format)
+    daemon = settings.daemon
+    configure_logging(
+        level=daemon.log_level, fmt=daemon.log_format, debug_loggers=daemon.debug_loggers
+    )
     try:
         return asyncio.run(Daemon(settings, config_path=args.config).run())
     except (ConfigError, StoreError) as exc:
