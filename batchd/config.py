@@ -28,6 +28,7 @@ from batchd.credentials import SecretSources, SecretSpec, api_key, webhook_secre
 from batchd.errors import ConfigError, WebhookError
 from batchd.providers.base import ProviderLimits, ProviderSettings
 from batchd.webhooks.endpoint import WebhookEndpoint
+from batchd.webhooks.schedule import LADDER_S, MIN_SPAN_S, RetryLadder
 
 MiB: Final = 1024 * 1024
 Endpoint = Literal[
@@ -274,6 +275,32 @@ class WebhookConfig(_Model):
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 15.0
     max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     max_response_bytes: Annotated[int, Field(ge=0, le=16 * MiB)] = 64 * 1024
+    # When to try again after a failed attempt (default: the Standard Webhooks ladder, 72 h).
+    retry_delays_s: Annotated[list[Seconds], Field(max_length=30)] = list(LADDER_S)
+    min_retry_span_s: Annotated[float, Field(ge=0, le=30 * DAY_S)] = MIN_SPAN_S
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        from batchd.event_types import pattern_problem
+
+        problems = [p for p in map(pattern_problem, value) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @model_validator(mode="after")
+    def _retry_span(self) -> WebhookConfig:
+        ladder = sum(self.retry_delays_s)
+        if self.min_retry_span_s > ladder:
+            raise ValueError(
+                f"min_retry_span_s ({self.min_retry_span_s:g} s) is longer than the whole "
+                f"retry_delays_s ladder ({ladder:g} s): shorten it too (0: no floor)"
+            )
+        return self
+
+    def retry_ladder(self) -> RetryLadder:
+        return RetryLadder(tuple(self.retry_delays_s), self.min_retry_span_s)
 
     @field_validator("url")
     @classmethod
@@ -365,8 +392,15 @@ class Settings(_Model):
         for i, hook in enumerate(self.webhooks):
             spec = hook.secret_spec(f"{self.where}: webhooks[{i}] ({hook.name})")
             secrets = webhook_secrets(spec, self._sources())
-            fields = hook.model_dump(exclude=_NOT_RUNTIME | {"events"})
-            endpoints.append(WebhookEndpoint(secrets=secrets, events=tuple(hook.events), **fields))
+            fields = hook.model_dump(exclude=_NOT_RUNTIME | _LADDER | {"events"})
+            endpoints.append(
+                WebhookEndpoint(
+                    secrets=secrets,
+                    events=tuple(hook.events),
+                    retry=hook.retry_ladder(),
+                    **fields,
+                )
+            )
         return endpoints
 
     def secret_env_names(self) -> set[str]:
@@ -387,6 +421,7 @@ class Settings(_Model):
         return self._secrets
 
 
+_LADDER: Final = {"retry_delays_s", "min_retry_span_s"}
 _NOT_RUNTIME: Final = {
     "api_key_credential",
     "api_key_file",

@@ -237,7 +237,7 @@ class Notifier:
                 payload=delivery.payload,
                 now=self._clock.now(),
             )
-            await self._record(endpoint.name, delivery, result)
+            await self._record(endpoint, delivery, result)
         except Exception:
             # The store could not record the attempt: it stays PENDING and is made again later.
             hold = self._clock.now() + RECORD_FAILED_HOLD_S
@@ -255,9 +255,11 @@ class Notifier:
             session = self._sessions[allow_private] = self._session_factory(allow_private)
         return session
 
-    async def _record(self, name: str, delivery: Delivery, result: AttemptResult) -> None:
-        now = self._clock.now()
-        decision = decide(delivery, result, now=now, rng=self._rng)
+    async def _record(
+        self, endpoint: WebhookEndpoint, delivery: Delivery, result: AttemptResult
+    ) -> None:
+        name, now = endpoint.name, self._clock.now()
+        decision = decide(delivery, result, now=now, rng=self._rng, ladder=endpoint.retry)
         await self._store.record_delivery(
             delivery.event_id,
             name,

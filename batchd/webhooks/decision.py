@@ -11,7 +11,7 @@ from batchd.models import Event
 from batchd.store.base import Delivery, DeliveryState, EventSpec
 from batchd.webhooks.delivery import AttemptResult
 from batchd.webhooks.endpoint import WebhookEndpoint
-from batchd.webhooks.schedule import AttemptOutcome, next_delay
+from batchd.webhooks.schedule import STANDARD, AttemptOutcome, RetryLadder, next_delay
 
 DEAD_LETTER = "webhook.dead_letter"
 ENDPOINT_DISABLED = "webhook.endpoint_disabled"
@@ -41,7 +41,12 @@ def targets_for(
 
 
 def decide(
-    delivery: Delivery, result: AttemptResult, *, now: float, rng: random.Random
+    delivery: Delivery,
+    result: AttemptResult,
+    *,
+    now: float,
+    rng: random.Random,
+    ladder: RetryLadder = STANDARD,
 ) -> Decision:
     """What attempt number ``delivery.attempts + 1``, which ended with ``result``, leads to."""
     if result.outcome is AttemptOutcome.DELIVERED:
@@ -59,7 +64,9 @@ def decide(
         )
     if result.outcome is AttemptOutcome.RETRY:
         first = delivery.first_attempt_at if delivery.first_attempt_at is not None else now
-        delay = next_delay(delivery.attempts + 1, result.retry_after_s, rng, elapsed_s=now - first)
+        delay = next_delay(
+            delivery.attempts + 1, result.retry_after_s, rng, elapsed_s=now - first, ladder=ladder
+        )
         if delay is not None:
             return Decision(DeliveryState.PENDING, next_attempt_at=now + delay)
     return Decision(DeliveryState.DEAD, event=dead_letter(delivery, result))

@@ -6,6 +6,7 @@ import fnmatch
 from dataclasses import dataclass
 
 from batchd.secret import Secret
+from batchd.webhooks.schedule import STANDARD, RetryLadder
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,7 @@ class WebhookEndpoint:
     allow_private: bool = False
     max_concurrency: int = 4
     max_response_bytes: int = 64 * 1024
+    retry: RetryLadder = STANDARD  # when to try again after a failed attempt
 
     def wants(self, event_type: str) -> bool:
         return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.events)

@@ -7,12 +7,16 @@ The ladder is the Standard Webhooks example: attempts at 0, 5 s, 5 min, 30 min, 
 * ``Retry-After`` (capped at one hour) can only lengthen a delay, never shorten it: a receiver
   answering ``Retry-After: 1`` cannot burn through the ten attempts in a minute.
 * The last attempt is never scheduled earlier than 72 h after the first, whatever the jitter.
+
+An endpoint may have a shorter ladder (``retry_delays_s`` and ``min_retry_span_s`` of a
+``[[webhooks]]`` entry, for a test environment): a ``RetryLadder``; the default is the one above.
 """
 
 from __future__ import annotations
 
 import enum
 import random
+from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Final
@@ -37,6 +41,21 @@ JITTER: Final = 0.2
 RETRY_AFTER_CAP_S: Final = 3600.0
 
 
+@dataclass(frozen=True, slots=True)
+class RetryLadder:
+    """The delays between attempts, and the shortest time from the first to the last."""
+
+    delays_s: tuple[float, ...] = LADDER_S
+    min_span_s: float = MIN_SPAN_S
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.delays_s) + 1
+
+
+STANDARD: Final = RetryLadder()
+
+
 class AttemptOutcome(enum.StrEnum):
     DELIVERED = "delivered"  # 2xx
     RETRY = "retry"  # 3xx (never followed), 429, 5xx, other 4xx, timeouts, connection errors
@@ -56,20 +75,25 @@ def classify(status: int | None, error: BaseException | None) -> AttemptOutcome:
 
 
 def next_delay(
-    attempt: int, retry_after_s: float | None, rng: random.Random, *, elapsed_s: float
+    attempt: int,
+    retry_after_s: float | None,
+    rng: random.Random,
+    *,
+    elapsed_s: float,
+    ladder: RetryLadder = STANDARD,
 ) -> float | None:
     """Seconds to wait after failed attempt number ``attempt`` (1-based), or None to give up.
 
     ``elapsed_s`` is the time from the first attempt to this one (it sets the last floor)."""
     if attempt < 1:
         raise ValueError("attempt numbers start at 1")
-    if attempt >= MAX_ATTEMPTS:
+    if attempt >= ladder.max_attempts:
         return None
-    delay = LADDER_S[attempt - 1] * rng.uniform(1.0 - JITTER, 1.0 + JITTER)
+    delay = ladder.delays_s[attempt - 1] * rng.uniform(1.0 - JITTER, 1.0 + JITTER)
     if retry_after_s is not None:
         delay = max(delay, min(max(retry_after_s, 0.0), RETRY_AFTER_CAP_S))
-    if attempt == MAX_ATTEMPTS - 1:
-        delay = max(delay, MIN_SPAN_S - elapsed_s)
+    if attempt == ladder.max_attempts - 1:
+        delay = max(delay, ladder.min_span_s - elapsed_s)
     return delay
 
 
@@ -90,9 +114,9 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-def nominal_offsets_s() -> list[float]:
+def nominal_offsets_s(ladder: RetryLadder = STANDARD) -> list[float]:
     """Time of each attempt since the first, without jitter: 0, 5, 305, ... 272 105 s."""
     offsets = [0.0]
-    for delay in LADDER_S:
+    for delay in ladder.delays_s:
         offsets.append(offsets[-1] + delay)
     return offsets

@@ -18,7 +18,7 @@ from batchd.errors import StoreError
 from batchd.notifier import RECORD_FAILED_HOLD_S, Notifier
 from batchd.store.base import Delivery, DeliveryState, EventSpec, JobStore
 from batchd.store.memory import MemoryJobStore
-from batchd.webhooks.schedule import LADDER_S, MAX_ATTEMPTS, MIN_SPAN_S
+from batchd.webhooks.schedule import LADDER_S, MAX_ATTEMPTS, MIN_SPAN_S, RetryLadder
 from batchd.webhooks.signing import new_secret
 from tests.integration.webhooks.conftest import (
     WAIT_S,
@@ -288,6 +288,27 @@ async def test_a_receiver_that_never_recovers_ends_in_a_dead_letter(
     assert letters[0].id in watcher.ids()
     assert "webhook.dead_letter" in [e["event"] for e in logs]
     assert [e.id for e in await store.list_events(undelivered=True)] == [event.id]
+
+
+async def test_an_endpoint_with_a_short_ladder_gives_up_after_it(
+    make_receiver: ReceiverFactory, store: JobStore
+):
+    """A test environment's ladder (retry_delays_s = [1, 2], min_retry_span_s = 0): three
+    attempts within seconds, then a dead letter, instead of ten over three days."""
+    dead = await make_receiver(status(500))
+    clock = ManualClock(time.time())
+    event = await store.append_event(EventSpec("batch.failed", {}), now=clock.now())
+    short = endpoint("dead", dead.url, retry=RetryLadder((1.0, 2.0), 0.0))
+    notifier = notifier_for(store, [short], clock, seed=7)
+    try:
+        await run_to_completion(notifier, store, clock)
+    finally:
+        await notifier.close()
+    assert dead.ids() == [event.id] * 3
+    stamps = [s.timestamp for s in dead.seen]
+    assert stamps[-1] - stamps[0] <= 5
+    [delivery] = await store.deliveries_for(event.id)
+    assert (delivery.state, delivery.attempts) == (DeliveryState.DEAD, 3)
 
 
 async def test_deliveries_of_a_removed_endpoint_are_dropped(

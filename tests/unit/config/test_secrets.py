@@ -186,11 +186,11 @@ def test_webhook_endpoint_with_rotation(tmp_path: Path) -> None:
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "webhook_ops").write_text(f"# rotated 2025-01-01\n{new}\n\n{old}\n")
-    text = hook(events='["batch.*", "submission.done"]', timeout_s="5", max_concurrency="2")
+    text = hook(events='["batch.*", "results.ready"]', timeout_s="5", max_concurrency="2")
     [endpoint] = load(tmp_path, text, CREDENTIALS_DIRECTORY=str(creds)).webhook_endpoints()
     assert [s.reveal() for s in endpoint.secrets] == [new, old]
     assert endpoint.name == "ops" and endpoint.url == "https://hooks.example.com/batchd"
-    assert endpoint.events == ("batch.*", "submission.done")
+    assert endpoint.events == ("batch.*", "results.ready")
     assert (endpoint.timeout_s, endpoint.max_concurrency) == (5, 2)
     assert (endpoint.allow_http, endpoint.allow_private, endpoint.max_response_bytes) == (
         False,
