@@ -53,6 +53,24 @@ def data_dir_lock(data_dir: Path) -> Iterator[IO[str]]:
         handle.close()
 
 
+def daemon_running(data_dir: Path) -> bool | None:
+    """Whether a daemon holds ``data_dir``'s lock: probed with a shared lock released at once
+    (never creating the file); None when the lock file cannot be read (another user's)."""
+    try:
+        handle = (data_dir / "batchd.lock").open("r")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 def instance_id(data_dir: Path) -> str:
     """A stable id for this installation, tagged on every provider job (``batchd=<id>``)."""
     path = data_dir / "instance-id"

@@ -4,7 +4,8 @@ Each module in this package that defines ``register(subparsers)`` adds its comma
 sets ``handler`` (``(argparse.Namespace) -> int``) with ``set_defaults``. Modules import their heavy
 dependencies inside handlers so that ``batchd --help`` stays fast.
 
-Exit codes: 0 ok, 1 runtime failure, 2 usage, 3 start-up or configuration failure.
+Exit codes: 0 ok, 1 runtime failure, 2 usage, 3 start-up or configuration failure; commands
+that report an outcome add their own above 3 (``status``: 4 busy; ``submit --wait``: by outcome).
 """
 
 from __future__ import annotations
