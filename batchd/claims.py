@@ -242,11 +242,9 @@ class Claimer:
             )
 
     async def _results_dir(self, sub: Submission, paths: SpoolPaths) -> Path:
-        stem = sub.name.removesuffix(".jsonl")
-        candidate = paths.done / stem
-        if candidate.exists() or await self._store.results_dir_taken(str(candidate)):
-            candidate = paths.done / f"{stem}-{sub.id[-6:]}"
-        return candidate
+        """``done/<name>/``: the collector puts the newest run of a name there and moves older
+        ones aside (``batchd.placement``)."""
+        return paths.done / sub.name.removesuffix(".jsonl")
 
     async def _reject(
         self, sub: Submission, paths: SpoolPaths, processing: Path, exc: IntakeRejected

@@ -6,8 +6,9 @@ the content makes the job's results UNAVAILABLE (with ``results.unavailable``); 
 retry with backoff; files that keep failing verification are accepted after ``verify_attempts``
 with the problem recorded in the summary.
 
-When every job of a submission is settled, write ``done/<name>/`` (results.jsonl in input order,
-errors.jsonl, summary.json; each atomic), move the input to ``done/<name>/input.jsonl``, then
+When every job of a submission is settled, write its folder (results.jsonl in input order,
+errors.jsonl, summary.json; each atomic), move the input to ``input.jsonl`` in it, put the folder
+in place (``done/<name>/``, an older run of the name moved aside: ``batchd.placement``), then
 commit DONE with ``results.ready``. Every step is idempotent, so a restart redoes what a crash
 interrupted.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -36,6 +38,16 @@ from batchd.models import (
     SubmissionState,
     backoff_s,
     outcome_for,
+)
+from batchd.placement import (
+    SUMMARY,
+    Placement,
+    archive_dir,
+    decide,
+    owner,
+    placed,
+    retarget_summary,
+    staging_dir,
 )
 from batchd.providers.base import BatchProvider
 from batchd.results import JobFiles, ParseLine, ResultsInvalid, verify_job, write_results
@@ -261,7 +273,9 @@ class Collector:
         self._wake.set()
 
     async def _finish(self, sub: Submission, jobs: list[Job]) -> None:
-        results_dir = Path(sub.results_dir or self._work.submission(sub.id) / "results")
+        public = Path(sub.results_dir or self._work.submission(sub.id) / "results")
+        write_dir, placement = await asyncio.to_thread(_where, sub, public)
+        results_dir = placement.target
         parse = self._parser(jobs)
         items = [
             JobFiles(
@@ -272,25 +286,40 @@ class Collector:
             for j in jobs
         ]
         modes = self._policy.modes
-        tally = await asyncio.to_thread(write_results, results_dir, items, parse, modes=modes)
+        tally = await asyncio.to_thread(write_results, write_dir, items, parse, modes=modes)
         counts = tally.counts()
         outcome = outcome_for(counts, cancel_requested=sub.cancel_requested_at is not None)
         now = self._clock.now()
         summary = build_summary(sub, jobs, tally, outcome, results_dir, now=now)
         await asyncio.to_thread(
-            write_atomic, results_dir / "summary.json", dump_summary(summary), mode=modes.file
+            write_atomic, write_dir / SUMMARY, dump_summary(summary), mode=modes.file
         )
-        await asyncio.to_thread(self._move_input, sub, results_dir)
+        await asyncio.to_thread(self._move_input, sub, write_dir)
+        if write_dir != results_dir:
+            await self._put_in_place(public, write_dir, placement)
         await self._store.finish_submission(
             sub.id,
             outcome,
             now=now,
             event=ready_event(sub, jobs, tally, outcome, results_dir),
             results=counts,
+            results_dir=str(results_dir) if sub.results_dir else None,
         )
         self._work.remove(sub.id)
         log.info("collect.finished", submission_id=sub.id, outcome=outcome.value)
         self._on_finished()
+
+    async def _put_in_place(self, public: Path, staging: Path, placement: Placement) -> None:
+        """Move the older run at ``done/<name>/`` aside (store first: a crash in between is
+        redone from the summary still there), then rename the new run into place."""
+        if placement.displace is not None:
+            older = archive_dir(public, placement.displace)
+            known = await self._store.get_submission(placement.displace)
+            if known is not None and known.state is SubmissionState.DONE:
+                await self._store.move_results(known.id, str(older))
+            await asyncio.to_thread(_move_aside, public, older, self._policy.modes.file)
+            log.info("collect.older_run_moved", submission_id=placement.displace, to=str(older))
+        await asyncio.to_thread(move, staging, placement.target)
 
     def _parser(self, jobs: list[Job]) -> ParseLine:
         names = [j.provider for j in jobs if j.provider in self._providers]
@@ -302,6 +331,25 @@ class Collector:
         target = results_dir / "input.jsonl"
         if lstat_identity(source) is not None:
             move(source, target)
+
+
+def _where(sub: Submission, public: Path) -> tuple[Path, Placement]:
+    """Where to write this run's files, and where they end up (see ``batchd.placement``)."""
+    if sub.results_dir is None:
+        return public, Placement(public)
+    already = placed(public, sub.id)
+    if already is not None:  # renamed into place before a crash: finish it there
+        return already, Placement(already)
+    return staging_dir(public, sub.id), decide(public, sub.id, owner(public))
+
+
+def _move_aside(public: Path, older: Path, file_mode: int) -> None:
+    move(public, older)
+    with contextlib.suppress(OSError, ValueError):
+        summary = json.loads((older / SUMMARY).read_bytes())
+        write_atomic(
+            older / SUMMARY, dump_summary(retarget_summary(summary, older)), mode=file_mode
+        )
 
 
 def _settled(job: Job) -> bool:

@@ -165,9 +165,16 @@ class JobStore(Protocol):
         now: float,
         event: EventSpec,
         results: ResultCounts | None = None,
+        results_dir: str | None = None,
     ) -> Submission:
         """ACTIVE -> DONE, once every job is terminal with results collected or unavailable.
-        ``results`` (what the merged results hold) is kept on the submission."""
+        ``results`` (what the merged results hold) is kept on the submission; ``results_dir``,
+        when given, is where its results ended up."""
+        ...
+
+    async def move_results(self, submission_id: str, results_dir: str) -> Submission:
+        """Record that a DONE submission's results folder was moved (an older run of a name,
+        moved aside for the newest). Raises ``StaleState`` for a submission not DONE."""
         ...
 
     async def request_cancel(

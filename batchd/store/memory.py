@@ -160,10 +160,19 @@ class MemoryJobStore(MemoryOutbox):
         now: float,
         event: EventSpec,
         results: ResultCounts | None = None,
+        results_dir: str | None = None,
     ) -> Submission:
         jobs = await self.jobs_for_submission(submission_id)
-        sub = rules.finished(self._sub(submission_id), outcome, jobs, now=now, results=results)
+        current = self._sub(submission_id)
+        sub = rules.finished(
+            current, outcome, jobs, now=now, results=results, results_dir=results_dir
+        )
         self._put_sub(sub, event, now)
+        return _copy_submission(sub)
+
+    async def move_results(self, submission_id: str, results_dir: str) -> Submission:
+        sub = rules.results_moved(self._sub(submission_id), results_dir)
+        self._subs[sub.id] = sub
         return _copy_submission(sub)
 
     async def request_cancel(

@@ -171,6 +171,7 @@ def finished(
     *,
     now: float,
     results: ResultCounts | None = None,
+    results_dir: str | None = None,
 ) -> Submission:
     """ACTIVE -> DONE, refused (``StaleState``) while some job is not settled."""
     expect_submission(sub, {SubmissionState.ACTIVE})
@@ -183,7 +184,15 @@ def finished(
         outcome=Outcome(outcome),
         finished_at=now,
         results=None if results is None else result_counts(results),
+        results_dir=sub.results_dir if results_dir is None else results_dir,
     )
+
+
+def results_moved(sub: Submission, results_dir: str) -> Submission:
+    expect_submission(sub, {SubmissionState.DONE})
+    if not isinstance(results_dir, str) or not results_dir:
+        raise StoreError("results_dir must be a non-empty string")
+    return replace(sub, results_dir=results_dir)
 
 
 def result_counts(value: ResultCounts) -> ResultCounts:

@@ -241,12 +241,23 @@ class SqliteJobStore(SqliteOutbox):
         now: float,
         event: EventSpec,
         results: ResultCounts | None = None,
+        results_dir: str | None = None,
     ) -> Submission:
         def body(tx: Tx) -> Submission:
             current = self._submission(tx, submission_id)
             jobs = self._jobs_of(tx, submission_id)
-            sub = rules.finished(current, outcome, jobs, now=now, results=results)
+            sub = rules.finished(
+                current, outcome, jobs, now=now, results=results, results_dir=results_dir
+            )
             self._put_submission(tx, sub, event, now)
+            return sub
+
+        return await self._db.write(body)
+
+    async def move_results(self, submission_id: str, results_dir: str) -> Submission:
+        def body(tx: Tx) -> Submission:
+            sub = rules.results_moved(self._submission(tx, submission_id), results_dir)
+            self._put_submission(tx, sub, None, 0.0)
             return sub
 
         return await self._db.write(body)

@@ -429,3 +429,37 @@ async def test_returned_values_are_copies(store: JobStore) -> None:
     sub.metadata["team"] = "changed"
     fetched = await store.get_submission(sub.id)
     assert fetched is not None and fetched.metadata == {"team": "search"}
+
+
+async def test_finish_records_where_the_results_ended_up(store: JobStore) -> None:
+    sub, [job] = await accepted(store, 1)
+    await settle(store, job)
+    done = await store.finish_submission(
+        sub.id,
+        Outcome.SUCCEEDED,
+        now=NOW,
+        event=EventSpec("submission.done"),
+        results_dir="/spool/done/a.jsonl.sub_1",
+    )
+    assert done.results_dir == "/spool/done/a.jsonl.sub_1"
+    assert await store.get_submission(sub.id) == done
+
+
+async def test_move_results_of_a_done_submission_only(store: JobStore) -> None:
+    active, _ = await accepted(store, 1, name="a.jsonl")
+    with pytest.raises(StaleState):
+        await store.move_results(active.id, "/spool/done/elsewhere")
+    done, [job] = await accepted(store, 1, name="b.jsonl")
+    await settle(store, job)
+    await store.finish_submission(
+        done.id, Outcome.SUCCEEDED, now=NOW, event=EventSpec("submission.done")
+    )
+    before = await store.list_events()
+    moved = await store.move_results(done.id, f"/spool/done/b.{done.id}")
+    assert moved.results_dir == f"/spool/done/b.{done.id}"
+    assert await store.get_submission(done.id) == moved
+    assert await store.list_events() == before  # no event: the folder moved, nothing happened
+    with pytest.raises(StoreError):
+        await store.move_results(done.id, "")
+    with pytest.raises(StoreError):
+        await store.move_results("sub_nope", "/x")

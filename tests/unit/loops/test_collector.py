@@ -355,3 +355,93 @@ async def test_a_provider_is_kept_open_while_a_job_still_needs_collecting(world:
     assert await providers_in_use(world.store) == {"fake"}  # ended, not yet collected
     await world.collector.run_once()
     assert await providers_in_use(world.store) == set()
+
+
+async def finish_run(world: World, sub: Submission) -> Submission:
+    await world.submitter.run_once()
+    for job in await world.jobs(sub.id):
+        if job.provider_job_id and job.state is not JobState.SUCCEEDED:
+            world.provider.finish(job.provider_job_id)
+    await run_all(world)
+    done = await world.store.get_submission(sub.id)
+    assert done is not None and done.state is SubmissionState.DONE
+    return done
+
+
+def summary_of(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "summary.json").read_text())  # type: ignore[no-any-return]
+
+
+async def test_the_newest_run_of_a_name_is_at_done_name_and_older_ones_beside_it(
+    world: World,
+) -> None:
+    first = await finish_run(world, await world.accept("a.jsonl", request_lines(2)))
+    second = await finish_run(world, await world.accept("a.jsonl", request_lines(3)))
+    done = world.paths.done
+    assert second.results_dir == str(done / "a")
+    assert summary_of(done / "a")["submission_id"] == second.id
+    assert len(read_jsonl(done / "a" / "results.jsonl")) == 3
+    older = done / f"a.{first.id}"
+    assert summary_of(older)["submission_id"] == first.id
+    assert summary_of(older)["files"]["results"] == str(older / "results.jsonl")
+    assert len(read_jsonl(older / "results.jsonl")) == 2
+    moved = await world.store.get_submission(first.id)
+    assert moved is not None and moved.results_dir == str(older)
+    assert sorted(p.name for p in done.iterdir()) == ["a", f"a.{first.id}"]  # no staging left
+
+
+async def test_an_older_run_that_finishes_last_goes_beside_the_newest(world: World) -> None:
+    first = await world.accept("a.jsonl", request_lines(2))
+    second = await world.accept("a.jsonl", request_lines(3))
+    await world.submitter.run_once()
+    (job,) = await world.jobs(second.id)
+    world.provider.finish(job.provider_job_id or "")
+    await run_all(world)  # the second run finishes first
+    first_done = await finish_run(world, first)
+    assert first_done.results_dir == str(world.paths.done / f"a.{first.id}")
+    assert summary_of(world.paths.done / "a")["submission_id"] == second.id
+    second_done = await world.store.get_submission(second.id)
+    assert second_done is not None and second_done.results_dir == str(world.paths.done / "a")
+
+
+async def test_a_folder_batchd_did_not_write_is_left_alone(world: World) -> None:
+    mine = world.paths.done / "a"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep me")
+    done = await finish_run(world, await world.accept("a.jsonl", request_lines(2)))
+    assert done.results_dir == str(world.paths.done / f"a.{done.id}")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+async def test_a_crash_after_the_run_was_put_in_place_is_finished_there(world: World) -> None:
+    first = await finish_run(world, await world.accept("a.jsonl", request_lines(2)))
+    sub = await world.accept("a.jsonl", request_lines(3))
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    world.provider.finish(job.provider_job_id or "")
+    await world.tracker.run_once()
+
+    class Crash(Exception):
+        pass
+
+    real_finish = world.store.finish_submission
+
+    async def crash(*args: Any, **kwargs: Any) -> Any:
+        raise Crash  # dies after the rename into done/a, before committing DONE
+
+    world.store.finish_submission = crash  # type: ignore[method-assign]
+    with contextlib.suppress(Crash):
+        await world.collector.run_once()
+    assert summary_of(world.paths.done / "a")["submission_id"] == sub.id
+    world.store.finish_submission = real_finish  # type: ignore[method-assign]
+    from batchd.collector import Collector
+
+    restarted = Collector(world.store, {"fake": world.provider}, work=world.work, clock=world.clock)
+    await restarted.run_once()
+    second = await world.store.get_submission(sub.id)
+    assert second is not None and second.state is SubmissionState.DONE
+    assert second.results_dir == str(world.paths.done / "a")
+    assert len(read_jsonl(world.paths.done / "a" / "results.jsonl")) == 3
+    assert (world.paths.done / "a" / "input.jsonl").read_text() == request_lines(3)
+    assert summary_of(world.paths.done / f"a.{first.id}")["submission_id"] == first.id
+    assert sorted(p.name for p in world.paths.done.iterdir()) == ["a", f"a.{first.id}"]

@@ -124,15 +124,11 @@ async def test_same_content_twice_is_rejected_as_duplicate(world: World) -> None
     assert first.id in (second.reason or "")
 
 
-async def test_same_name_while_the_first_is_open_gets_its_own_results_folder(
-    world: World,
-) -> None:
+async def test_every_run_of_a_name_is_headed_for_done_name(world: World) -> None:
+    """The collector decides at the end which run stays at done/<name>/ (the newest)."""
     first = await world.accept("a.jsonl", request_lines(3))
     second = await world.accept("a.jsonl", request_lines(4))
-    third = await world.accept("a.jsonl", request_lines(5))
-    assert first.results_dir == str(world.paths.done / "a")
-    assert second.results_dir == str(world.paths.done / f"a-{second.id[-6:]}")
-    assert third.results_dir == str(world.paths.done / f"a-{third.id[-6:]}")
+    assert first.results_dir == second.results_dir == str(world.paths.done / "a")
 
 
 async def test_restart_finishes_a_half_done_claim(world: World) -> None:
