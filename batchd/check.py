@@ -1,55 +1,89 @@
-"""``batchd check``: validate the configuration, open the database, reach every provider.
+"""``batchd check``: is this installation ready to run? Fast, and read-only.
 
-Prints one line per check; the exit code is 0 when everything passed, 3 for a configuration or
-database problem, 1 when a provider could not be reached.
+In order: the configuration (including webhook secrets and event patterns), whether a daemon
+holds the data folder, the database, every route's spool folders (writable by the user running
+the check, or creatable), and every provider (one short attempt each: no read retries, at most
+``PROBE_TIMEOUT_S``). Prints one line per check (``--json``: one document); the exit code is 0
+when everything passed, 3 for a configuration, database or spool problem, 1 when a provider
+could not be reached.
 """
 
 from __future__ import annotations
 
-import sys
+import asyncio
+import dataclasses
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, Final
 
 from batchd.errors import ConfigError, ProviderError, SchemaMismatch, StoreError
 
+if TYPE_CHECKING:
+    from batchd.config import RouteConfig, Settings
 
-def _say(ok: bool, what: str) -> None:
-    print(f"{'ok  ' if ok else 'FAIL'} {what}", file=sys.stdout if ok else sys.stderr)
+PROBE_TIMEOUT_S: Final = 10.0
+PROBE_CONNECT_S: Final = 5.0
+EXIT_OK, EXIT_UNREACHABLE, EXIT_CONFIG = 0, 1, 3
 
 
-async def run_checks(config_path: Path | None) -> int:
+@dataclass(frozen=True, slots=True)
+class Result:
+    check: str  # configuration, daemon, database, spool <route>, provider <name>
+    ok: bool
+    detail: str
+    exit_code: int = EXIT_OK  # what a failure means for the exit code
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"check": self.check, "ok": self.ok, "detail": self.detail}
+
+
+def exit_code(results: list[Result]) -> int:
+    return max((r.exit_code for r in results if not r.ok), default=EXIT_OK)
+
+
+async def run_checks(config_path: Path | None) -> list[Result]:
     from batchd.config import load_settings
 
     try:
         settings = load_settings(config_path)
         settings.webhook_endpoints()
     except ConfigError as exc:
-        _say(False, f"configuration: {exc}")
-        return 3
-    _say(True, f"configuration {settings.source or '(built-in defaults)'}")
-    database = settings.daemon.database_path
-    if not database.exists():
+        return [Result("configuration", False, str(exc), EXIT_CONFIG)]
+    results = [Result("configuration", True, str(settings.source or "(built-in defaults)"))]
+    results.append(check_daemon(settings.daemon.data_dir))
+    results.append(await check_database(settings.daemon.database_path))
+    results += [check_spool(route) for route in settings.routes]
+    results += await check_providers(settings)
+    return results
+
+
+def check_daemon(data_dir: Path) -> Result:
+    from batchd.wiring import daemon_running
+
+    running = daemon_running(data_dir)
+    text = {True: "running on", False: "not running on", None: "unknown (lock unreadable) for"}
+    return Result("daemon", True, f"{text[running]} {data_dir}")
+
+
+async def check_database(database: Path) -> Result:
+    if not await asyncio.to_thread(database.exists):
         # Before the first `batchd run`: nothing to check, and nothing to create here (a check
         # run as another user must not leave a database that the daemon cannot write).
-        _say(True, f"database {database} (not created yet: batchd run creates it)")
-        return await _check_providers(settings)
+        return Result("database", True, f"{database} (not created yet: batchd run creates it)")
     try:
-        await _check_store(database)
+        await _integrity(database)
     except SchemaMismatch as exc:
         if exc.found > exc.expected:
-            _say(False, f"database: {exc}")
-            return 3
-        _say(True, f"database {database} (schema {exc.found}: batchd run migrates it)")
-        return await _check_providers(settings)
+            return Result("database", False, str(exc), EXIT_CONFIG)
+        return Result("database", True, f"{database} (schema {exc.found}: batchd run migrates it)")
     except StoreError as exc:
-        _say(False, f"database: {exc}")
-        return 3
-    _say(True, f"database {database}")
-    return await _check_providers(settings)
+        return Result("database", False, str(exc), EXIT_CONFIG)
+    return Result("database", True, str(database))
 
 
-async def _check_store(path: Path) -> None:
+async def _integrity(path: Path) -> None:
     from batchd.store.sqlite import SqliteJobStore
 
     store = SqliteJobStore(path, migrate=False)
@@ -62,30 +96,71 @@ async def _check_store(path: Path) -> None:
         raise StoreError("; ".join(problems[:3]))
 
 
-async def _check_providers(settings: object) -> int:
-    from batchd.config import Settings
+def check_spool(route: RouteConfig) -> Result:
+    """Each of the four folders is a writable folder, or can be created by this user."""
+    from batchd.spool import SpoolPaths
+
+    paths = SpoolPaths(route.spool)
+    problems = [p for folder in _folders(paths) if (p := folder_problem(folder))]
+    name = f"spool {route.name}"
+    if problems:
+        return Result(name, False, "; ".join(problems), EXIT_CONFIG)
+    missing = [f.name for f in _folders(paths) if not f.exists()]
+    later = f" ({', '.join(missing)} not created yet: batchd run creates them)" if missing else ""
+    return Result(name, True, f"{route.spool}{later}")
+
+
+def _folders(paths: Any) -> Iterator[Path]:
+    yield from (paths.inbox, paths.processing, paths.done, paths.rejected)
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be used (by the user running this), or None."""
+    if folder.exists():
+        if not folder.is_dir():
+            return f"{folder}: not a folder"
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"{folder}: not writable by this user"
+        return None
+    parent = folder.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        return f"{folder}: does not exist and cannot be created ({parent} is not writable)"
+    return None
+
+
+async def check_providers(settings: Settings) -> list[Result]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        names = sorted({r.provider for r in settings.routes})
+        return [await check_provider(settings, name, session) for name in names]
+
+
+async def check_provider(settings: Settings, name: str, session: Any) -> Result:
     from batchd.providers.base import JobFilter
     from batchd.providers.registry import open_provider
 
-    assert isinstance(settings, Settings)
-    failed = 0
-    async with aiohttp.ClientSession() as session:
-        for name in sorted({r.provider for r in settings.routes}):
-            try:
-                provider_settings = settings.provider_settings(name)
-                async with open_provider(provider_settings, session) as provider:
-                    page = await provider.list_jobs(JobFilter(page_size=1))
-            except ConfigError as exc:
-                _say(False, f"provider {name}: {exc}")
-                return 3
-            except ProviderError as exc:
-                _say(False, f"provider {name}: {exc}")
-                failed += 1
-                continue
-            where = (
-                "in-process emulator"
-                if provider_settings.kind == "emulator"
-                else provider_settings.base_url
-            )
-            _say(True, f"provider {name} ({where}): {page.total} jobs")
-    return 1 if failed else 0
+    try:
+        configured = settings.provider_settings(name)
+    except ConfigError as exc:
+        return Result(f"provider {name}", False, str(exc), EXIT_CONFIG)
+    probe = dataclasses.replace(
+        configured,
+        read_retries=0,
+        timeout_s=min(configured.timeout_s, PROBE_TIMEOUT_S),
+        connect_timeout_s=min(configured.connect_timeout_s, PROBE_CONNECT_S),
+    )
+    where = "in-process emulator" if probe.kind == "emulator" else probe.base_url
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S), open_provider(probe, session) as provider:
+            page = await provider.list_jobs(JobFilter(page_size=1))
+    except ConfigError as exc:
+        return Result(f"provider {name}", False, str(exc), EXIT_CONFIG)
+    except ProviderError as exc:
+        return Result(f"provider {name}", False, f"{where}: {exc}", EXIT_UNREACHABLE)
+    except TimeoutError:
+        detail = f"{where}: no answer within {PROBE_TIMEOUT_S:g} s"
+        return Result(f"provider {name}", False, detail, EXIT_UNREACHABLE)
+    return Result(f"provider {name}", True, f"{where}: {page.total} jobs")

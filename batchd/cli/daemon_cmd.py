@@ -10,6 +10,7 @@ from pathlib import Path
 
 from batchd.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from batchd.cli._common import add_config_argument
+from batchd.cli._output import add_json, print_json
 from batchd.errors import BatchdError, ConfigError, IntakeRejected, StoreError, UsageError
 
 
@@ -19,9 +20,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.set_defaults(handler=cmd_run)
 
     check = subparsers.add_parser(
-        "check", help="validate the configuration, open the database, reach every provider"
+        "check",
+        help="configuration, daemon, database, spool folders, one quick call per provider",
+        description="Checks the configuration (secrets and webhook event patterns included), "
+        "whether a daemon runs on the data folder, the database, that every spool folder is "
+        "writable (or creatable) by this user, and makes one short call to each provider. "
+        "Exit code 0: all passed; 3: a configuration, database or spool problem; 1: a "
+        "provider could not be reached.",
     )
     add_config_argument(check)
+    add_json(check)
     check.set_defaults(handler=cmd_check)
 
     submit = subparsers.add_parser(
@@ -53,9 +61,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from batchd.check import run_checks
+    from batchd.check import exit_code, run_checks
 
-    return asyncio.run(run_checks(args.config))
+    results = asyncio.run(run_checks(args.config))
+    code = exit_code(results)
+    if args.json:
+        print_json({"ok": code == EXIT_OK, "checks": [r.as_dict() for r in results]})
+        return code
+    for result in results:
+        line = f"{'ok  ' if result.ok else 'FAIL'} {result.check}: {result.detail}"
+        print(line, file=sys.stdout if result.ok else sys.stderr)
+    return code
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
