@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Drop JSONL batch files in a folder; get ordered, verified results back.",
         epilog="environment: BATCHD_CONFIG (the configuration file), and one variable per "
         "setting, BATCHD_<SECTION>__<KEY> (e.g. BATCHD_DAEMON__LOG_LEVEL=debug); every key "
-        "and its default is in config/batchd.toml",
+        "and its default is in the annotated configuration: batchd config example",
     )
     parser.add_argument(
         "-V", "--version", action="version", version=f"batchd {__version__}", help="the version"
