@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from batchd.cli import EXIT_OK
 from batchd.errors import ConfigError, UsageError
 
+DEFAULT_PORT = 8089  # `batchd emulator`'s port; `batchd remote --help` names it
+
 if TYPE_CHECKING:
     from batchd.emulator import EmulatorConfig
 
@@ -41,7 +43,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="A faithful local Mistral Files + Batch API server. State is in memory.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8089, help="port (default 8089; 0 = any)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port (default {DEFAULT_PORT}; 0 = any)",
+    )
     parser.add_argument(
         "--api-key",
         dest="api_keys",

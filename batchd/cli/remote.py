@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchd.cli import EXIT_OK
+from batchd.cli.emulator_cmd import DEFAULT_PORT as EMULATOR_PORT
 from batchd.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
@@ -24,11 +25,11 @@ if TYPE_CHECKING:
 
 Action = Callable[[Any, argparse.Namespace], Awaitable[Any]]
 
-COMMON_EPILOG = """\
+COMMON_EPILOG = f"""\
 choosing the provider:
   --provider NAME from the configuration (--config PATH or env BATCHD_CONFIG), or the default
   provider when omitted; or, without a configuration file, --base-url URL (e.g.
-  https://api.mistral.ai or an emulator at http://127.0.0.1:8080) with the API key in the
+  https://api.mistral.ai or an emulator at http://127.0.0.1:{EMULATOR_PORT}) with the API key in the
   environment variable MISTRAL_API_KEY or in a file named by --api-key-file.
 """
 
@@ -145,8 +146,8 @@ def _register_jobs(
     listing.add_argument("--page", type=int, default=0, help="0-based page (default 0)")
     listing.add_argument("--page-size", type=int, default=100, help="default 100")
     listing.add_argument("--all", action="store_true", help="walk every page from --page")
-    listing.add_argument("--model")
-    listing.add_argument("--agent-id")
+    listing.add_argument("--model", help="only jobs of this model")
+    listing.add_argument("--agent-id", help="only jobs of this agent")
     listing.add_argument(
         "--metadata",
         type=metadata_pair,
@@ -158,7 +159,9 @@ def _register_jobs(
     listing.add_argument(
         "--created-after", type=timestamp, metavar="TIME", help="ISO-8601 or unix seconds"
     )
-    listing.add_argument("--created-by-me", action="store_true")
+    listing.add_argument(
+        "--created-by-me", action="store_true", help="only jobs created with this API key's user"
+    )
     listing.add_argument(
         "--status",
         type=job_states,
@@ -167,7 +170,12 @@ def _register_jobs(
         help="QUEUED, RUNNING, SUCCESS, ... or pending, running, succeeded, ...; "
         "repeatable or comma-separated",
     )
-    listing.add_argument("--order-by", choices=["created", "-created"], default="-created")
+    listing.add_argument(
+        "--order-by",
+        choices=["created", "-created"],
+        default="-created",
+        help="by creation time, oldest (created) or newest (-created, the default) first",
+    )
 
     create = _leaf(
         sub, "create", "create a batch job (uploads --input-file first)", ops.create_job, common
@@ -187,8 +195,8 @@ def _register_jobs(
         "--requests", type=Path, metavar="PATH", help="JSONL of inline requests (<= 10000)"
     )
     create.add_argument("--endpoint", required=True, help="e.g. /v1/chat/completions")
-    create.add_argument("--model")
-    create.add_argument("--agent-id")
+    create.add_argument("--model", help="model for every request (or name it in each body)")
+    create.add_argument("--agent-id", help="run the requests with this agent instead of a model")
     create.add_argument(
         "--metadata",
         type=metadata_pair,
@@ -200,7 +208,7 @@ def _register_jobs(
     create.add_argument("--timeout-hours", type=int, default=24, help="1..168 (default 24)")
 
     get = _leaf(sub, "get", "show one batch job", ops.get_job, common)
-    get.add_argument("job_id")
+    get.add_argument("job_id", help="the provider's job id")
     get.add_argument(
         "--inline",
         action=argparse.BooleanOptionalAction,
@@ -211,7 +219,8 @@ def _register_jobs(
         ("cancel", ops.cancel_job, "request cancellation of a batch job"),
         ("delete", ops.delete_job, "delete a batch job"),
     ):
-        _leaf(sub, name, text, action, common).add_argument("job_id")
+        leaf = _leaf(sub, name, text, action, common)
+        leaf.add_argument("job_id", help="the provider's job id")
 
 
 def _register_files(
@@ -222,12 +231,17 @@ def _register_files(
     upload = _leaf(
         sub, "upload", "upload a file (purpose batch by default)", ops.upload_file, common
     )
-    upload.add_argument("path", type=Path)
+    upload.add_argument("path", type=Path, help="the local file to upload")
     upload.add_argument("--name", help="file name at the provider (default: the local name)")
     upload.add_argument(
         "--purpose", default="batch", help="batch (default), fine-tune, ocr, agentic_safety"
     )
-    upload.add_argument("--visibility", choices=["workspace", "user"], default="workspace")
+    upload.add_argument(
+        "--visibility",
+        choices=["workspace", "user"],
+        default="workspace",
+        help="who may see the file (default workspace)",
+    )
     upload.add_argument(
         "--expiry",
         type=int,
@@ -236,8 +250,8 @@ def _register_files(
     )
 
     listing = _leaf(sub, "list", "list files (one page, or --all)", ops.list_files, common)
-    listing.add_argument("--page", type=int, default=0)
-    listing.add_argument("--page-size", type=int, default=100)
+    listing.add_argument("--page", type=int, default=0, help="0-based page (default 0)")
+    listing.add_argument("--page-size", type=int, default=100, help="default 100")
     listing.add_argument("--all", action="store_true", help="walk every page from --page")
     listing.add_argument("--search", help="match file names")
     listing.add_argument("--purpose", help="batch, fine-tune, ocr")
@@ -257,14 +271,15 @@ def _register_files(
         ("get", ops.get_file, "show one file's metadata"),
         ("delete", ops.delete_file, "delete a file"),
     ):
-        _leaf(sub, name, text, action, common).add_argument("file_id")
+        leaf = _leaf(sub, name, text, action, common)
+        leaf.add_argument("file_id", help="the provider's file id")
     download = _leaf(
         sub, "download", "download a file's content to a path", ops.download_file, common
     )
-    download.add_argument("file_id")
+    download.add_argument("file_id", help="the provider's file id")
     download.add_argument("path", type=Path, help="destination (replaced atomically)")
     url = _leaf(sub, "url", "a signed URL to a file's content", ops.file_url, common)
-    url.add_argument("file_id")
+    url.add_argument("file_id", help="the provider's file id")
     url.add_argument("--expiry-hours", type=int, default=24, help="1..168 (default 24)")
 
 
