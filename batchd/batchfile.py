@@ -6,7 +6,8 @@ parsing raises only ``IntakeRejected`` (never ``ValueError``, ``RecursionError``
 
 Rules: strict UTF-8 (one leading BOM tolerated); no NUL bytes; blank lines skipped; each other
 line one JSON object ``{"custom_id"?, "body", "method"?, "url"?}`` with ``body`` an object, no
-other keys, nesting at most ``MAX_DEPTH``, no NaN/Infinity and no lone surrogate escapes;
+other keys and none twice (also spelled with escapes: ``"b\\u006fdy"`` is ``body``), nesting at
+most ``MAX_DEPTH``, no NaN/Infinity and no lone surrogate escapes;
 ``custom_id`` (if present and not null) a non-empty string of at most ``MAX_CUSTOM_ID_CHARS``,
 unique in the file; OpenAI style ``method`` must be ``POST`` and ``url`` the route's endpoint.
 A missing ``custom_id`` is assigned ``line-<n>`` (``n`` the 1-based line number); if that is
@@ -20,6 +21,7 @@ import hashlib
 import json
 import os
 from array import array
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +135,28 @@ def _reject_constant(name: str) -> Any:
     raise BadLine(f"{name} is not valid JSON")
 
 
+class _Duplicated(dict[str, Any]):
+    """An object in which a key appeared more than once (the last value kept, as ``json``
+    does); ``keys_repeated`` names them. Only the line's top-level object is refused."""
+
+    keys_repeated: tuple[str, ...] = ()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    marked = _Duplicated(obj)
+    counts = Counter(key for key, _ in pairs)
+    marked.keys_repeated = tuple(key for key, n in counts.items() if n > 1)
+    return marked
+
+
+# Built once: ``json.loads`` with keyword arguments builds a decoder per call (measured: this is
+# faster than the old ``json.loads(text, parse_constant=...)`` even with the hook).
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_object)
+
+
 def _depth_ok(value: object) -> bool:
     """Nesting at most ``MAX_DEPTH`` (iterative: deep input must not recurse)."""
     stack: list[tuple[object, int]] = [(value, 1)]
@@ -155,7 +179,7 @@ def _decode(content: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise BadLine(f"invalid UTF-8 at byte {exc.start + 1} of the line") from None
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = _DECODER.decode(text)
     except BadLine:
         raise
     except RecursionError:
@@ -164,6 +188,9 @@ def _decode(content: bytes) -> Any:
         raise BadLine(f"invalid JSON: {_short(exc)}") from None
     if content.count(b"[") + content.count(b"{") > MAX_DEPTH and not _depth_ok(value):
         raise BadLine(f"JSON nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, _Duplicated):
+        names = ", ".join(repr(k[:40]) for k in value.keys_repeated[:5])
+        raise BadLine(f"duplicate key {names}: each key may appear once in a line")
     return value
 
 

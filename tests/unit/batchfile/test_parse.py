@@ -120,6 +120,11 @@ def test_no_requests_is_a_whole_file_problem(tmp_path: Path, data: bytes) -> Non
         (b'{"body": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested"),
         (b'{"body": {"a": ' + b"[" * MAX_DEPTH + b"]" * MAX_DEPTH + b"}}", "nested"),
         (b"{" * 100_000, "JSON"),
+        (b'{"custom_id": "a", "custom_id": "z", "body": {}}', "duplicate key 'custom_id'"),
+        (b'{"body": {"model": "a"}, "body": {"model": "b"}}', "duplicate key 'body'"),
+        (b'{"body": {}, "b\\u006fdy": {"x": 1}}', "duplicate key 'body'"),  # an escaped spelling
+        (b'{"body": {}, "url": "/v1/chat/completions", "url": "/v1/chat/completions"}', "'url'"),
+        (b'{"body": {}, "method": "POST", "method": "GET"}', "duplicate key 'method'"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -128,6 +133,13 @@ def test_each_rule_reports_its_line(tmp_path: Path, bad: bytes, keyword: str) ->
     exc = problems(tmp_path, ok("a") + b"\n\n" + bad + b"\n" + ok("b") + b"\n", limits)
     assert lines_of(exc) == [3]
     assert keyword in exc.problems[0].reason
+
+
+def test_a_key_repeated_inside_the_body_is_kept_as_json_reads_it(tmp_path: Path) -> None:
+    # Only the line's own keys must be unique: what is sent is the normalized body (last wins),
+    # so batchd and the provider read the same request.
+    parsed = parse(tmp_path, b'{"custom_id": "a", "body": {"model": "x", "model": "y"}}\n')
+    assert parsed.normalized_sizes == [len(normalized_line("a", {"model": "y"}))]
 
 
 def test_nesting_up_to_the_limit_is_accepted(tmp_path: Path) -> None:
