@@ -35,6 +35,7 @@ MAX_DEPTH: Final = 64
 MAX_CUSTOM_ID_CHARS: Final = 512
 ALLOWED_KEYS: Final = frozenset({"custom_id", "body", "method", "url"})
 _SKIP_CHUNK: Final = 64 * 1024
+MAX_MODELS_TRACKED: Final = 20  # distinct body.model values counted per file (the rest: not)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class ParsedFile:
     normalized_sizes: list[int]  # bytes of each request's normalized line, newline included
     assigned_ids: int  # how many custom_ids were assigned
     byte_offsets: Sequence[int] = field(default_factory=lambda: array("q"), repr=False)
+    # body.model of the requests that name one: model -> (requests, first line), the first
+    # MAX_MODELS_TRACKED distinct names only
+    models: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +279,7 @@ class _Scan:
         self.lines: list[int] = []
         self.sizes: list[int] = []
         self.offsets = array("q")
+        self.models: dict[str, tuple[int, int]] = {}
 
     def problem(self, line: int, reason: str) -> None:
         if len(self.problems) >= self.limits.max_problems:
@@ -302,6 +307,14 @@ class _Scan:
             self.problem(line.number, str(exc))
             return
         self.request(line, custom_id, size)
+        self.model(body.get("model"), line.number)
+
+    def model(self, name: object, line: int) -> None:
+        if not isinstance(name, str):
+            return
+        count, first = self.models.get(name, (0, line))
+        if count or len(self.models) < MAX_MODELS_TRACKED:
+            self.models[name] = (count + 1, first)
 
     def request(self, line: Line, custom_id: str | None, size: int) -> None:
         if custom_id is not None:
@@ -356,7 +369,23 @@ def parse_batch_file(path: Path, *, endpoint: str, limits: FileLimits) -> Parsed
         normalized_sizes=sizes,
         assigned_ids=assigned,
         byte_offsets=scan.offsets,
+        models=scan.models,
     )
+
+
+def model_mismatch(route_model: str | None, models: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    """What to warn about when lines name a model other than the route's (one job runs one
+    model, so the route's answers them all); empty when they agree or the route names none."""
+    others = {m: use for m, use in models.items() if m != route_model}
+    if route_model is None or not others:
+        return {}
+    shown = sorted(others.items(), key=lambda item: item[1][1])[:5]
+    return {
+        "route_model": route_model,
+        "line_models": {display_name(m)[:100]: count for m, (count, _) in shown},
+        "requests": sum(count for count, _ in others.values()),
+        "first_line": shown[0][1][1],
+    }
 
 
 def format_reason(exc: IntakeRejected, name: str) -> str:

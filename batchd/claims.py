@@ -22,7 +22,13 @@ from typing import Protocol
 
 import structlog
 
-from batchd.batchfile import FileLimits, ParsedFile, format_reason, parse_batch_file
+from batchd.batchfile import (
+    FileLimits,
+    ParsedFile,
+    format_reason,
+    model_mismatch,
+    parse_batch_file,
+)
 from batchd.chunks import plan_chunks, write_chunk
 from batchd.clock import Clock
 from batchd.errors import IntakeRejected, Problem
@@ -169,6 +175,7 @@ class Claimer:
     async def _accept(
         self, sub: Submission, parsed: ParsedFile, chunks: list[ChunkPlan], results_dir: Path
     ) -> None:
+        mismatch = model_mismatch(sub.model, parsed.models)
         await self._store.accept_submission(
             sub.id,
             sha256=parsed.sha256,
@@ -186,9 +193,18 @@ class Claimer:
                     "chunks": len(chunks),
                     "assigned_custom_ids": parsed.assigned_ids,
                     "sha256": parsed.sha256,
+                    **({"model_mismatch": mismatch} if mismatch else {}),
                 },
             ),
         )
+        if mismatch:
+            log.warning(
+                "intake.model_mismatch",
+                submission_id=sub.id,
+                name=sub.name,
+                note="one job runs one model: the route's model answers every request",
+                **mismatch,
+            )
 
     def _validate(self, sub: Submission, processing: Path) -> tuple[ParsedFile, list[ChunkPlan]]:
         if not name_allowed(sub.name):
