@@ -52,11 +52,22 @@ async def run_checks(config_path: Path | None) -> list[Result]:
     except ConfigError as exc:
         return [Result("configuration", False, str(exc), EXIT_CONFIG)]
     results = [Result("configuration", True, str(settings.source or "(built-in defaults)"))]
+    results.append(check_data_dir(settings.daemon.data_dir))
     results.append(check_daemon(settings.daemon.data_dir))
     results.append(await check_database(settings.daemon.database_path))
     results += [check_spool(route) for route in settings.routes]
     results += await check_providers(settings)
     return results
+
+
+def check_data_dir(data_dir: Path) -> Result:
+    """A writable folder (its database and lock files too), or one that can be created."""
+    from batchd.folders import data_dir_problems
+
+    problems = data_dir_problems(data_dir)
+    if problems:
+        return Result("data folder", False, "; ".join(problems), EXIT_CONFIG)
+    return Result("data folder", True, str(data_dir))
 
 
 def check_daemon(data_dir: Path) -> Result:

@@ -25,6 +25,7 @@ import structlog
 from batchd.clock import Clock, SystemClock
 from batchd.config import Settings, load_settings
 from batchd.errors import ConfigError
+from batchd.folders import folder_problems
 from batchd.log import configure_logging
 from batchd.loops import DEFAULT_MAX_PASS_S, DEFAULT_STALL_S, run_loop
 from batchd.providers.base import BatchProvider
@@ -89,6 +90,9 @@ class Daemon:
 
     # ------------------------------------------------------------------ public
     async def run(self) -> int:
+        problems = folder_problems(self.settings)  # one line each, not a traceback
+        if problems:
+            raise ConfigError("\n".join(problems))
         with data_dir_lock(self.settings.daemon.data_dir), self._signal_handlers():
             async with self._exit:
                 runtime = await self._start()
@@ -339,6 +343,9 @@ class Daemon:
     def _check_reloadable(self, new: Settings) -> None:
         if new.daemon.data_dir != self.settings.daemon.data_dir:
             raise ConfigError("daemon.data_dir cannot change on reload; restart batchd instead")
+        problems = folder_problems(new)  # a new spool batchd cannot write refuses the reload
+        if problems:
+            raise ConfigError("; ".join(problems))
         new.webhook_endpoints()  # resolve secrets now, so a bad one refuses the reload
 
     async def _reload_providers(
