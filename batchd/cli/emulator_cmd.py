@@ -24,7 +24,7 @@ BEHAVIOUR_KEYS = (
     "error_field=object|string, cancel_terminal=ok|error, delete_active=allow|reject, "
     "invalid_id_status=422|404, metadata_filter=honour|ignore, stable_created, "
     "default_max_tokens, embedding_dim, "
-    "max_upload_bytes, max_requests_per_job, max_inline_outputs"
+    "max_upload_bytes, max_requests_per_job, max_inline_outputs, outputs=fill|null"
 )
 FAULT_HELP = (
     "inject faults: KIND[:PROB][,route=PATTERN][,phase=before|after][,delay=S]"

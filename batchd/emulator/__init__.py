@@ -54,7 +54,9 @@ Choices where the reference is silent or unverified (``Behaviour`` makes most co
 - A path id that is not a UUID gets FastAPI's 422 (``invalid_id_status=404`` for 404).
 - ``GET /v1/batch/jobs/{id}`` (and cancel) return ``outputs`` for jobs created with inline
   ``requests`` unless ``inline=false``, and for any job with ``inline=true`` (at most
-  ``max_inline_outputs`` lines); null until terminal.
+  ``max_inline_outputs`` lines); null until terminal. ``outputs="null"`` keeps them null at
+  every status, as the real API has done for an inline job (the SDK added a null check): the
+  results are then only in ``output_file``/``error_file``.
 - Jobs list: ``metadata`` is matched from exploded top-level query keys (every key that is not a
   known parameter, as the SDK sends it) and from ``metadata=<json>``; ``created_after`` is
   inclusive; ``created_by_me`` means created with the same API key; ``total`` counts every

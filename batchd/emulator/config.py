@@ -56,6 +56,7 @@ class Behaviour:
     max_upload_bytes: int = 512 * MIB
     max_requests_per_job: int = 1_000_000
     max_inline_outputs: int = 10_000  # GET ?inline=true returns at most this many lines
+    outputs: Literal["fill", "null"] = "fill"  # "null": `outputs` stays null when terminal
 
     def __post_init__(self) -> None:
         if self.invalid_id_status not in {404, 422}:

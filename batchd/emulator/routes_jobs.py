@@ -111,8 +111,10 @@ async def get_job(request: web.Request) -> web.Response:
 
 async def _job_wire(state: EmulatorState, job: JobRecord, inline: bool | None) -> dict[str, Any]:
     """``outputs`` are filled once terminal: by default for jobs created with inline
-    ``requests``, or whenever ``inline=true``."""
+    ``requests``, or whenever ``inline=true``; never with the ``outputs="null"`` behaviour
+    (the real API has answered null at a terminal status; the SDK checks for it)."""
     want_outputs = inline if inline is not None else job.inline
+    want_outputs = want_outputs and state.config.behaviour.outputs == "fill"
     outputs = await state.engine.read_outputs(job) if want_outputs and job.ready else None
     return to_wire(job, state.clock.now(), outputs)
 

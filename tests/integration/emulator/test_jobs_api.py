@@ -8,9 +8,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import pytest
 
-from batchd.emulator import serve
+from batchd.emulator import Behaviour, serve
 from tests.integration.emulator.helpers import STEPPED, Api, chat_file, chat_line, stepped_config
 
 JOB_KEYS = {
@@ -309,3 +310,16 @@ async def test_get_inline_outputs(api: Api) -> None:
     outputs = (await api.job(inline["id"]))["outputs"]
     assert outputs[0]["custom_id"] == "a"
     assert outputs[0]["response"]["body"]["object"] == "chat.completion"
+
+
+async def test_outputs_can_stay_null_at_a_terminal_status(session: aiohttp.ClientSession) -> None:
+    """``--behaviour outputs=null``: what the real API has answered for an inline job (the SDK
+    added a null check); the results are still in the output file."""
+    async with serve(stepped_config(behaviour=Behaviour(outputs="null"))) as emu:
+        api = Api(session, emu)
+        inline = await api.create(requests=[chat_line("a", "hi"), chat_line("b", "ho")])
+        done = await api.finish(inline["id"])
+        assert done["status"] == "SUCCESS" and done["outputs"] is None
+        assert (await api.job(inline["id"], inline="true"))["outputs"] is None
+        lines = await api.lines(done["output_file"])
+        assert sorted(line["custom_id"] for line in lines) == ["a", "b"]

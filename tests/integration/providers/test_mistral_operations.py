@@ -251,6 +251,31 @@ async def test_inline_requests_and_inline_get(
     assert provider.calls["create_job"] == 1
 
 
+async def test_an_inline_job_whose_outputs_stay_null_is_read_from_its_output_file(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Issue 13 item 16: the real API has answered ``outputs: null`` for a finished inline job;
+    the client reads such a job, and its results come whole from the output file, which is
+    all batchd ever uses."""
+    requests = tuple(
+        {"custom_id": f"r{i}", "body": {"messages": [{"role": "user", "content": "hi"}]}}
+        for i in range(3)
+    )
+    async with serve(emulator_config(behaviour=Behaviour(outputs="null"))) as emu:
+        provider = MistralProvider(fast_settings(emu.url), session)
+        created = await provider.create_job(JobSpec(endpoint=CHAT, model=MODEL, requests=requests))
+        done = await finish(provider, emu, created.id)
+        inline = await provider.get_job(created.id, inline=True)
+        assert (done.state, done.outputs, inline.outputs) == (JobState.SUCCEEDED, None, None)
+        assert inline.output_file is not None and inline.counts.completed == 3
+        size = await provider.download_file(inline.output_file, tmp_path / "out.jsonl")
+        assert size > 0
+        lines = (tmp_path / "out.jsonl").read_bytes().splitlines()
+        parsed = [provider.parse_result_line(raw) for raw in lines]
+        assert sorted(p.custom_id for p in parsed) == ["r0", "r1", "r2"]
+        assert all(p.ok for p in parsed)
+
+
 async def test_agent_jobs(provider: MistralProvider) -> None:
     requests = ({"custom_id": "a", "body": {"inputs": "hello"}},)
     spec = JobSpec(endpoint="/v1/conversations", requests=requests, agent_id="ag-1")
