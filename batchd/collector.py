@@ -4,7 +4,9 @@ Per terminal job: download the output and error files (streamed to the work fold
 against the job (line count, every custom_id known and unique), mark the job COLLECTED. A 404 on
 the content makes the job's results UNAVAILABLE (with ``results.unavailable``); other failures
 retry with backoff; files that keep failing verification are accepted after ``verify_attempts``
-with the problem recorded in the summary.
+with the problem recorded in the summary (files holding more lines than the job counted are
+accepted at once: downloading them again cannot change that). Requests without a result line
+are marked as such in results.jsonl, and the submission ends partial.
 
 When every job of a submission is settled, write its folder (results.jsonl in input order,
 errors.jsonl, summary.json; each atomic), move the input to ``input.jsonl`` in it, put the folder
@@ -50,7 +52,15 @@ from batchd.placement import (
     staging_dir,
 )
 from batchd.providers.base import BatchProvider
-from batchd.results import JobFiles, ParseLine, ResultsInvalid, verify_job, write_results
+from batchd.results import (
+    UNVERIFIED,
+    JobFiles,
+    ParseLine,
+    ResultsInvalid,
+    ResultsUncounted,
+    verify_job,
+    write_results,
+)
 from batchd.spool import PRIVATE, Modes, lstat_identity, move, write_atomic
 from batchd.store.base import EventSpec, JobStore
 from batchd.summary import build_summary, dump_summary, ready_event
@@ -149,12 +159,12 @@ class Collector:
         except ResultsInvalid as exc:
             failures = self._verify_failures.get(job.id, 0) + 1
             self._verify_failures[job.id] = failures
-            if failures < self._policy.verify_attempts:
+            if failures < self._policy.verify_attempts and not isinstance(exc, ResultsUncounted):
                 await self._retry(job, f"results failed verification: {exc}")
                 return
-            log.exception("collect.unverified", job_id=job.id, problem=str(exc))
+            log.warning("collect.unverified", job_id=job.id, problem=str(exc), tries=failures)
             self._verify_failures.pop(job.id, None)
-            await self._settle(job, ResultState.COLLECTED, last_error=f"unverified: {exc}")
+            await self._settle(job, ResultState.COLLECTED, last_error=f"{UNVERIFIED}{exc}")
             return
         self._verify_failures.pop(job.id, None)
         await self._settle(job, ResultState.COLLECTED, last_error=None)

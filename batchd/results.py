@@ -27,6 +27,14 @@ class ResultsInvalid(Exception):
     """A downloaded file does not match the job: the message says how."""
 
 
+class ResultsUncounted(ResultsInvalid):
+    """The files hold more (valid, distinct) lines than the job counted: downloading them
+    again cannot change that, so they are accepted at once (the problem recorded)."""
+
+
+UNVERIFIED = "unverified: "  # how a job's last_error starts when its files were accepted as is
+
+
 @dataclass(frozen=True, slots=True)
 class Located:
     file_index: int
@@ -82,7 +90,9 @@ def verify_job(
     index = index_results(files, parse, known)
     expected = expected_lines(job)
     if expected is not None and len(index) != expected:
-        raise ResultsInvalid(f"{len(index)} result lines, the provider reported {expected}")
+        lines = f"{len(index)} line{'' if len(index) == 1 else 's'}"
+        problem = f"its result files held {lines} where it counted {expected}"
+        raise (ResultsUncounted if len(index) > expected else ResultsInvalid)(problem)
     return len(index), expected if expected is not None else len(index)
 
 
@@ -147,6 +157,9 @@ def missing_reason(job: Job) -> str:
         return f"results unavailable from the provider (job {job.state.value})"
     if job.provider_job_id is None:
         return f"not submitted (job {job.state.value}): {job.last_error or 'no provider job'}"
+    if job.last_error and job.last_error.startswith(UNVERIFIED):
+        detail = job.last_error.removeprefix(UNVERIFIED)
+        return f"the provider returned no result for this request (job {job.state.value}; {detail})"
     return f"no result returned (job {job.state.value})"
 
 

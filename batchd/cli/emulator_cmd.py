@@ -28,9 +28,13 @@ BEHAVIOUR_KEYS = (
 )
 FAULT_HELP = (
     "inject faults: KIND[:PROB][,route=PATTERN][,phase=before|after][,delay=S]"
-    "[,retry_after=S][,fraction=F][,limit=N]; KIND is 429, 500, 502, 503, latency, reset or "
-    "truncate; repeatable. Example: --fault '429:0.1,retry_after=2' "
-    "--fault 'reset:1,route=POST /v1/batch/jobs,phase=after,limit=1'"
+    "[,retry_after=S][,fraction=F][,limit=N]; KIND is 429, 500, 502, 503, latency, reset, "
+    "truncate (a download cut at FRACTION), short_results (a job's result files hold only "
+    "FRACTION of the lines its counters count) or short_counts (its counters count only "
+    "FRACTION of the lines written; for these two, route matches the job's endpoint); "
+    "repeatable. Example: --fault '429:0.1,retry_after=2' "
+    "--fault 'reset:1,route=POST /v1/batch/jobs,phase=after,limit=1' "
+    "--fault 'short_results:1,fraction=0.9,limit=1'"
 )
 
 T = TypeVar("T")

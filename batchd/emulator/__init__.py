@@ -76,6 +76,11 @@ Choices where the reference is silent or unverified (``Behaviour`` makes most co
   is logged in one line (``emulator.request_refused``); a request too malformed to reach the
   app (a broken request line or header) gets aiohttp's plain-text 400 and one
   ``emulator.bad_http`` line. Only an unexpected error is a 500 with a logged traceback.
+- Faults (``--fault``, ``PUT /_emulator/faults``; see ``faults``): 429/500/502/503, latency,
+  reset and truncated downloads per route and phase; and two for result files, as the real
+  API has misbehaved: ``short_results`` writes the lines of only the first ``fraction`` of the
+  processed requests while the counters count them all (mistralai/client-python#159),
+  ``short_counts`` writes every line while the finished job counts only ``fraction`` of them.
 - 401 is the gateway's ``{"message":"Unauthorized","request_id"}`` and comes before routing;
   429 is ``{"object":"error",...,"type":"rate_limited","code":"1300"}`` with ``Retry-After``;
   502 is an HTML page.

@@ -24,6 +24,7 @@ import structlog
 
 from batchd.emulator.clock import EmulatedClock, IdFactory
 from batchd.emulator.config import EmulatorConfig
+from batchd.emulator.faults import FaultInjector
 from batchd.emulator.files import FileRecord, FileStore
 from batchd.emulator.generate import FileSummary, generate
 from batchd.emulator.lifecycle import (
@@ -35,7 +36,14 @@ from batchd.emulator.lifecycle import (
     run_seconds,
     start_time,
 )
-from batchd.emulator.results import plan_results, read_jsonl, register_result, unlink, write_jsonl
+from batchd.emulator.results import (
+    plan_results,
+    read_jsonl,
+    register_result,
+    unlink,
+    with_fault,
+    write_jsonl,
+)
 from batchd.emulator.scan import Cancelled, ScanResult, scan
 from batchd.emulator.validation import CreateJobIn, JobStatus
 from batchd.emulator.wire import bad_request, conflict
@@ -51,9 +59,15 @@ def owner_of(api_key: str) -> str:
 
 class Engine:
     def __init__(
-        self, config: EmulatorConfig, clock: EmulatedClock, ids: IdFactory, files: FileStore
+        self,
+        config: EmulatorConfig,
+        clock: EmulatedClock,
+        ids: IdFactory,
+        files: FileStore,
+        faults: FaultInjector | None = None,
     ) -> None:
         self.config = config
+        self.faults = faults or FaultInjector()
         self.clock = clock
         self.files = files
         self.jobs: dict[str, JobRecord] = {}
@@ -307,6 +321,16 @@ class Engine:
     async def _write_results(self, job: JobRecord, end: End) -> None:
         behaviour = self.config.behaviour
         plan, responder, out_id, err_id = plan_results(job, end, self.files, self._ids, behaviour)
+        rule = self.faults.decide_results(job.endpoint)
+        plan, counted = with_fault(plan, rule)
+        if rule is not None:
+            log.info(
+                "emulator.fault_injected",
+                kind=rule.kind.value,
+                job_id=job.id,
+                lines=plan.done,
+                counted=end.done if counted is None else counted,
+            )
         try:
             out, err = await self._in_thread(generate, plan, responder, self._stop)
         except Cancelled:
@@ -323,6 +347,7 @@ class Engine:
         err_record = register_result(
             self.files, job, err_id, err, sample_type="batch_error", created_at=now
         )
+        job.counted = counted
         self._complete(job, out_record, err_record)
 
     def _complete(self, job: JobRecord, out: FileRecord | None, err: FileRecord | None) -> None:

@@ -12,6 +12,13 @@ a probability, a route pattern and a phase:
 ``truncate`` applies to file-content responses only: the full ``Content-Length`` is announced,
 ``fraction`` of the bytes is sent, then the connection is closed.
 
+``short_results`` and ``short_counts`` apply to a job's result files when they are written (no
+request is involved; ``route`` matches the job's endpoint, ``"/v1/chat/completions"``; the k-th
+job finalised is the k-th the rule sees). ``short_results`` writes the lines of only the first
+``fraction`` of the processed requests while the counters still count them all (the real API
+has returned fewer result lines than it counted: mistralai/client-python#159); ``short_counts``
+writes every line while the counters of the finished job count only ``fraction`` of them.
+
 Routes are ``fnmatch`` patterns over ``"METHOD /route/{template}"`` (``"POST /v1/batch/jobs"``,
 ``"GET /v1/files/*"``); a pattern without a method matches every method; no pattern means every
 ``/v1`` route. Decisions are reproducible: the k-th request a rule sees fires when
@@ -39,6 +46,8 @@ class FaultKind(StrEnum):
     LATENCY = "latency"
     RESET = "reset"
     TRUNCATE = "truncate"
+    SHORT_RESULTS = "short_results"
+    SHORT_COUNTS = "short_counts"
 
 
 class Phase(StrEnum):
@@ -49,6 +58,8 @@ class Phase(StrEnum):
 STATUS_KINDS = frozenset(
     {FaultKind.RATE_LIMIT, FaultKind.INTERNAL, FaultKind.BAD_GATEWAY, FaultKind.UNAVAILABLE}
 )
+RESULT_KINDS = frozenset({FaultKind.SHORT_RESULTS, FaultKind.SHORT_COUNTS})
+RESULTS_KEY = "RESULTS "  # the "route" of a job's result files: "RESULTS /v1/chat/completions"
 
 
 STRICT = ConfigDict(extra="forbid")  # an unknown key in PUT /_emulator/faults is a 422
@@ -64,7 +75,7 @@ class FaultRule:
     phase: Phase = Phase.BEFORE
     delay_s: float = 1.0  # latency: real seconds
     retry_after_s: int = 1  # 429: the Retry-After header
-    fraction: float = 0.5  # truncate: share of the body actually sent
+    fraction: float = 0.5  # truncate: share of the body sent; short_*: share written/counted
     limit: int | None = None  # fire at most this many times
 
     def __post_init__(self) -> None:
@@ -175,8 +186,17 @@ class FaultInjector:
                 return rule
         return None
 
+    def decide_results(self, endpoint: str) -> FaultRule | None:
+        """The first result-file rule (``short_results``, ``short_counts``) that fires for a
+        job of ``endpoint`` whose result files are about to be written."""
+        return self.decide(RESULTS_KEY + endpoint, None)
+
     @staticmethod
     def _eligible(rule: FaultRule, route_key: str, phase: Phase | None) -> bool:
+        if (rule.kind in RESULT_KINDS) != route_key.startswith(RESULTS_KEY):
+            return False
+        if rule.kind in RESULT_KINDS:
+            return rule.matches(route_key)
         if (rule.kind is FaultKind.TRUNCATE) != (phase is None):
             return False
         if phase is not None and rule.phase is not phase:

@@ -67,6 +67,7 @@ class JobRecord:
     pinned: bool = True
     deleted: bool = False
     next_due: float | None = None
+    counted: int | None = None  # a short_counts fault: what the finished job's counters show
 
     @property
     def deadline(self) -> float:
@@ -133,6 +134,8 @@ def counters(job: JobRecord, t: float) -> dict[str, int]:
     done = progress(job, t)
     if job.end is not None:
         done = min(done, job.end.done)
+    if job.counted is not None:
+        done = min(done, job.counted)
     failed = bisect.bisect_left(job.scan.failed, done)
     return {
         "total_requests": job.scan.n_requests,

@@ -9,6 +9,7 @@ failed has ``output_file: null``, one without failures ``error_file: null``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from batchd.emulator.clock import IdFactory
 from batchd.emulator.config import Behaviour
+from batchd.emulator.faults import FaultKind, FaultRule
 from batchd.emulator.files import FileRecord, FileStore
 from batchd.emulator.generate import FileSummary, GenerationPlan
 from batchd.emulator.lifecycle import End, JobRecord
@@ -44,6 +46,18 @@ def plan_results(
         created=STABLE_CREATED if behaviour.stable_created else int(end.at),
     )
     return plan, responder, out_id, err_id
+
+
+def with_fault(plan: GenerationPlan, rule: FaultRule | None) -> tuple[GenerationPlan, int | None]:
+    """A result-file fault applied to a plan: ``short_results`` writes the lines of only the
+    first ``fraction`` of the processed requests; ``short_counts`` writes them all and returns
+    how many the finished job's counters show (``None``: the true count)."""
+    if rule is None:
+        return plan, None
+    share = int(plan.done * rule.fraction)
+    if rule.kind is FaultKind.SHORT_RESULTS:
+        return dataclasses.replace(plan, done=share), None
+    return plan, share
 
 
 def register_result(

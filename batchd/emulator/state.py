@@ -51,8 +51,8 @@ class EmulatorState:
         clock = EmulatedClock(config.speed)
         ids = IdFactory(config.seed)
         files = FileStore(data_dir, clock, ids, config.behaviour.max_upload_bytes)
-        engine = Engine(config, clock, ids, files)
         faults = FaultInjector(config.faults, default_seed=config.seed)
+        engine = Engine(config, clock, ids, files, faults)
         return cls(config, clock, files, engine, faults, UrlSigner(config.seed))
 
     def stats_snapshot(self) -> dict[str, int]:

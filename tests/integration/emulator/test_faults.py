@@ -231,3 +231,38 @@ async def test_any_key_is_accepted_when_none_is_configured(session: aiohttp.Clie
         assert (await api.call("GET", "/v1/files", headers={}))[0] == 401
         empty = {"Authorization": "Bearer "}
         assert (await api.call("GET", "/v1/files", headers=empty))[0] == 401
+
+
+async def test_short_results_write_fewer_lines_than_the_job_counts(api: Api) -> None:
+    api.emu.set_faults([FaultRule(FaultKind.SHORT_RESULTS, fraction=0.5, limit=1)])
+    f = await api.upload(chat_file(4))
+    short = await api.finish((await api.create(input_files=[f["id"]]))["id"])
+    assert (short["status"], short["completed_requests"], short["succeeded_requests"]) == (
+        "SUCCESS",
+        4,
+        4,
+    )
+    assert sorted(line["custom_id"] for line in await api.lines(short["output_file"])) == [
+        "0",
+        "1",
+    ]
+    meta = await api.ok("GET", f"/v1/files/{short['output_file']}")
+    assert meta["num_lines"] == 2
+    whole = await api.finish((await api.create(input_files=[f["id"]]))["id"])  # limit=1
+    assert len(await api.lines(whole["output_file"])) == 4
+    assert api.emu.stats()["faults.short_results"] == 1
+
+
+async def test_short_counts_count_fewer_requests_than_the_files_hold(api: Api) -> None:
+    rule = FaultRule(FaultKind.SHORT_COUNTS, fraction=0.5, route="/v1/chat/completions")
+    api.emu.set_faults([rule])
+    f = await api.upload(chat_file(4))
+    done = await api.finish((await api.create(input_files=[f["id"]]))["id"])
+    assert done["status"] == "SUCCESS" and done["total_requests"] == 4
+    assert (done["completed_requests"], done["succeeded_requests"]) == (2, 2)
+    assert len(await api.lines(done["output_file"])) == 4
+    embeddings = await api.create(
+        endpoint="/v1/embeddings", requests=[{"custom_id": "e", "body": {"input": "x"}}]
+    )
+    other = await api.finish(embeddings["id"])  # another endpoint: the rule does not match
+    assert other["completed_requests"] == 1

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -12,6 +15,8 @@ from batchd.emulator.faults import (
     fault_config_from_json,
     parse_fault_spec,
 )
+from batchd.emulator.generate import GenerationPlan
+from batchd.emulator.results import with_fault
 
 
 def test_parse_fault_spec_full() -> None:
@@ -99,3 +104,39 @@ def test_config_json_round_trip() -> None:
     assert fault_config_from_json(config.to_json()) == config
     with pytest.raises(ValidationError):
         fault_config_from_json({"rules": [{"kind": "429", "phase": "during"}]})
+
+
+def test_result_faults_fire_for_result_files_only() -> None:
+    short = parse_fault_spec("short_results:1,route=/v1/ocr,fraction=0.25,limit=1")
+    assert short == FaultRule(FaultKind.SHORT_RESULTS, route="/v1/ocr", fraction=0.25, limit=1)
+    counts = FaultRule(FaultKind.SHORT_COUNTS)
+    injector = FaultInjector(FaultConfig((short, counts), seed=1))
+    for key in ("POST /v1/batch/jobs", "GET /v1/files/{file_id}/content"):
+        assert injector.decide(key, Phase.BEFORE) is None  # never a request fault
+        assert injector.decide(key, Phase.AFTER) is None
+        assert injector.decide(key, None) is None
+    assert injector.decide_results("/v1/ocr") is short
+    assert injector.decide_results("/v1/ocr") is counts  # the first rule's limit is used up
+    assert injector.decide_results("/v1/chat/completions") is counts
+    assert injector.injected == {"short_results": 1, "short_counts": 2}
+
+
+def test_a_request_fault_never_fires_for_result_files() -> None:
+    injector = FaultInjector(FaultConfig((FaultRule(FaultKind.INTERNAL),), seed=1))
+    assert injector.decide_results("/v1/chat/completions") is None
+
+
+def test_with_fault_cuts_the_lines_or_the_count() -> None:
+    plan = GenerationPlan(
+        endpoint="/v1/chat/completions",
+        model="m",
+        sources=(),
+        done=10,
+        out_path=Path("out"),
+        err_path=Path("err"),
+        error_field="object",
+    )
+    assert with_fault(plan, None) == (plan, None)
+    short = with_fault(plan, FaultRule(FaultKind.SHORT_RESULTS, fraction=0.3))
+    assert short == (dataclasses.replace(plan, done=3), None)
+    assert with_fault(plan, FaultRule(FaultKind.SHORT_COUNTS, fraction=0.5)) == (plan, 5)
