@@ -110,6 +110,16 @@ class StoreStats:
     undelivered_events: int = 0  # events not yet fanned out + pending deliveries
 
 
+@dataclass(frozen=True, slots=True)
+class PruneCounts:
+    """Rows that ``prune`` removed (or, with ``apply=False``, would remove)."""
+
+    submissions: int = 0
+    jobs: int = 0
+    events: int = 0
+    deliveries: int = 0
+
+
 class JobStore(Protocol):
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
@@ -333,3 +343,20 @@ class JobStore(Protocol):
     async def enable_endpoint(self, name: str) -> None: ...
 
     async def endpoint_health(self) -> list[EndpointHealth]: ...
+
+    # ------------------------------------------------------------------ housekeeping
+    async def prune(
+        self, *, events_before: float | None, rows_before: float | None, apply: bool
+    ) -> PruneCounts:
+        """Remove finished history, in one transaction (``apply=False``: count only).
+
+        Events created before ``events_before`` that were handed to the sinks and have no
+        PENDING delivery go, with their deliveries (delivered, dead or dropped). Then
+        submissions finished (DONE, REJECTED, ABANDONED) before ``rows_before`` that no
+        remaining event refers to go, with their jobs. ``None``: keep that kind for ever."""
+        ...
+
+    async def compact(self, *, full: bool = False) -> int:
+        """Give the space of deleted rows back to the file system; returns the bytes freed
+        (an estimate). ``full`` rewrites the whole database (a long exclusive lock)."""
+        ...

@@ -34,6 +34,7 @@ from batchd.store.base import (
     DeliveryState,
     EventSpec,
     NewSubmission,
+    PruneCounts,
     StoreStats,
 )
 from batchd.store.memory_outbox import MemoryOutbox, first
@@ -306,6 +307,56 @@ class MemoryJobStore(MemoryOutbox):
         for job_id in found:
             self._jobs[job_id] = replace(self._jobs[job_id], next_attempt_at=float(next_attempt_at))
         return len(found)
+
+    # ------------------------------------------------------------------ housekeeping
+    async def prune(
+        self, *, events_before: float | None, rows_before: float | None, apply: bool
+    ) -> PruneCounts:
+        states: dict[str, list[str]] = {}
+        for (event_id, _), delivery in self._deliveries.items():
+            states.setdefault(event_id, []).append(delivery.state)
+        events = [
+            e.event.id
+            for e in self._events.values()
+            if rules.event_prunable(
+                e.event.created_at, e.fanned_out_at, states.get(e.event.id, []), events_before
+            )
+        ]
+        gone = set(events)
+        referred = {
+            ref
+            for e in self._events.values()
+            if e.event.id not in gone
+            for ref in (e.event.submission_id, self._job_owner(e.event.job_id))
+            if ref is not None
+        }
+        subs = [
+            s.id
+            for s in self._subs.values()
+            if rules.submission_prunable(s, rows_before) and s.id not in referred
+        ]
+        jobs = [j.id for j in self._jobs.values() if j.submission_id in set(subs)]
+        counts = PruneCounts(
+            len(subs), len(jobs), len(events), sum(len(states.get(e, [])) for e in events)
+        )
+        if apply:
+            for key in [k for k in self._deliveries if k[0] in gone]:
+                del self._deliveries[key]
+            for event_id in events:
+                del self._events[event_id]
+            for job_id in jobs:
+                del self._jobs[job_id]
+            for sub_id in subs:
+                del self._subs[sub_id]
+                self._sub_seq.pop(sub_id, None)
+        return counts
+
+    def _job_owner(self, job_id: str | None) -> str | None:
+        job = self._jobs.get(job_id or "")
+        return None if job is None else job.submission_id
+
+    async def compact(self, *, full: bool = False) -> int:
+        return 0  # nothing to give back: deleted entries are gone from memory
 
 
 def _result_pending(job: Job) -> bool:

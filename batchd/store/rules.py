@@ -43,6 +43,7 @@ DELIVERY_STATES = frozenset(
 )
 UNDELIVERED = frozenset({DeliveryState.PENDING, DeliveryState.DEAD})
 CANCELLABLE = frozenset({SubmissionState.CLAIMED, SubmissionState.ACTIVE})
+FINISHED = frozenset({SubmissionState.DONE, SubmissionState.REJECTED, SubmissionState.ABANDONED})
 SETTLED_RESULTS = frozenset({ResultState.COLLECTED, ResultState.UNAVAILABLE})
 
 # ---------------------------------------------------------------------------- JSON
@@ -356,6 +357,22 @@ def attempt_stands(current: Delivery, state: str) -> bool:
     or a removed endpoint while this attempt was in flight, or already ended) keeps its state,
     unless this attempt delivered it."""
     return current.state == DeliveryState.PENDING or state == DeliveryState.DELIVERED
+
+
+def event_prunable(
+    created_at: float, fanned_out_at: float | None, deliveries: Iterable[str], before: float | None
+) -> bool:
+    """An event ``prune`` removes: old enough, handed to the sinks, nothing left to deliver."""
+    if before is None or created_at >= before or fanned_out_at is None:
+        return False
+    return all(state != DeliveryState.PENDING for state in deliveries)
+
+
+def submission_prunable(sub: Submission, before: float | None) -> bool:
+    """A submission ``prune`` may remove (if no event refers to it any more)."""
+    if before is None or sub.state not in FINISHED:
+        return False
+    return (sub.finished_at or sub.created_at) < before
 
 
 def health_after(current: EndpointHealth, *, delivered: bool, now: float) -> EndpointHealth:

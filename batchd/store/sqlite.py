@@ -33,8 +33,15 @@ from batchd.models import (
     Submission,
     SubmissionState,
 )
-from batchd.store import rules
-from batchd.store.base import ChunkPlan, DeliveryState, EventSpec, NewSubmission, StoreStats
+from batchd.store import rules, sqlite_prune
+from batchd.store.base import (
+    ChunkPlan,
+    DeliveryState,
+    EventSpec,
+    NewSubmission,
+    PruneCounts,
+    StoreStats,
+)
 from batchd.store.migrate import load_migrations, migrate, user_version
 from batchd.store.sqlite_db import Database, Tx
 from batchd.store.sqlite_outbox import SqliteOutbox, insert_event
@@ -377,6 +384,19 @@ class SqliteJobStore(SqliteOutbox):
         return await self._db.write(
             lambda tx: tx.many("UPDATE jobs SET next_attempt_at = ? WHERE id = ?", rows)
         )
+
+    # ------------------------------------------------------------------ housekeeping
+    async def prune(
+        self, *, events_before: float | None, rows_before: float | None, apply: bool
+    ) -> PruneCounts:
+        return await self._db.write(
+            lambda tx: sqlite_prune.prune(
+                tx, events_before=events_before, rows_before=rows_before, apply=apply
+            )
+        )
+
+    async def compact(self, *, full: bool = False) -> int:
+        return await self._db.vacuum(full=full)
 
 
 def _jobs_query(

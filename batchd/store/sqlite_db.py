@@ -42,6 +42,9 @@ APPLICATION_ID = 0x62746368  # "btch" at offset 68 of the header: a batchd datab
 Params = Sequence[Any] | Mapping[str, Any]
 
 
+AUTO_VACUUM_INCREMENTAL = 2
+
+
 def expected_pragmas() -> dict[str, object]:
     return {
         "journal_mode": "wal",
@@ -165,6 +168,9 @@ class Database:
     def _configure(self) -> None:
         conn = self._require(self._writer)
         try:
+            if _scalar(conn, "SELECT count(*) FROM sqlite_master") == 0:
+                # A new file: deleted rows' pages can be given back later (``vacuum``).
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
@@ -236,6 +242,28 @@ class Database:
     async def fetch_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         rows = await self.fetch(sql, params)
         return rows[0] if rows else None
+
+    async def vacuum(self, *, full: bool) -> int:
+        """Give free pages back to the file system; returns the bytes freed. Incremental when
+        the file has ``auto_vacuum = INCREMENTAL`` (every file created since schema 2); ``full``
+        rewrites the whole file (``VACUUM``), switching an older file to incremental."""
+
+        def run() -> int:
+            conn = self._require(self._writer)
+            try:
+                page_size = int(_scalar(conn, "PRAGMA page_size"))
+                before = int(_scalar(conn, "PRAGMA page_count"))
+                if full:
+                    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                    conn.execute("VACUUM")
+                elif _scalar(conn, "PRAGMA auto_vacuum") == AUTO_VACUUM_INCREMENTAL:
+                    # executescript steps the pragma to the end (execute frees one page)
+                    conn.executescript("PRAGMA incremental_vacuum;")
+                return (before - int(_scalar(conn, "PRAGMA page_count"))) * page_size
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot compact {self.path}: {exc}") from exc
+
+        return await self._on_writer(run)
 
     # ------------------------------------------------------------------ writes
     async def write(self, body: Callable[[Tx], T]) -> T:

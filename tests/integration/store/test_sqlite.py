@@ -348,3 +348,40 @@ async def test_commands_open_without_migrating_and_refuse_another_version(tmp_pa
     assert "batchd run" in str(err.value)
     assert raw(path, "PRAGMA user_version") == [(latest - 1,)]  # not migrated by a command
     assert schema(path) == before
+
+
+async def test_a_new_database_gives_pruned_space_back(tmp_path: Path) -> None:
+    path = tmp_path / "batchd.db"
+    store = SqliteJobStore(path)
+    await store.open()
+    try:
+        assert raw(path, "PRAGMA auto_vacuum") == [(2,)]  # incremental
+        for i in range(400):
+            await store.append_event(
+                EventSpec("batch.created", {"pad": "x" * 2000, "i": i}), now=1.0
+            )
+        events = await store.unfanned_events(limit=1000)
+        for event in events:
+            await store.fan_out(event.id, [], now=1.0)
+        before = path.stat().st_size
+        counts = await store.prune(events_before=2.0, rows_before=None, apply=True)
+        assert counts.events == 400
+        freed = await store.compact()
+        assert freed > 1_000_000
+        await store.close()
+        assert path.stat().st_size < before - 1_000_000
+    finally:
+        await store.close()
+
+
+async def test_a_full_compaction_switches_an_old_database_to_incremental(tmp_path: Path) -> None:
+    path = tmp_path / "batchd.db"
+    raw(path, "PRAGMA auto_vacuum = NONE")
+    raw(path, "PRAGMA user_version = 0")
+    store = SqliteJobStore(path)
+    await store.open()
+    try:
+        await store.compact(full=True)
+        assert raw(path, "PRAGMA auto_vacuum") == [(2,)]
+    finally:
+        await store.close()
