@@ -76,6 +76,8 @@ class CollectPolicy:
     retry_max_s: float = 600.0
     verify_attempts: int = 3
     modes: Modes = PRIVATE  # of results folders and files
+    delete_input_files: bool = True  # at the provider, once the results are written
+    delete_result_files: bool = False
 
 
 class Collector:
@@ -307,6 +309,7 @@ class Collector:
         await asyncio.to_thread(self._move_input, sub, write_dir)
         if write_dir != results_dir:
             await self._put_in_place(public, write_dir, placement)
+        await self._delete_provider_files(jobs)
         await self._store.finish_submission(
             sub.id,
             outcome,
@@ -331,6 +334,26 @@ class Collector:
             log.info("collect.older_run_moved", submission_id=placement.displace, to=str(older))
         await asyncio.to_thread(move, staging, placement.target)
 
+    async def _delete_provider_files(self, jobs: list[Job]) -> None:
+        """The provider's copies, once our results are written (before DONE, so that a crash
+        redoes it; an id already gone answers 404, which is fine). A failure is logged and the
+        file left: it never holds up the results."""
+        for job in jobs:
+            provider = self._providers.get(job.provider)
+            if provider is None:
+                continue
+            for file_id in _files_to_delete(job, self._policy):
+                try:
+                    await provider.delete_file(file_id)
+                except NotFound:
+                    pass
+                except ProviderError as exc:
+                    log.warning(
+                        "collect.file_not_deleted", job_id=job.id, file_id=file_id, error=str(exc)
+                    )
+                    continue
+                log.info("collect.file_deleted", job_id=job.id, file_id=file_id)
+
     def _parser(self, jobs: list[Job]) -> ParseLine:
         names = [j.provider for j in jobs if j.provider in self._providers]
         provider = self._providers[names[0]] if names else next(iter(self._providers.values()))
@@ -351,6 +374,14 @@ def _where(sub: Submission, public: Path) -> tuple[Path, Placement]:
     if already is not None:  # renamed into place before a crash: finish it there
         return already, Placement(already)
     return staging_dir(public, sub.id), decide(public, sub.id, owner(public))
+
+
+def _files_to_delete(job: Job, policy: CollectPolicy) -> list[str]:
+    """Provider files of a finished job to delete (pure). Results only once collected."""
+    found = [job.input_file_id] if policy.delete_input_files else []
+    if policy.delete_result_files and job.result_state is ResultState.COLLECTED:
+        found += [job.output_file_id, job.error_file_id]
+    return [f for f in found if f]
 
 
 def _move_aside(public: Path, older: Path, file_mode: int) -> None:

@@ -158,7 +158,26 @@ class CollectSettings(_Model):
     concurrency: Concurrency = 2
     retry_base_s: Seconds = 5.0
     retry_max_s: Seconds = 600.0
+    delete_input_files: bool = True
+    delete_result_files: bool = False
     _ranges = (("retry_base_s", "retry_max_s"),)
+
+
+Days = Annotated[float, Field(ge=0, le=36_500)]  # 0: keep for ever
+
+
+class RetentionSettings(_Model):
+    done_days: Days = 0.0
+    events_days: Days = 30.0
+    rows_days: Days = 180.0
+    interval_s: Annotated[float, Field(ge=60, le=DAY_S)] = 3600.0
+
+    @model_validator(mode="after")
+    def _rows_outlive_folders(self) -> RetentionSettings:
+        """A finished row says where its done/ folder is: it must outlive the folder."""
+        if self.done_days and self.rows_days and self.rows_days < self.done_days:
+            raise ValueError("rows_days must be 0 (keep) or >= done_days")
+        return self
 
 
 SECTIONS: Final[dict[str, type[_Model]]] = {
@@ -167,6 +186,7 @@ SECTIONS: Final[dict[str, type[_Model]]] = {
     "submit": SubmitSettings,
     "track": TrackSettings,
     "collect": CollectSettings,
+    "retention": RetentionSettings,
 }
 
 
@@ -337,6 +357,7 @@ class Settings(_Model):
     submit: SubmitSettings = Field(default_factory=SubmitSettings)
     track: TrackSettings = Field(default_factory=TrackSettings)
     collect: CollectSettings = Field(default_factory=CollectSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     providers: dict[Name, ProviderConfig] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
     webhooks: list[WebhookConfig] = Field(default_factory=list)

@@ -28,6 +28,7 @@ from batchd.loops import Loop
 from batchd.models import ACTIVE, LOCAL
 from batchd.notifier import Notifier
 from batchd.providers.base import BatchProvider, ProviderLimits
+from batchd.retention import Housekeeper, RetentionPolicy
 from batchd.spool import GROUP_READABLE, PRIVATE, Modes, write_atomic
 from batchd.store.base import JobStore
 from batchd.store.sqlite import SqliteJobStore
@@ -100,6 +101,7 @@ class Policies:
     collect: CollectPolicy
     file_limits: FileLimits
     modes: Modes
+    retention: RetentionPolicy
 
     @classmethod
     def from_settings(cls, settings: Settings, requests_per_second: float) -> Policies:
@@ -125,6 +127,8 @@ class Policies:
                 retry_base_s=c.retry_base_s,
                 retry_max_s=c.retry_max_s,
                 modes=modes,
+                delete_input_files=c.delete_input_files,
+                delete_result_files=c.delete_result_files,
             ),
             file_limits=FileLimits(
                 max_file_bytes=i.max_file_bytes,
@@ -132,6 +136,7 @@ class Policies:
                 max_lines=i.max_lines,
             ),
             modes=modes,
+            retention=RetentionPolicy(**settings.retention.model_dump()),
         )
 
 
@@ -147,6 +152,7 @@ class Runtime:
     tracker: Tracker
     collector: Collector
     notifier: Notifier
+    housekeeper: Housekeeper
     claimer: Claimer
     gate: ProviderGate
     heartbeats: Heartbeats
@@ -154,7 +160,14 @@ class Runtime:
 
     @property
     def loops(self) -> list[Loop]:
-        return [self.intake, self.submitter, self.tracker, self.collector, self.notifier]
+        return [
+            self.intake,
+            self.submitter,
+            self.tracker,
+            self.collector,
+            self.notifier,
+            self.housekeeper,
+        ]
 
 
 def build_runtime(
@@ -212,7 +225,8 @@ def build_runtime(
         on_accepted=submitter.wake,
     )
     notifier = Notifier(store, settings.webhook_endpoints(), clock=clock)
-    for loop in (intake, submitter, tracker, collector, notifier):
+    housekeeper = Housekeeper(store, clock=clock, policy=policies.retention)
+    for loop in (intake, submitter, tracker, collector, notifier, housekeeper):
         heartbeats.register(loop.name)
     return Runtime(
         store=store,
@@ -223,6 +237,7 @@ def build_runtime(
         tracker=tracker,
         collector=collector,
         notifier=notifier,
+        housekeeper=housekeeper,
         claimer=claimer,
         gate=gate,
         heartbeats=heartbeats,
@@ -240,6 +255,7 @@ def apply_settings(rt: Runtime, new: Settings, providers: dict[str, BatchProvide
     rt.tracker.set_policy(policies.track)
     rt.submitter.set_policy(policies.submit)
     rt.collector.set_policy(policies.collect)
+    rt.housekeeper.set_policy(policies.retention)
     rt.claimer.configure(
         policies.file_limits,
         reject_duplicates=new.intake.duplicates == "reject",

@@ -14,6 +14,7 @@ from batchd.config import (
     DaemonSettings,
     IntakeSettings,
     ProviderConfig,
+    RetentionSettings,
     RouteConfig,
     SubmitSettings,
     TrackSettings,
@@ -49,6 +50,7 @@ def test_the_example_loads_and_states_the_defaults(tmp_path: Path) -> None:
         RouteConfig(name="default", spool=Path("/srv/batchd"), provider="emulator")
     ]
     assert settings.webhooks == []
+    assert settings.retention == RetentionSettings()
 
 
 @pytest.mark.parametrize(
@@ -59,6 +61,7 @@ def test_the_example_loads_and_states_the_defaults(tmp_path: Path) -> None:
         SubmitSettings,
         TrackSettings,
         CollectSettings,
+        RetentionSettings,
         ProviderConfig,
         RouteConfig,
         WebhookConfig,

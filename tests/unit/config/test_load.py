@@ -14,6 +14,7 @@ from batchd.config import (
     DaemonSettings,
     IntakeSettings,
     ProviderConfig,
+    RetentionSettings,
     RouteConfig,
     Settings,
     SubmitSettings,
@@ -129,6 +130,7 @@ def test_every_scalar_key_has_one_variable() -> None:
     assert env_var("daemon", "log_level") == "BATCHD_DAEMON__LOG_LEVEL"
     sections: dict[str, type[BaseModel]] = {"daemon": DaemonSettings, "intake": IntakeSettings}
     sections |= {"submit": SubmitSettings, "track": TrackSettings, "collect": CollectSettings}
+    sections |= {"retention": RetentionSettings}
     expected = {f"{s}.{k}" for s, model in sections.items() for k in model.model_fields}
     assert sorted(variables.values()) == sorted(expected)
 
@@ -384,3 +386,9 @@ def test_settings_built_in_code_get_the_same_defaults(tmp_path: Path) -> None:
     settings = Settings(daemon=DaemonSettings(data_dir=tmp_path))
     assert [r.spool for r in settings.routes] == [tmp_path / "spool"]
     assert "emulator" in settings.providers
+
+
+def test_finished_rows_must_outlive_their_done_folders(tmp_path: Path) -> None:
+    text = error_text(tmp_path, "[retention]\ndone_days = 30\nrows_days = 7\n")
+    assert "rows_days must be 0 (keep) or >= done_days" in text
+    assert load(tmp_path, "[retention]\ndone_days = 30\nrows_days = 0\n").retention.rows_days == 0

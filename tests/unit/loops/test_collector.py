@@ -445,3 +445,41 @@ async def test_a_crash_after_the_run_was_put_in_place_is_finished_there(world: W
     assert (world.paths.done / "a" / "input.jsonl").read_text() == request_lines(3)
     assert summary_of(world.paths.done / f"a.{first.id}")["submission_id"] == first.id
     assert sorted(p.name for p in world.paths.done.iterdir()) == ["a", f"a.{first.id}"]
+
+
+async def test_provider_input_files_are_deleted_once_the_results_are_written(
+    world: World,
+) -> None:
+    sub, job = await ended(world)
+    assert job.input_file_id in world.provider.files
+    await world.collector.run_once()
+    done = await world.store.get_submission(sub.id)
+    assert done is not None and done.state is SubmissionState.DONE
+    assert job.input_file_id not in world.provider.files  # the prompts are not kept there
+    assert job.output_file_id in world.provider.files  # results kept by default
+
+
+async def test_result_files_are_deleted_too_when_configured(world: World) -> None:
+    world.collector.set_policy(CollectPolicy(retry_base_s=1.0, delete_result_files=True))
+    sub, job = await ended(world)
+    await world.collector.run_once()
+    assert not {job.input_file_id, job.output_file_id} & set(world.provider.files)
+    done = await world.store.get_submission(sub.id)
+    assert done is not None and len(read_jsonl(Path(done.results_dir or "") / "results.jsonl")) == 2
+
+
+async def test_nothing_is_deleted_when_switched_off(world: World) -> None:
+    world.collector.set_policy(CollectPolicy(retry_base_s=1.0, delete_input_files=False))
+    _, job = await ended(world)
+    await world.collector.run_once()
+    assert world.provider.calls["delete_file"] == 0
+    assert job.input_file_id in world.provider.files
+
+
+async def test_a_failed_delete_never_holds_up_the_results(world: World) -> None:
+    sub, job = await ended(world)
+    world.provider.fail_before["delete_file"].append(ProviderTransient("503"))
+    await world.collector.run_once()
+    done = await world.store.get_submission(sub.id)
+    assert done is not None and done.state is SubmissionState.DONE
+    assert job.input_file_id in world.provider.files  # left there, and logged
