@@ -2,11 +2,12 @@
 
 Start-up (each step before ``READY=1``): take the data folder's lock, open and migrate the
 store, open the providers (credentials read), finish half-done claims and scan every inbox once.
-Run: one named task per loop (intake, submitter, tracker, collector, notifier) plus the watchdog
-and the status reporter. A failed pass is logged; a loop that dies stops the process with exit
-code 1. SIGTERM/SIGINT: ``STOPPING=1``, stop taking files, let in-flight passes finish within
-``shutdown_grace_s``, exit 0; a second signal exits at once. SIGHUP: reload the configuration
-without dropping in-flight work (a bad configuration is refused and the old one stays).
+Run: one named task per loop (intake, submitter, tracker, collector, notifier, housekeeper) plus
+the watchdog and the status reporter. A failed pass is logged; a loop that dies stops the
+process with exit code 1. SIGTERM/SIGINT: ``STOPPING=1``, stop taking files, let in-flight
+passes finish within ``shutdown_grace_s``, exit 0; a second signal exits at once. SIGHUP: reload
+the configuration without dropping in-flight work (a bad configuration is refused and the old
+one stays).
 """
 
 from __future__ import annotations
