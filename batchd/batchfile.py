@@ -22,7 +22,7 @@ import json
 import os
 from array import array
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -36,6 +36,7 @@ MAX_CUSTOM_ID_CHARS: Final = 512
 ALLOWED_KEYS: Final = frozenset({"custom_id", "body", "method", "url"})
 _SKIP_CHUNK: Final = 64 * 1024
 MAX_MODELS_TRACKED: Final = 20  # distinct body.model values counted per file (the rest: not)
+PROGRESS_STEP_BYTES: Final = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -343,9 +344,18 @@ class _Scan:
         return ids, sizes, sum(1 for x in self.ids if x is None)
 
 
-def parse_batch_file(path: Path, *, endpoint: str, limits: FileLimits) -> ParsedFile:
-    """Validate ``path`` (streamed). ``IntakeRejected`` lists every problem, up to the cap."""
+def parse_batch_file(
+    path: Path,
+    *,
+    endpoint: str,
+    limits: FileLimits,
+    progress: Callable[[int], None] | None = None,
+) -> ParsedFile:
+    """Validate ``path`` (streamed). ``IntakeRejected`` lists every problem, up to the cap.
+    ``progress`` is called with the bytes read so far, about every MiB (``batchd submit``'s
+    progress bar)."""
     scan = _Scan(endpoint, limits)
+    reported = 0
     with path.open("rb") as handle:
         reader = _Counting(handle)
         with contextlib.suppress(_Stop):
@@ -355,6 +365,9 @@ def parse_batch_file(path: Path, *, endpoint: str, limits: FileLimits) -> Parsed
                 if reader.count > limits.max_file_bytes:
                     scan.too_large()
                 scan.line(line)
+                if progress is not None and reader.count - reported >= PROGRESS_STEP_BYTES:
+                    reported = reader.count
+                    progress(reported)
     if not scan.lines and not scan.problems:
         scan.problems.append(Problem(0, "no requests: the file is empty or has only blank lines"))
     if scan.problems:

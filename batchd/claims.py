@@ -245,17 +245,7 @@ class Claimer:
             return
         earlier = await self._store.find_duplicate(sub.route, parsed.sha256)
         if earlier is not None and earlier.id != sub.id:
-            where = f"results in {earlier.results_dir}" if earlier.results_dir else earlier.state
-            raise IntakeRejected(
-                [
-                    Problem(
-                        0,
-                        f"duplicate: the same content was submitted as {earlier.name} "
-                        f"(submission {earlier.id}, {where}); to submit it again anyway, "
-                        'set duplicates = "allow" in [intake]',
-                    )
-                ]
-            )
+            raise IntakeRejected([Problem(0, duplicate_reason(earlier))])
 
     async def _results_dir(self, sub: Submission, paths: SpoolPaths) -> Path:
         """``done/<name>/``: the collector puts the newest run of a name there and moves older
@@ -421,3 +411,13 @@ def _first_problem(reason_text: str) -> Problem:
             if number.isdigit():
                 return Problem(int(number), reason)
     return Problem(0, "rejected (recovered after a restart)")
+
+
+def duplicate_reason(earlier: Submission) -> str:
+    """Why content already submitted as ``earlier`` is refused (also ``batchd submit``'s)."""
+    where = f"results in {earlier.results_dir}" if earlier.results_dir else earlier.state
+    return (
+        f"duplicate: the same content was submitted as {earlier.name} "
+        f"(submission {earlier.id}, {where}); to submit it again anyway, "
+        'set duplicates = "allow" in [intake]'
+    )

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import secrets
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from batchd.batchfile import FileLimits, parse_batch_file
@@ -23,6 +26,17 @@ from batchd.spool import SpoolPaths, fsync_dir, name_allowed, rename_noreplace
 COPY_MODE = 0o640  # readable by the batchd group through the setgid inbox
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A file checked and ready to be copied into ``inbox`` as ``name``."""
+
+    source: Path
+    route: str
+    inbox: Path
+    name: str
+    sha256: str | None  # of the file's bytes (as intake computes it); None when not validated
+
+
 def submit_file(
     settings: Settings,
     source: Path,
@@ -31,15 +45,31 @@ def submit_file(
     name: str | None = None,
     validate: bool = True,
 ) -> Path:
+    ready = prepare(settings, source, route=route, name=name, validate=validate)
+    return copy_into(source, ready.inbox, ready.name)
+
+
+def prepare(
+    settings: Settings,
+    source: Path,
+    *,
+    route: str | None = None,
+    name: str | None = None,
+    validate: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> Prepared:
+    """Choose the route and name, validate the file as intake would (``IntakeRejected``),
+    and check that the inbox exists."""
     chosen = settings.route(route) if route else settings.routes[0]
     name = name or source.name
     if not name_allowed(name):
         raise UsageError(
             f"{name!r}: names are [A-Za-z0-9._-], start with a letter or digit, end in .jsonl"
         )
+    sha256 = None
     if validate:
         limits = settings.intake
-        parse_batch_file(
+        parsed = parse_batch_file(
             source,
             endpoint=chosen.endpoint,
             limits=FileLimits(
@@ -47,11 +77,22 @@ def submit_file(
                 max_line_bytes=limits.max_line_bytes,
                 max_lines=limits.max_lines,
             ),
+            progress=progress,
         )
+        sha256 = parsed.sha256
     inbox = SpoolPaths(chosen.spool).inbox
     if not inbox.is_dir():
         raise UsageError(f"{inbox} does not exist: is batchd running with this configuration?")
-    return copy_into(source, inbox, name)
+    return Prepared(source, chosen.name, inbox, name, sha256)
+
+
+def file_sha256(path: Path) -> str:
+    """The digest intake records for a file (of its bytes as they are)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def copy_into(source: Path, inbox: Path, name: str) -> Path:

@@ -7,11 +7,16 @@ import argparse
 from collections.abc import Iterator
 
 EXIT_STATUS = (
-    ("0", "success (status: idle)"),
+    ("0", "success (status: idle; submit --wait: every request answered without an error)"),
     ("1", "runtime failure (a provider unreachable, a database error, ...)"),
     ("2", "usage error"),
     ("3", "configuration or start-up failure"),
-    ("4", "status: busy"),
+    ("4", "status: busy; submit --wait: answered, some requests with an error"),
+    ("5", "submit --wait: partial (some requests have no answer)"),
+    ("6", "submit --wait: failed"),
+    ("7", "submit: rejected (invalid, or a duplicate of content batchd already ran)"),
+    ("8", "submit --wait: cancelled"),
+    ("9", "submit --wait: --wait-timeout passed first"),
     ("130", "interrupted"),
 )
 

@@ -6,12 +6,31 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
-from batchd.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
+from batchd.cli import EXIT_CONFIG, EXIT_OK
 from batchd.cli._common import add_config_argument
-from batchd.cli._output import add_json, print_json
-from batchd.errors import BatchdError, ConfigError, IntakeRejected, StoreError, UsageError
+from batchd.cli._output import add_json, note, print_json
+from batchd.cli._submit import (
+    EXIT_HELP,
+    EXIT_REJECTED,
+    EXIT_WAIT_TIMEOUT,
+    earlier_duplicate,
+    exit_code,
+    validation_bar,
+    view,
+    wait,
+)
+from batchd.errors import (
+    BatchdError,
+    ConfigError,
+    IntakeRejected,
+    Problem,
+    StoreError,
+    UsageError,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,13 +52,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check.set_defaults(handler=cmd_check)
 
     submit = subparsers.add_parser(
-        "submit", help="validate a JSONL file and copy it atomically into a route's inbox"
+        "submit",
+        help="validate a JSONL file and copy it atomically into a route's inbox",
+        description="Validate a batch file as the daemon would (a progress bar on a terminal), "
+        "refuse content the daemon would refuse as a duplicate, and copy it atomically into "
+        "the route's inbox; prints the inbox path. With --wait, wait for the outcome and "
+        "print the results folder.",
+        epilog=EXIT_HELP,
     )
     add_config_argument(submit)
     submit.add_argument("file", type=Path, help="the JSONL batch file")
     submit.add_argument("--route", help="route name (default: the first route)")
     submit.add_argument("--as", dest="name", help="name in the inbox (default: the file's name)")
     submit.add_argument("--no-validate", action="store_true", help="copy without validating first")
+    submit.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until the submission has finished; exit by its outcome (see below)",
+    )
+    submit.add_argument(
+        "--wait-timeout",
+        type=float,
+        metavar="S",
+        help="with --wait: stop waiting after S seconds (exit 9; the submission carries on)",
+    )
+    add_json(submit)
     submit.set_defaults(handler=cmd_submit)
 
 
@@ -76,21 +113,76 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from batchd.config import load_settings
-    from batchd.submit_file import submit_file
 
     settings = load_settings(args.config)
     try:
-        target = submit_file(
-            settings, args.file, route=args.route, name=args.name, validate=not args.no_validate
-        )
+        ready = _prepare(settings, args)
     except IntakeRejected as exc:
         print(f"batchd: {args.file} is not a valid batch file:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
-        return EXIT_FAILURE
+        if args.json:
+            print_json({"rejected": True, "reason": [str(p) for p in exc.problems]})
+        return EXIT_REJECTED
+    since = time.time()
+    target = _copy(args.file, ready.inbox, ready.name)
+    shown: dict[str, Any] = {"path": str(target), "route": ready.route, "name": ready.name}
+    if not args.wait:
+        if args.json:
+            print_json(shown)
+        else:
+            print(target)
+        return EXIT_OK
+    if not args.json:
+        print(target)
+    sub = wait(settings, ready.route, ready.name, since, args.wait_timeout)
+    if sub is None:
+        note(f"{ready.name}: still running after {args.wait_timeout:g} s")
+        if args.json:
+            print_json({**shown, "finished": False})
+        return EXIT_WAIT_TIMEOUT
+    code = exit_code(sub)
+    if args.json:
+        print_json({**shown, "finished": True, **view(sub), "exit_code": code})
+        return code
+    outcome = sub.outcome.value if sub.outcome else sub.state.value
+    note(f"{ready.name}: {outcome}" + (f" ({sub.reason.splitlines()[0]})" if sub.reason else ""))
+    print(sub.results_dir or sub.reason or "")
+    return code
+
+
+def _prepare(settings: Any, args: argparse.Namespace) -> Any:
+    """Validate (with a progress bar on a terminal) and refuse a known duplicate."""
+    from batchd.claims import duplicate_reason
+    from batchd.submit_file import file_sha256, prepare
+
+    try:
+        size = args.file.stat().st_size
+        with validation_bar(size, args.file.name) as progress:
+            ready = prepare(
+                settings,
+                args.file,
+                route=args.route,
+                name=args.name,
+                validate=not args.no_validate,
+                progress=progress,
+            )
+        if settings.intake.duplicates == "reject":
+            sha256 = ready.sha256 or file_sha256(args.file)
+            earlier = earlier_duplicate(settings, ready.route, sha256)
+            if earlier is not None:
+                raise IntakeRejected([Problem(0, duplicate_reason(earlier))])
+    except OSError as exc:
+        raise BatchdError(f"cannot read {args.file}: {os.strerror(exc.errno or 0)}") from exc
+    return ready
+
+
+def _copy(source: Path, inbox: Path, name: str) -> Path:
+    from batchd.submit_file import copy_into
+
+    try:
+        return copy_into(source, inbox, name)
     except FileExistsError as exc:
         raise UsageError(f"{exc.filename} already exists; choose another name with --as") from exc
     except OSError as exc:
-        raise BatchdError(f"cannot copy {args.file}: {os.strerror(exc.errno or 0)}") from exc
-    print(target)
-    return EXIT_OK
+        raise BatchdError(f"cannot copy {source}: {os.strerror(exc.errno or 0)}") from exc

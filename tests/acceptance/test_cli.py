@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 from batchd.models import SubmissionState
 from tests.acceptance.harness import Harness, RouteSpec, chat_lines
@@ -136,4 +137,27 @@ async def test_jobs_list_and_show_read_the_real_database(harness: Harness) -> No
 
     code, _, err = await harness.cli("jobs", "show", "--config", config, "sub_nope")
     assert code == EXIT_FAILURE
+    await harness.stop()
+
+
+async def test_submit_wait_exits_by_outcome_and_a_second_copy_is_refused(harness: Harness) -> None:
+    harness.start_emulator()
+    harness.configure([RouteSpec("chat")])
+    await harness.start()
+    config = str(harness.config_path)
+    source = harness.root / "waited.jsonl"
+    source.write_text(chat_lines(3, "w"))
+
+    code, out, err = await harness.cli(
+        "submit", "--wait", "--json", "--config", config, str(source), timeout_s=120
+    )
+    assert code == 0, err
+    shown = json.loads(out)
+    assert (shown["finished"], shown["state"], shown["outcome"]) == (True, "done", "succeeded")
+    assert (Path(shown["results_dir"]) / "results.jsonl").exists()
+
+    code, out, err = await harness.cli("submit", "--config", config, str(source), "--as", "b.jsonl")
+    assert code == 7  # the daemon would reject it as a duplicate: refused before the copy
+    assert f"submission {shown['submission_id']}" in err
+    assert not (harness.spool("chat").inbox / "b.jsonl").exists()
     await harness.stop()

@@ -166,7 +166,7 @@ async def test_batchd_submit_copies_into_the_inbox_and_the_daemon_finishes_it(
     broken = harness.root / "broken.jsonl"
     broken.write_text('{"custom_id": "a"}\n')
     code, _, _ = await harness.cli("submit", "--config", str(harness.config_path), str(broken))
-    assert code == 1
+    assert code == 7  # rejected, as the daemon would
     assert not (harness.spool("chat").inbox / "broken.jsonl").exists()
     await harness.stop()
 

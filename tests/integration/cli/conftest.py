@@ -4,6 +4,7 @@ SQLite database, filled through the store's public verbs; commands run in-proces
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,14 +68,14 @@ def new_submission(name: str) -> NewSubmission:
 
 
 async def accepted(
-    store: JobStore, name: str, *, now: float = NOW, lines: int = 10
+    store: JobStore, name: str, *, now: float = NOW, lines: int = 10, sha256: str | None = None
 ) -> tuple[Submission, Job]:
     """A submission accepted with one job, which the provider knows as ``prov-<name>``."""
     sub = await store.begin_claim(new_submission(name), now=now)
     await store.mark_claimed(sub.id, now=now)
     [job] = await store.accept_submission(
         sub.id,
-        sha256=f"{abs(hash(name)):064x}"[:64],
+        sha256=sha256 or hashlib.sha256(name.encode()).hexdigest(),
         line_count=lines,
         results_dir=f"/spool/done/{name}",
         chunks=[ChunkPlan(index=0, line_start=0, line_count=lines, byte_count=100)],
