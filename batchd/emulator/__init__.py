@@ -46,6 +46,12 @@ Choices where the reference is silent or unverified (``Behaviour`` makes most co
   are ``<index>-<uuid derived from the request>``. Chat/FIM content has exactly ``max_tokens``
   words (default ``default_max_tokens``), one token per word, with matching usage; embeddings
   have ``embedding_dim`` components (or ``output_dimension``) and norm ~1.
+- OCR: one page object per page asked for in ``pages`` (a list of indexes from 0, or a string
+  like ``"0,2-4"``; at most 1,000; the first page when not given), ``pages_processed`` to
+  match; ``document_annotation`` is a JSON string that fits ``document_annotation_format``
+  (``json_schema``: a deterministic value valid against the schema, see ``schema_fill``;
+  ``json_object``: a small object; ``text`` or none: null). The document itself is never
+  fetched, so any page index exists.
 - Cancel is idempotent; on a terminal job it answers 200 with the job unchanged
   (``cancel_terminal="error"``: 400). A cancel that arrives while results are being written is
   too late and changes nothing.

@@ -19,7 +19,8 @@ from array import array
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from batchd.emulator.requests import effective_model
+from batchd.emulator.requests import effective_model, ocr_pages
+from batchd.emulator.schema_fill import fill_schema
 from batchd.emulator.validation import Endpoint
 
 STABLE_CREATED = 1_700_000_000
@@ -199,15 +200,26 @@ class Responder:
 
     # ------------------------------------------------------------ other endpoints
     def ocr(self, model: str, body: Mapping[str, Any], digest: bytes) -> dict[str, Any]:
-        markdown = "# Emulated page\n\n" + filler(int.from_bytes(digest[:4], "big"), 40)
-        page = {
-            "index": 0,
-            "markdown": markdown,
-            "images": [],
-            "dimensions": {"dpi": 200, "height": 2200, "width": 1700},
+        """One page object per page asked for (``pages``; the first page when not given), and
+        a ``document_annotation`` that fits ``document_annotation_format`` when one is given."""
+        seed = int.from_bytes(digest[:4], "big")
+        pages = [
+            {
+                "index": index,
+                "markdown": f"# Emulated page {index}\n\n" + filler(seed + index, 40),
+                "images": [],
+                "dimensions": {"dpi": 200, "height": 2200, "width": 1700},
+            }
+            for index in ocr_pages(body.get("pages"))
+        ]
+        usage = {"pages_processed": len(pages), "doc_size_bytes": None}
+        annotation = _annotation(body.get("document_annotation_format"), seed)
+        return {
+            "pages": pages,
+            "model": model,
+            "document_annotation": annotation,
+            "usage_info": usage,
         }
-        usage = {"pages_processed": 1, "doc_size_bytes": None}
-        return {"pages": [page], "model": model, "document_annotation": None, "usage_info": usage}
 
     def conversation(self, model: str, body: Mapping[str, Any], digest: bytes) -> dict[str, Any]:
         inputs = body["inputs"]
@@ -237,6 +249,21 @@ class Responder:
         text = filler(int.from_bytes(digest[:4], "big"), self.default_max_tokens)
         usage = {"prompt_audio_seconds": 10, **_usage(0, _count(text))}
         return {"model": model, "text": text, "language": None, "segments": [], "usage": usage}
+
+
+def _annotation(response_format: object, seed: int) -> str | None:
+    """The document annotation, a JSON string in the requested format (``None``: no format, or
+    ``text``)."""
+    if not isinstance(response_format, Mapping):
+        return None
+    kind = response_format.get("type", "text")
+    if kind == "json_object":
+        return json.dumps({"summary": filler(seed, 12)})
+    if kind != "json_schema":
+        return None
+    schema = response_format["json_schema"]["schema"]
+    value = fill_schema(schema, seed, filler)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _inputs(value: object) -> list[str]:

@@ -7,6 +7,7 @@ Schema problems give the wrapped 422 seen from api.mistral.ai (``{"object":"erro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from batchd.emulator.wire import detail_item, object_error
 
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 Body = Mapping[str, Any]
+MAX_OCR_PAGES = 1_000  # pages one OCR request may ask for
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,71 @@ def _check_ocr(body: Body) -> RequestError | None:
         return _missing("document", body)
     if not isinstance(document, dict):
         return _schema("model_type", "document", "Input should be a valid dictionary", document)
+    try:
+        ocr_pages(body.get("pages"))
+    except ValueError as exc:
+        return _schema("value_error", "pages", f"Value error, {exc}", body.get("pages"))
+    return _check_annotation_format(body.get("document_annotation_format"))
+
+
+def ocr_pages(value: object) -> list[int]:
+    """The page indexes an OCR request asks for, sorted and unique: a list of integers from 0,
+    or a string of numbers and ranges (``"0,2-4"``); none given: the first page only. Raises
+    ``ValueError`` saying what is wrong."""
+    if value is None:
+        return [0]
+    if isinstance(value, str):
+        pages = _page_ranges(value)
+    elif isinstance(value, list) and all(_is_index(v) for v in value):
+        pages = set(value)
+    else:
+        raise ValueError("pages must be a list of page indexes (from 0) or a string like '0,2-4'")
+    if not pages:
+        raise ValueError("pages must name at least one page")
+    if len(pages) > MAX_OCR_PAGES:
+        raise ValueError(f"at most {MAX_OCR_PAGES} pages can be processed in one request")
+    return sorted(pages)
+
+
+def _is_index(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+_RANGE = re.compile(r"\s*([0-9]{1,9})\s*(?:-\s*([0-9]{1,9})\s*)?")
+
+
+def _page_ranges(text: str) -> set[int]:
+    pages: set[int] = set()
+    for part in text.split(","):
+        match = _RANGE.fullmatch(part)
+        if match is None:
+            raise ValueError(f"invalid page range {part.strip()!r} (use '0,2-4')")
+        low = int(match[1])
+        high = int(match[2]) if match[2] is not None else low
+        if high < low or high - low >= MAX_OCR_PAGES:
+            raise ValueError(f"invalid page range {part.strip()!r}")
+        pages.update(range(low, high + 1))
+        if len(pages) > MAX_OCR_PAGES:
+            break
+    return pages
+
+
+def _check_annotation_format(value: object) -> RequestError | None:
+    """``document_annotation_format``: a ResponseFormat; ``json_schema`` needs its schema."""
+    if value is None:
+        return None
+    field = "document_annotation_format"
+    if not isinstance(value, dict):
+        return _schema("model_type", field, "Input should be a valid dictionary", value)
+    kind = value.get("type", "text")
+    if kind not in {"text", "json_object", "json_schema"}:
+        msg = "Input should be 'text', 'json_object' or 'json_schema'"
+        return _schema("enum", f"{field}.type", msg, kind)
+    spec = value.get("json_schema")
+    if kind == "json_schema" and not (
+        isinstance(spec, dict) and isinstance(spec.get("schema"), dict)
+    ):
+        return _missing(f"{field}.json_schema.schema", value)
     return None
 
 

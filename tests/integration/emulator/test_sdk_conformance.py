@@ -12,6 +12,8 @@ import aiohttp
 import pytest
 from mistralai.client import Mistral, models
 from mistralai.client.errors import SDKError
+from mistralai.extra import response_format_from_pydantic_model
+from pydantic import BaseModel, Field
 
 from batchd.emulator import Emulator, serve
 from tests.integration.emulator.helpers import KEY, chat_file, stepped_config
@@ -178,3 +180,47 @@ async def test_mistrals_inline_example_with_another_model_in_the_bodies(
     assert isinstance(done.outputs, list) and len(done.outputs) == 5
     bodies = [res["response"]["body"] for res in done.outputs]
     assert {b["model"] for b in bodies} == {"mistral-small-latest"}
+
+
+class Table(BaseModel):
+    name: str = Field(description="The name or title of the table")
+
+
+class TableExtraction(BaseModel):
+    tables: list[Table] = Field(description="List of tables found in the document")
+
+
+async def test_mistrals_ocr_annotation_example(client: Mistral, emu: Emulator) -> None:
+    """client-python ``examples/mistral/jobs/async_jobs_ocr_batch_annotation.py``: eight pages
+    asked for, an annotation in a pydantic model's format, read back through a signed URL."""
+    line = {
+        "custom_id": "0",
+        "body": {
+            "document": {
+                "type": "document_url",
+                "document_url": "https://arxiv.org/pdf/2401.04088",
+            },
+            "document_annotation_format": response_format_from_pydantic_model(TableExtraction),
+            "pages": [0, 1, 2, 3, 4, 5, 6, 7],
+            "include_image_base64": False,
+        },
+    }
+    batch_file = await client.files.upload_async(
+        file=models.File(file_name="ocr_batch.jsonl", content=json.dumps(line).encode()),
+        purpose="batch",
+    )
+    created = await client.batch.jobs.create_async(
+        model="mistral-ocr-latest", input_files=[batch_file.id], endpoint="/v1/ocr"
+    )
+    job = await _wait(client, emu, created.id)
+    assert job.status == "SUCCESS" and isinstance(job.output_file, str)
+    signed = await client.files.get_signed_url_async(file_id=job.output_file)
+    async with aiohttp.ClientSession() as session, session.get(signed.url) as resp:
+        (raw,) = (await resp.read()).decode().strip().split("\n")
+    body = json.loads(raw)["response"]["body"]
+    ocr = models.OCRResponse.model_validate(body)
+    assert [p.index for p in ocr.pages] == list(range(8))
+    assert ocr.usage_info.pages_processed == 8
+    assert isinstance(ocr.document_annotation, str)
+    tables = TableExtraction.model_validate_json(ocr.document_annotation)
+    assert [t.name for t in tables.tables]

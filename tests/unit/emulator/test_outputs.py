@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from mistralai.client import models
+from mistralai.extra import response_format_from_pydantic_model as response_format
+from pydantic import BaseModel, Field
 
 from batchd.emulator.outputs import (
     MODERATION_CATEGORIES,
@@ -149,3 +151,49 @@ def test_other_endpoints_have_sdk_shapes() -> None:
 def test_render_inserts_raw_json_only_where_placed() -> None:
     body = respond("/v1/embeddings", {"input": "x"}, model="m")
     assert body["model"] == "m" and isinstance(body["data"][0]["embedding"][0], float)
+
+
+DOC = {"type": "document_url", "document_url": "https://example.com/doc.pdf"}
+
+
+@pytest.mark.parametrize(
+    ("pages", "expected"),
+    [
+        (None, [0]),
+        ([0, 1, 2, 3, 4, 5, 6, 7], [0, 1, 2, 3, 4, 5, 6, 7]),
+        ([5, 2, 5], [2, 5]),
+        ("0,2-4", [0, 2, 3, 4]),
+        (" 7 , 1 - 2 ", [1, 2, 7]),
+    ],
+)
+def test_ocr_answers_the_pages_asked_for(pages: Any, expected: list[int]) -> None:
+    body: dict[str, Any] = {"document": DOC} | ({} if pages is None else {"pages": pages})
+    out = respond("/v1/ocr", body, model="mistral-ocr-latest")
+    parsed = models.OCRResponse.model_validate(out)
+    assert [p.index for p in parsed.pages] == expected
+    assert parsed.usage_info.pages_processed == len(expected)
+    assert len({p.markdown for p in parsed.pages}) == len(expected)  # a different page each
+    assert parsed.document_annotation is None  # no format asked for
+
+
+class Table(BaseModel):
+    name: str = Field(description="The name or title of the table")
+
+
+class TableExtraction(BaseModel):
+    tables: list[Table] = Field(description="List of tables found in the document")
+
+
+def test_ocr_document_annotation_fits_the_requested_format() -> None:
+    body = {"document": DOC, "document_annotation_format": response_format(TableExtraction)}
+    out = respond("/v1/ocr", body, model="mistral-ocr-latest")
+    annotation = models.OCRResponse.model_validate(out).document_annotation
+    assert isinstance(annotation, str)
+    tables = TableExtraction.model_validate_json(annotation)  # what the SDK example does
+    assert tables.tables and all(t.name for t in tables.tables)
+    as_object = respond(
+        "/v1/ocr", {"document": DOC, "document_annotation_format": {"type": "json_object"}}
+    )
+    assert isinstance(json.loads(as_object["document_annotation"]), dict)
+    as_text = respond("/v1/ocr", {"document": DOC, "document_annotation_format": {"type": "text"}})
+    assert as_text["document_annotation"] is None
