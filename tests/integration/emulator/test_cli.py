@@ -96,3 +96,43 @@ async def test_emulator_command_usage_errors() -> None:
             stderr=subprocess.PIPE,
         )
         assert await asyncio.wait_for(proc.wait(), 20) == 2, bad
+
+
+async def test_bad_requests_are_one_log_line_each_without_a_traceback() -> None:
+    """Issue 13 item 13 with the real process: aiohttp's own 400 (a broken header) and refused
+    requests (a body nested too deeply, a malformed upload) each log one line."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "batchd",
+        "emulator",
+        "--port",
+        "0",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = await _read_url(proc)
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GET /v1/files HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n")
+        assert b" 400 " in (await reader.read()).split(b"\r\n", 1)[0]
+        writer.close()
+        auth = {"Authorization": "Bearer k"}
+        async with aiohttp.ClientSession() as session:
+            deep = b"[" * 100_000 + b"]" * 100_000
+            async with session.post(f"{url}/v1/batch/jobs", data=deep, headers=auth) as resp:
+                assert resp.status == 422
+            multipart = {**auth, "Content-Type": "multipart/form-data; boundary=x"}
+            async with session.post(
+                f"{url}/v1/files", data=b"--x\r\nbad\r\n\r\n", headers=multipart
+            ) as r:
+                assert r.status == 400
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    assert proc.stdout is not None
+    output = (await proc.stdout.read()).decode()
+    assert "Traceback" not in output and "Error handling request" not in output
+    assert output.count("emulator.bad_http") == 1
+    assert output.count("emulator.request_refused") == 2

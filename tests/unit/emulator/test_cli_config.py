@@ -85,3 +85,23 @@ def test_metadata_filter_behaviour() -> None:
 def test_bad_options_are_usage_errors(argv: list[str]) -> None:
     with pytest.raises(UsageError):
         parse(*argv)
+
+
+def test_issue_13_options() -> None:
+    config = parse(
+        "--behaviour",
+        "outputs=null",
+        "--fault",
+        "short_results:1,fraction=0.9,limit=1",
+        "--fault",
+        "short_counts:0.5,route=/v1/ocr",
+    )
+    assert config.behaviour.outputs == "null"
+    assert config.faults.rules == (
+        FaultRule(FaultKind.SHORT_RESULTS, fraction=0.9, limit=1),
+        FaultRule(FaultKind.SHORT_COUNTS, 0.5, "/v1/ocr"),
+    )
+    with pytest.raises(UsageError, match="outputs"):
+        parse("--behaviour", "outputs=sometimes")
+    with pytest.raises(UsageError, match="delay_s"):
+        parse("--fault", "latency:1,delay=inf")
