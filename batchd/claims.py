@@ -34,6 +34,14 @@ from batchd.clock import Clock
 from batchd.errors import IntakeRejected, Problem
 from batchd.models import Submission, SubmissionState
 from batchd.providers.base import ProviderLimits
+from batchd.rejects import (
+    find_in_inbox,
+    first_problem,
+    move_aside,
+    reason_path,
+    rejected_candidates,
+    rejected_name,
+)
 from batchd.spool import (
     PRIVATE,
     Modes,
@@ -138,7 +146,7 @@ class Claimer:
         processing = Path(_required(sub.processing_path))
         found = lstat_identity(processing)
         if found is None or found.ino != ino:
-            inbox = _find_in_inbox(paths.inbox, inbox_name or sub.name, ino)
+            inbox = find_in_inbox(paths.inbox, inbox_name or sub.name, ino)
             if inbox is None:
                 await self._store.abandon_submission(
                     sub.id, "the file disappeared before batchd claimed it", now=self._clock.now()
@@ -256,9 +264,9 @@ class Claimer:
         self, sub: Submission, paths: SpoolPaths, processing: Path, exc: IntakeRejected
     ) -> None:
         self._work.remove(sub.id)  # chunks written before the rejection, if any
-        dest = _rejected_name(paths, sub)
+        dest = rejected_name(paths, sub)
         reason = format_reason(exc, sub.name).encode()
-        write_atomic(_reason_path(dest), reason, mode=self._modes.file)
+        write_atomic(reason_path(dest), reason, mode=self._modes.file)
         move(processing, dest)
         await self._finalize_reject(sub, dest, exc.problems)
 
@@ -285,12 +293,12 @@ class Claimer:
 
     async def _recover_rejected(self, sub: Submission, paths: SpoolPaths) -> None:
         """The file left processing/ without the rejection being committed: finish it."""
-        for dest in _rejected_candidates(paths, sub):
+        for dest in rejected_candidates(paths, sub):
             ident = lstat_identity(dest)
             if ident is not None and ident.ino == _ino_of(sub):
-                reason_file = _reason_path(dest)
+                reason_file = reason_path(dest)
                 text = reason_file.read_text() if reason_file.exists() else ""
-                problem = _first_problem(text)
+                problem = first_problem(text)
                 await self._finalize_reject(sub, dest, [problem])
                 return
         await self._finalize_reject(
@@ -307,7 +315,7 @@ class Claimer:
         found = lstat_identity(processing)
         source = processing if found is not None and found.ino == ino else None
         if source is None:
-            source = _find_in_inbox(paths.inbox, sub.name, ino)
+            source = find_in_inbox(paths.inbox, sub.name, ino)
         if source is None:
             await self._recover_rejected(sub, paths)
             return
@@ -317,7 +325,7 @@ class Claimer:
         """Move an inbox file that could not even be claimed (no submission row) to rejected/
         under a safe name, with ``reason``. Returns where it went (None: it is gone)."""
         dest = await asyncio.to_thread(
-            _move_aside, SpoolPaths(route.spool), name, reason, self._modes.file
+            move_aside, SpoolPaths(route.spool), name, reason, self._modes.file
         )
         if dest is not None:
             log.warning(
@@ -349,68 +357,6 @@ def _ino_of(sub: Submission) -> int:
     # The inode is the last part of the processing name: "<ino>-<name>" or "<ino>.jsonl".
     name = Path(_required(sub.processing_path)).name
     return int(name.split("-", 1)[0].split(".", 1)[0])
-
-
-def _find_in_inbox(inbox: Path, name: str, ino: int) -> Path | None:
-    """The inbox entry called ``name`` with inode ``ino``. ``name`` may be the stored, escaped
-    form of a name that is not printable (see ``display_name``): then the entry whose escaped
-    name and inode match is looked for."""
-    found = lstat_identity(inbox / name)
-    if found is not None and found.ino == ino:
-        return inbox / name
-    if "\\" not in name:
-        return None
-    try:
-        with os.scandir(inbox) as entries:
-            return next(
-                (
-                    Path(e.path)
-                    for e in entries
-                    if e.inode() == ino and e.name != name and display_name(e.name) == name
-                ),
-                None,
-            )
-    except FileNotFoundError:
-        return None
-
-
-def _move_aside(paths: SpoolPaths, name: str, reason: str, mode: int) -> Path | None:
-    """``inbox/name`` to rejected/ (under a safe name) with its reason file, no row needed."""
-    ident = lstat_identity(paths.inbox / name)
-    if ident is None:
-        return None
-    safe = name if name_allowed(name) else f"unnamed-{ident.ino}.jsonl"
-    dest = paths.rejected / safe
-    if os.path.lexists(dest):
-        dest = paths.rejected / f"{safe.removesuffix('.jsonl')}-{ident.ino}.jsonl"
-    text = format_reason(IntakeRejected([Problem(0, reason)]), name).encode()
-    write_atomic(_reason_path(dest), text, mode=mode)
-    move(paths.inbox / name, dest)
-    return dest
-
-
-def _rejected_candidates(paths: SpoolPaths, sub: Submission) -> list[Path]:
-    safe = sub.name if name_allowed(sub.name) else f"unnamed-{sub.id[-6:]}.jsonl"
-    stem = safe.removesuffix(".jsonl")
-    return [paths.rejected / safe, paths.rejected / f"{stem}-{sub.id[-6:]}.jsonl"]
-
-
-def _rejected_name(paths: SpoolPaths, sub: Submission) -> Path:
-    first, second = _rejected_candidates(paths, sub)
-    return second if first.exists() or first.is_symlink() else first
-
-
-def _reason_path(dest: Path) -> Path:
-    return dest.with_name(dest.name.removesuffix(".jsonl") + ".reason.txt")
-
-
-def _first_problem(reason_text: str) -> Problem:
-    for line in reason_text.splitlines():
-        if line.startswith("line "):
-            number, _, reason = line.removeprefix("line ").partition(": ")
-            if number.isdigit():
-                return Problem(int(number), reason)
-    return Problem(0, "rejected (recovered after a restart)")
 
 
 def duplicate_reason(earlier: Submission) -> str:

@@ -99,7 +99,7 @@ async def test_a_file_that_cannot_even_be_moved_aside_is_left_alone(
         raise OSError("read-only file system")
 
     monkeypatch.setattr(world.store, "begin_claim", broken)
-    monkeypatch.setattr(claims, "_move_aside", no_move)
+    monkeypatch.setattr(claims, "move_aside", no_move)
     world.drop("stuck.jsonl", request_lines(1))
     with capture_logs() as logs:
         await passes(world, 60)
