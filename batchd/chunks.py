@@ -113,5 +113,9 @@ def _rebuild(line: Line, parsed: ParsedFile, index: int, endpoint: str) -> bytes
     return data
 
 
+class FileChanged(IntakeRejected):
+    """The file no longer matches what its parse recorded: it is still being written."""
+
+
 def _changed(line: int) -> IntakeRejected:
-    return IntakeRejected([Problem(line, "the file changed after it was validated")])
+    return FileChanged([Problem(line, "the file changed after it was validated")])

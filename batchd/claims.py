@@ -29,7 +29,7 @@ from batchd.batchfile import (
     model_mismatch,
     parse_batch_file,
 )
-from batchd.chunks import plan_chunks, write_chunk
+from batchd.chunks import FileChanged, plan_chunks, write_chunk
 from batchd.clock import Clock
 from batchd.errors import IntakeRejected, Problem
 from batchd.models import Submission, SubmissionState
@@ -42,6 +42,7 @@ from batchd.rejects import (
     rejected_candidates,
     rejected_name,
 )
+from batchd.settle import Decision, GiveUp, SettleGate, Wait, changed_since
 from batchd.spool import (
     PRIVATE,
     Modes,
@@ -104,6 +105,7 @@ class Claimer:
         self._reject_duplicates = reject_duplicates
         self._modes = modes
         self._accepting = asyncio.Lock()
+        self.settle = SettleGate(clock)
 
     def configure(
         self, limits: FileLimits, *, reject_duplicates: bool, modes: Modes = PRIVATE
@@ -114,7 +116,9 @@ class Claimer:
         self._modes = modes
 
     # ------------------------------------------------------------------ steps 1-2
-    async def claim(self, route: RouteLike, name: str) -> Submission | None:
+    async def claim(
+        self, route: RouteLike, name: str, *, renamed: bool = False
+    ) -> Submission | None:
         paths = SpoolPaths(route.spool)
         ident = lstat_identity(paths.inbox / name)
         if ident is None:
@@ -138,6 +142,7 @@ class Claimer:
             ),
             now=self._clock.now(),
         )
+        self.settle.claimed(sub.id, renamed=renamed)
         return await self._finish_claim(sub, paths, ident.ino, inbox_name=name)
 
     async def _finish_claim(
@@ -156,19 +161,29 @@ class Claimer:
         return await self._store.mark_claimed(sub.id, now=self._clock.now())
 
     # ------------------------------------------------------------------ steps 3-4
-    async def process(self, sub: Submission, route: RouteLike) -> bool:
-        """Validate a CLAIMED submission; accept or reject it. True when accepted."""
+    async def process(self, sub: Submission, route: RouteLike, *, settle_s: float = 0.0) -> bool:
+        """Validate a CLAIMED submission; accept or reject it, or wait while it is still being
+        written (``batchd.settle``; ``settle_s``: intake's ``min_age_s``). True when accepted."""
         processing = Path(_required(sub.processing_path))
         paths = SpoolPaths(route.spool)
-        if lstat_identity(processing) is None:
+        before = lstat_identity(processing)
+        if before is None:
             await self._recover_rejected(sub, paths)
             return False
-        try:
-            parsed, chunks = await asyncio.to_thread(self._validate, sub, processing)
-            await asyncio.to_thread(self._write_chunks, sub, processing, parsed, chunks)
-        except IntakeRejected as exc:  # invalid, unreadable, or changed while being read
-            await self._reject(sub, paths, processing, exc)
+        decision = await self.settle.before_read(sub.id, processing, before, settle_s)
+        if not await self._settle(sub, paths, processing, decision):
             return False
+        result = await self._read(sub, processing)
+        read_bytes = None if isinstance(result, IntakeRejected) else result[0].size_bytes
+        if isinstance(result, FileChanged) or changed_since(processing, before, read_bytes):
+            self._work.remove(sub.id)  # what was read is not what the file holds now
+            await self._settle(sub, paths, processing, self.settle.changed(sub.id))
+            return False
+        self.settle.done(sub.id)
+        if isinstance(result, IntakeRejected):  # invalid or unreadable
+            await self._reject(sub, paths, processing, result)
+            return False
+        parsed, chunks = result
         # Files are processed concurrently: the duplicate check, the results folder and the
         # accept must see every earlier accept.
         async with self._accepting:
@@ -178,6 +193,33 @@ class Claimer:
                 await self._reject(sub, paths, processing, exc)
                 return False
             await self._accept(sub, parsed, chunks, await self._results_dir(sub, paths))
+        return True
+
+    async def _read(
+        self, sub: Submission, processing: Path
+    ) -> tuple[ParsedFile, list[ChunkPlan]] | IntakeRejected:
+        try:
+            parsed, chunks = await asyncio.to_thread(self._validate, sub, processing)
+            await asyncio.to_thread(self._write_chunks, sub, processing, parsed, chunks)
+        except IntakeRejected as exc:
+            return exc
+        return parsed, chunks
+
+    async def _settle(
+        self, sub: Submission, paths: SpoolPaths, processing: Path, decision: Decision
+    ) -> bool:
+        if isinstance(decision, Wait):
+            log.info(
+                "intake.still_being_written",
+                submission_id=sub.id,
+                name=sub.name,
+                look_again_in_s=round(max(0.0, decision.until - self._clock.now()), 1),
+            )
+            return False
+        if isinstance(decision, GiveUp):
+            rejected = IntakeRejected([Problem(0, decision.reason)])
+            await self._reject(sub, paths, processing, rejected)
+            return False
         return True
 
     async def _accept(
@@ -338,12 +380,12 @@ class Claimer:
         return dest
 
     # ------------------------------------------------------------------ recovery
-    async def resume(self, sub: Submission, route: RouteLike) -> bool:
-        """Finish a CLAIMING or CLAIMED submission left by an earlier process."""
+    async def resume(self, sub: Submission, route: RouteLike, *, settle_s: float = 0.0) -> bool:
+        """Finish a CLAIMING or CLAIMED submission (left by an earlier process or pass)."""
         if sub.state is SubmissionState.CLAIMING:
             sub = await self._finish_claim(sub, SpoolPaths(route.spool), _ino_of(sub))
         if sub.state is SubmissionState.CLAIMED:
-            return await self.process(sub, route)
+            return await self.process(sub, route, settle_s=settle_s)
         return False
 
 

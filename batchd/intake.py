@@ -4,7 +4,9 @@ A file is taken when it was renamed into the inbox (inotify ``IN_MOVED_TO``), or
 modification time is at least ``min_age_s`` old with size, mtime and inode unchanged across two
 scans (writers that write in place, network filesystems, files found at start-up). Dotfiles,
 ``*.part`` and sidecars are ignored. inotify only wakes the loop; a full rescan runs at start-up,
-after an overflow and every ``scan_interval_s``.
+after an overflow and every ``scan_interval_s``. A claimed file that turns out to be still
+written is waited for and read again (``batchd.settle``); one whose claim or validation raises
+is retried a few times, then moved to rejected/ (``batchd.retries``).
 """
 
 from __future__ import annotations
@@ -129,10 +131,13 @@ class Intake:
     # ------------------------------------------------------------------ one pass
     async def run_once(self) -> int:
         """Finish half-done claims, scan every inbox, claim and validate what is complete."""
-        done = await self.resume()
         self._next_look = None
+        done = await self.resume()
         for route in list(self._routes.values()):
             done += await self._scan_route(route)
+        when = self._claimer.settle.next_look()  # a claimed file still being written
+        if when is not None:
+            self._schedule(when)
         self.scans += 1
         return done
 
@@ -152,7 +157,7 @@ class Intake:
             if sub.id in self._stuck or not self._retries.due(key, now):
                 self._schedule_retry(key)
             elif await self._process(sub, route):
-                done += 1
+                done += not self._claimer.settle.waiting(sub.id)
                 continue
             if sub.state is SubmissionState.CLAIMING:  # its file may still be in the inbox
                 held.add((sub.route, sub.name))
@@ -163,7 +168,7 @@ class Intake:
         """Resume one open submission; False (logged, retried later or given up) if it raised."""
         key = ("submission", sub.id)
         try:
-            if await self._claimer.resume(sub, route):
+            if await self._claimer.resume(sub, route, settle_s=self._min_age_s):
                 self._on_accepted()
         except Exception as exc:  # one file must not stop the others, nor the scan
             tries = self._failed(key, exc, "intake.resume_failed", submission_id=sub.id)
@@ -215,14 +220,16 @@ class Intake:
             present.add(entry.name)
             if entry.is_dir(follow_symlinks=False):
                 self._note_folder(route.name, entry.name)
-            elif self._may_take(route.name, entry) and self._is_ready(route, inbox, entry, now):
-                ready.append(entry.name)
+            elif self._may_take(route.name, entry):
+                renamed = (inbox, entry.name) in self._renamed  # _is_ready forgets it
+                if self._is_ready(route, inbox, entry, now):
+                    ready.append((entry.name, renamed))
         self._forget_missing(route.name, inbox, present)
         taken: list[str] = []
 
-        async def take(name: str) -> None:
-            if await self._take(route, name):
-                taken.append(name)
+        async def take(item: tuple[str, bool]) -> None:
+            if await self._take(route, *item):
+                taken.append(item[0])
 
         await gather_bounded(ready, take, limit=CLAIM_CONCURRENCY)
         return len(taken)
@@ -269,12 +276,12 @@ class Intake:
                 reason="a folder, not a batch file: batchd takes only files from the inbox",
             )
 
-    async def _take(self, route: RouteLike, name: str) -> bool:
+    async def _take(self, route: RouteLike, name: str, renamed: bool = False) -> bool:
         """Claim and validate one complete file. A failure is logged and retried later, and
         given up after a few tries (the claim, once committed, is resumed on the next pass)."""
         key = ("file", route.name, name)
         try:
-            sub = await self._claimer.claim(route, name)
+            sub = await self._claimer.claim(route, name, renamed=renamed)
         except Exception as exc:  # one bad file must not stop the others
             shown = display_name(name)
             tries = self._failed(key, exc, "intake.claim_failed", route=route.name, name=shown)

@@ -180,3 +180,28 @@ async def test_file_dropped_while_stopped_is_picked_up_at_start_up(harness: Harn
     await harness.start()
     await assert_done(harness, "offline.jsonl", requests=2, chunks=1)
     await harness.stop()
+
+
+async def test_a_writer_pausing_longer_than_min_age_loses_nothing(harness: Harness) -> None:
+    # Issue 13 item 2's recipe: write 1 line, wait 2.5 s with min_age_s = 1, write 2 more, the
+    # writer holding the file open all along. batchd may claim the file during the pause; what
+    # it submits must be all three lines, never the first one alone.
+    await start_daemon(harness, min_age_s=1.0)
+    content = chat_lines(3, "p")
+    first, rest = content.split("\n", 1)
+    target = harness.spool("chat").inbox / "paused.jsonl"
+    with target.open("w") as writer:
+        writer.write(first + "\n")
+        writer.flush()
+        await asyncio.sleep(2.5)
+        writer.write(rest)
+    sub = await harness.wait_submission(
+        "paused.jsonl", [SubmissionState.DONE, SubmissionState.REJECTED]
+    )
+    assert (sub.state, sub.line_count) == (SubmissionState.DONE, 3)
+    done = Path(sub.results_dir or "")
+    assert (done / "input.jsonl").read_text() == content
+    assert custom_ids(done / "results.jsonl") == ["p0", "p1", "p2"]
+    store = await harness.store()
+    assert [s.name for s in await store.list_submissions()] == ["paused.jsonl"]
+    await harness.stop()

@@ -9,7 +9,6 @@ import pytest
 
 from batchd import batchfile, claims, spool
 from batchd.claims import RouteLike
-from batchd.errors import IntakeRejected, Problem
 from batchd.intake import Sighting, is_complete
 from batchd.models import JobState, Submission, SubmissionState
 from batchd.spool import GROUP_READABLE
@@ -204,10 +203,10 @@ async def test_a_failing_file_does_not_stop_the_others(
 ) -> None:
     claim = world.claimer.claim
 
-    async def flaky(route: RouteLike, name: str) -> Submission | None:
+    async def flaky(route: RouteLike, name: str, **kwargs: Any) -> Submission | None:
         if name == "bad.jsonl":
             raise OSError("disk hiccup")
-        return await claim(route, name)
+        return await claim(route, name, **kwargs)
 
     monkeypatch.setattr(world.claimer, "claim", flaky)
     world.drop("bad.jsonl", request_lines(1, prefix="x"))
@@ -266,19 +265,6 @@ async def test_a_claimed_file_that_keeps_failing_does_not_block_the_scan(
     await passes(world)
     states = {s.name: s.state for s in await world.store.list_submissions()}
     assert states == {"bad.jsonl": SubmissionState.CLAIMED, "good.jsonl": SubmissionState.ACTIVE}
-
-
-async def test_a_file_changed_while_its_chunks_are_written_is_rejected(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def changed(*_args: Any, **_kwargs: Any) -> int:
-        raise IntakeRejected([Problem(2, "the file changed while batchd was reading it")])
-
-    monkeypatch.setattr(claims, "write_chunk", changed)
-    sub = await world.accept("moving.jsonl", request_lines(3))
-    assert sub.state is SubmissionState.REJECTED
-    assert "changed" in (world.paths.rejected / "moving.reason.txt").read_text()
-    assert not world.work.submission(sub.id).exists()
 
 
 async def test_a_stale_renamed_flag_does_not_let_a_half_written_file_in(world: World) -> None:
