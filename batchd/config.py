@@ -142,6 +142,8 @@ class SubmitSettings(_Model):
     retry_base_s: Seconds = 5.0
     retry_max_s: Seconds = 300.0
     reconcile_delay_s: Delay = 5.0
+    # How long a provider may still apply a create after its client gave up (beyond timeout_s).
+    reconcile_window_s: Delay = 120.0
     _ranges = (("retry_base_s", "retry_max_s"),)
 
 

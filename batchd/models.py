@@ -159,6 +159,10 @@ class Job:
     completed_at: float | None = None
     terminal_at: float | None = None
     collected_at: float | None = None
+    # CREATING: no create sent so far can take effect after this time (committed before each
+    # create is sent), and how many lookups by tag have missed since the last create.
+    reconcile_until: float | None = None
+    lookups: int = 0
 
 
 @dataclass(frozen=True, slots=True)

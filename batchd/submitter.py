@@ -6,9 +6,18 @@ Per job, every step is committed before the call it guards:
   may exist; uploads are named ``batchd-<job id>.jsonl`` and found again with ``find_files``.
 * UPLOADED -> CREATING is committed before ``create_job``; the job carries
   ``metadata.batchd_job = <job id>``.
-* A job found in CREATING (after a crash or an ambiguous error: timeout, 5xx, reset) is first
-  looked up with ``list_jobs(metadata={"batchd_job": id})`` and adopted if it exists; only then is
-  create sent again. Upload and create are never retried blindly.
+* Before each create is sent, ``attempts`` + 1, the first lookup time and the end of the
+  reconcile window (``reconcile.py``: the create timeout plus ``reconcile_window_s``; it only
+  ever moves later) are committed with the job in CREATING.
+* A job found in CREATING (after a crash or an ambiguous error: timeout, 5xx, reset) is looked up
+  with ``list_jobs(metadata={"batchd_job": id})`` and adopted if it exists. A miss before the
+  window's end commits the next lookup (backing off, the last one at the window's end) and is
+  logged (``submit.reconcile_missed``); only a miss after the window's end leads to a new create,
+  committed as above. A restart resumes from what was committed and never shortens the window.
+  Upload and create are never retried blindly.
+* A refusal that certainly had no effect is not ambiguous: 429 puts the job back to UPLOADED
+  (backing off), 401/403 too (and pauses the provider), a missing input file (404, or a 400/422
+  naming it) uploads again, any other 4xx fails the job.
 
 A 401/403 pauses submission for that provider (one ``provider.auth_failed`` event) instead of
 burning through the queue; a reload or ``auth_pause_s`` later one job probes again.
@@ -19,13 +28,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from batchd.clock import Clock
-from batchd.errors import AuthError, NotFound, ProviderError, ProviderPermanent, RateLimited
+from batchd.errors import AuthError, ProviderError, ProviderPermanent, RateLimited
 from batchd.health import ProviderGate
 from batchd.loops import gather_bounded
 from batchd.models import ACTIVE, LOCAL, Job, JobState, Submission, backoff_s
@@ -36,10 +45,22 @@ from batchd.providers.base import (
     JobSpec,
     carries_metadata,
 )
+from batchd.reconcile import (
+    ReconcileWindow,
+    create_deadline,
+    first_lookup_at,
+    had_no_effect,
+    input_file_gone,
+    next_lookup_at,
+    window_end,
+)
 from batchd.store.base import EventSpec, JobStore
 from batchd.workdir import WorkDir
 
 log = structlog.get_logger(__name__)
+
+DEFAULT_CREATE_TIMEOUT_S = 60.0  # ProviderSettings.timeout_s
+MAX_LOOKUP_GAP_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +69,17 @@ class SubmitPolicy:
     retry_base_s: float = 5.0
     retry_max_s: float = 300.0
     reconcile_delay_s: float = 5.0
+    reconcile_window_s: float = 120.0  # provider grace beyond the create timeout
+    create_timeout_s: Mapping[str, float] = field(default_factory=dict)  # per provider
     batch_size: int = 500
+
+    def window(self, provider: str) -> ReconcileWindow:
+        return ReconcileWindow(
+            create_timeout_s=self.create_timeout_s.get(provider, DEFAULT_CREATE_TIMEOUT_S),
+            grace_s=self.reconcile_window_s,
+            first_lookup_s=self.reconcile_delay_s,
+            max_lookup_gap_s=min(MAX_LOOKUP_GAP_S, self.retry_max_s),
+        )
 
 
 def upload_name(job_id: str) -> str:
@@ -154,23 +185,51 @@ class Submitter:
             await self._cancel_unsent(job)
             return
         if job.state is JobState.CREATING:
-            if await self._reconcile(job, provider):
+            if await self._reconcile(job, provider) or not await self._window_passed(job):
                 return
             if job.input_file_id is None:
                 job = await self._transition(job, JobState.NEW, input_file_id=None)
         if job.state is JobState.NEW:
             job = await self._upload(job, provider)
-        if job.state is JobState.UPLOADED:
-            # If we die while the create is in flight, the restart waits reconcile_delay_s
-            # before looking the job up, so that a create still being processed is found.
-            job = await self._transition(
-                job,
-                JobState.CREATING,
-                attempts=job.attempts + 1,
-                next_attempt_at=self._clock.now() + self._policy.reconcile_delay_s,
-            )
-        if job.state is JobState.CREATING:
+        if job.state in {JobState.UPLOADED, JobState.CREATING}:
+            job = await self._begin_create(job)
             await self._create(job, sub, provider)
+
+    async def _begin_create(self, job: Job) -> Job:
+        """Commit the attempt before sending it: if we die while the create is in flight, the
+        restart looks the job up after reconcile_delay_s and keeps looking until the window
+        committed here has passed."""
+        now = self._clock.now()
+        window = self._policy.window(job.provider)
+        end = create_deadline(now, window, job.reconcile_until)
+        return await self._transition(
+            job,
+            JobState.CREATING,
+            attempts=job.attempts + 1,
+            lookups=0,
+            reconcile_until=end,
+            next_attempt_at=first_lookup_at(now, end, window),
+        )
+
+    async def _window_passed(self, job: Job) -> bool:
+        """After a lookup found nothing: True when a new create may be sent; otherwise the next
+        lookup is committed. Every miss is logged."""
+        now = self._clock.now()
+        window = self._policy.window(job.provider)
+        end = window_end(job, window)
+        nxt = next_lookup_at(now, job.lookups, end, window)
+        log.info(
+            "submit.reconcile_missed",
+            job_id=job.id,
+            create_attempt=job.attempts,
+            lookup=job.lookups + 1,
+            next_lookup_in_s=None if nxt is None else round(nxt - now, 3),
+            recreate_in_s=round(max(0.0, end - now), 3),
+        )
+        if nxt is None:
+            return True
+        await self._transition(job, JobState.CREATING, lookups=job.lookups + 1, next_attempt_at=nxt)
+        return False
 
     # ------------------------------------------------------------------ upload
     async def _upload(self, job: Job, provider: BatchProvider) -> Job:
@@ -220,20 +279,26 @@ class Submitter:
         )
         try:
             snapshot = await provider.create_job(spec)
-        except NotFound:  # the uploaded input is gone: upload again
+        except ProviderError as exc:
+            await self._create_failed(job, exc)
+            return
+        await self._adopt(job, snapshot)
+
+    async def _create_failed(self, job: Job, exc: ProviderError) -> None:
+        if not had_no_effect(exc):  # ambiguous: reconcile over the window before anything else
+            await self._ambiguous(job, exc)
+        elif input_file_gone(exc, job.input_file_id):  # the uploaded input is gone: upload again
+            log.warning("submit.input_gone", job_id=job.id, error=str(exc))
             await self._transition(
                 job, JobState.NEW, input_file_id=None, attempts=0, next_attempt_at=self._clock.now()
             )
-            return
-        except AuthError:
-            raise
-        except ProviderPermanent as exc:  # a definite refusal: nothing was created
+        elif isinstance(exc, AuthError):  # nothing was created; the provider pauses
+            await self._transition(job, JobState.UPLOADED, last_error=str(exc))
+            raise exc
+        elif isinstance(exc, ProviderPermanent):  # a definite refusal: nothing was created
             await self._refused(job, exc)
-            return
-        except ProviderError as exc:  # ambiguous: reconcile before anything else
-            await self._ambiguous(job, exc)
-            return
-        await self._adopt(job, snapshot)
+        else:  # 429: nothing was created; back off, then create as usual
+            await self._not_sent(job, exc)
 
     async def _reconcile(self, job: Job, provider: BatchProvider) -> bool:
         """Look the job up by its tag; adopt it when the provider has it."""
@@ -306,10 +371,30 @@ class Submitter:
 
     async def _ambiguous(self, job: Job, exc: ProviderError) -> None:
         self._gate.record_error(job.provider, str(exc))
-        delay = max(self._policy.reconcile_delay_s, self._delay(job))
-        log.warning("submit.create_ambiguous", job_id=job.id, error=str(exc), retry_in_s=delay)
+        now = self._clock.now()
+        window = self._policy.window(job.provider)
+        end = window_end(job, window)
+        nxt = first_lookup_at(now, end, window)
+        log.warning(
+            "submit.create_ambiguous",
+            job_id=job.id,
+            create_attempt=job.attempts,
+            error=str(exc),
+            lookup_in_s=round(nxt - now, 3),
+            window_ends_in_s=round(max(0.0, end - now), 3),
+        )
+        await self._transition(job, JobState.CREATING, last_error=str(exc), next_attempt_at=nxt)
+
+    async def _not_sent(self, job: Job, exc: ProviderError) -> None:
+        """A 429 on create: the request had no effect; wait and create again."""
+        self._gate.record_error(job.provider, str(exc))
+        now = self._clock.now()
+        retry_after = exc.retry_after_s if isinstance(exc, RateLimited) else None
+        wait_s = max(retry_after or 0.0, self._delay(job))
+        self._gate.slow_down(job.provider, now + (retry_after or self._policy.retry_base_s))
+        log.warning("submit.create_refused", job_id=job.id, error=str(exc), retry_in_s=wait_s)
         await self._transition(
-            job, JobState.CREATING, last_error=str(exc), next_attempt_at=self._clock.now() + delay
+            job, JobState.UPLOADED, last_error=str(exc), next_attempt_at=now + wait_s
         )
 
     async def _retry_later(self, job: Job, exc: Exception) -> None:

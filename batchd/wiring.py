@@ -113,6 +113,8 @@ class Policies:
                 retry_base_s=s.retry_base_s,
                 retry_max_s=s.retry_max_s,
                 reconcile_delay_s=s.reconcile_delay_s,
+                reconcile_window_s=s.reconcile_window_s,
+                create_timeout_s={n: p.timeout_s for n, p in settings.providers.items()},
             ),
             track=TrackPolicy(
                 concurrency=t.concurrency,

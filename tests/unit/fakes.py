@@ -3,6 +3,7 @@ and helpers to move jobs along. (Integration tests use the real emulator over HT
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections import Counter, defaultdict
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from batchd.errors import NotFound, ProviderError, ProviderPermanent
+from batchd.errors import NotFound, ProviderError, ProviderPermanent, ProviderTransient
 from batchd.models import JobState, RequestCounts
 from batchd.providers.base import (
     FileRef,
@@ -44,10 +45,16 @@ class FakeProvider:
     fail_after: dict[str, list[Exception]] = field(default_factory=lambda: defaultdict(list))
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     clock: Callable[[], float] = lambda: 1_700_000_000.0
+    # A slow provider: the next creates time out at once for the client, and each takes effect
+    # that many seconds (of ``clock``) later. ``hang_creates``: the next create never answers.
+    late_creates: list[float] = field(default_factory=list)
+    landing: list[tuple[float, JobSpec]] = field(default_factory=list)
+    hang_creates: bool = False
 
     # ------------------------------------------------------------------ helpers
     def _enter(self, op: str) -> None:
         self.calls[op] += 1
+        self.land()
         if self.fail_before[op]:
             raise self.fail_before[op].pop(0)
 
@@ -84,6 +91,12 @@ class FakeProvider:
         file_id = f"{prefix}-{next(self._ids)}"
         self.files[file_id] = (FileRef(file_id, f"{file_id}.jsonl", len(data)), data)
         return file_id
+
+    def land(self) -> None:
+        """Apply the late creates that are due."""
+        for item in [item for item in self.landing if item[0] <= self.clock()]:
+            self.landing.remove(item)
+            self._create_now(item[1])
 
     def by_tag(self, batchd_job: str) -> list[FakeJob]:
         return [j for j in self.jobs.values() if j.spec.metadata.get("batchd_job") == batchd_job]
@@ -126,6 +139,17 @@ class FakeProvider:
         self._enter("create_job")
         if spec.input_files[0] not in self.files:
             raise NotFound("input file not found", status=404)
+        if self.late_creates or self.hang_creates:
+            delay = self.late_creates.pop(0) if self.late_creates else 0.0
+            self.landing.append((self.clock() + delay, spec))
+            if self.hang_creates:
+                await asyncio.Event().wait()  # cancelled by the test: the process died
+            raise ProviderTransient("create_job: timed out (TimeoutError)")
+        snap = self._create_now(spec)
+        self._leave("create_job")
+        return snap
+
+    def _create_now(self, spec: JobSpec) -> JobSnapshot:
         data = self.files[spec.input_files[0]][1]
         ids = [json.loads(line)["custom_id"] for line in data.splitlines() if line.strip()]
         job_id = f"pj-{next(self._ids)}"
@@ -140,7 +164,6 @@ class FakeProvider:
             created_at=self.clock() + len(self.jobs),
         )
         self.jobs[job_id] = FakeJob(snap, spec, ids)
-        self._leave("create_job")
         return snap
 
     async def get_job(self, job_id: str, *, inline: bool | None = None) -> JobSnapshot:

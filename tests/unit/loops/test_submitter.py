@@ -1,13 +1,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
-from batchd.errors import AuthError, NotFound, ProviderPermanent, ProviderTransient
+import pytest
+from structlog.testing import capture_logs
+
+from batchd.errors import AuthError, NotFound, ProviderPermanent, ProviderTransient, RateLimited
 from batchd.models import JobState
 from batchd.providers.base import JobFilter, JobSnapshot, JobSpec
+from batchd.submitter import SubmitPolicy, Submitter
 from tests.unit.loops.conftest import World, request_lines
 
 
@@ -53,15 +58,21 @@ async def test_ambiguous_create_is_reconciled_not_resent(world: World) -> None:
     assert len(world.provider.jobs) == 1
 
 
-async def test_create_that_never_arrived_is_sent_again_after_lookup(world: World) -> None:
+async def pass_the_window(world: World, seconds: float = 200.0, step_s: float = 5.0) -> None:
+    """Run the submitter every ``step_s`` for ``seconds`` (the default window is 60 + 120 s)."""
+    for _ in range(int(seconds / step_s)):
+        world.clock.advance(step_s)
+        await world.submitter.run_once()
+
+
+async def test_create_that_never_arrived_is_sent_again_after_the_window(world: World) -> None:
     sub = await world.accept("one.jsonl", request_lines(3))
     world.provider.fail_before["create_job"].append(ProviderTransient("connection reset"))
     await world.submitter.run_once()
-    world.clock.advance(10)
-    await world.submitter.run_once()
+    await pass_the_window(world)
     (job,) = await world.jobs(sub.id)
     assert job.state is JobState.PENDING
-    assert world.provider.calls["list_jobs"] == 1  # looked up first
+    assert world.provider.calls["list_jobs"] >= 3  # looked up (with backoff) first
     assert world.provider.calls["create_job"] == 2
     assert len(world.provider.jobs) == 1
 
@@ -193,8 +204,7 @@ async def test_reconcile_ignores_jobs_that_are_not_tagged_with_this_job(world: W
             yield snap
 
     world.provider.iter_jobs = ignoring_the_filter  # type: ignore[method-assign]
-    world.clock.advance(10)
-    await world.submitter.run_once()
+    await pass_the_window(world)
 
     (job,) = await world.jobs(sub.id)
     (unrelated,) = await world.jobs(other.id)
@@ -202,3 +212,146 @@ async def test_reconcile_ignores_jobs_that_are_not_tagged_with_this_job(world: W
     assert job.provider_job_id != unrelated.provider_job_id
     assert world.provider.calls["cancel_job"] == 0  # the unrelated job was not "a duplicate"
     assert len(world.provider.by_tag(job.id)) == 1
+
+
+# ------------------------------------------------------------------ the reconcile window (issue 12)
+
+
+async def test_a_create_that_lands_after_the_client_timed_out_makes_one_job(world: World) -> None:
+    sub = await world.accept("one.jsonl", request_lines(3))
+    world.provider.late_creates.append(150.0)  # applied 150 s later: inside the 180 s window
+    await world.submitter.run_once()
+    await pass_the_window(world, seconds=400)
+    (job,) = await world.jobs(sub.id)
+    assert job.state is JobState.PENDING
+    assert world.provider.calls["create_job"] == 1  # never sent again
+    assert [j.snapshot.id for j in world.provider.by_tag(job.id)] == [job.provider_job_id]
+
+
+async def test_a_restart_resumes_the_window_and_never_shortens_it(world: World) -> None:
+    sub = await world.accept("one.jsonl", request_lines(3))
+    world.provider.hang_creates = True
+    world.provider.late_creates.append(170.0)
+    sent = asyncio.create_task(world.submitter.run_once())
+    while world.provider.calls["create_job"] == 0:
+        await asyncio.sleep(0)
+    sent.cancel()  # killed while the create is in flight: nothing after the send is recorded
+    with contextlib.suppress(asyncio.CancelledError):
+        await sent
+    world.provider.hang_creates = False
+    (job,) = await world.jobs(sub.id)
+    assert job.state is JobState.CREATING and job.attempts == 1
+    assert job.reconcile_until == pytest.approx(world.clock.now() + 180.0)
+    restarted = Submitter(  # even configured with no grace at all, it keeps the committed window
+        world.store,
+        {"fake": world.provider},
+        work=world.work,
+        clock=world.clock,
+        instance_id="bdtest",
+        policy=SubmitPolicy(reconcile_delay_s=5.0, reconcile_window_s=0.0),
+    )
+    for _ in range(60):
+        world.clock.advance(5)
+        await restarted.run_once()
+    (job,) = await world.jobs(sub.id)
+    assert job.state is JobState.PENDING
+    assert world.provider.calls["create_job"] == 1
+    assert len(world.provider.by_tag(job.id)) == 1
+
+
+async def test_each_create_commits_its_attempt_and_window_before_it_is_sent(world: World) -> None:
+    sub = await world.accept("one.jsonl", request_lines(3))
+    (job,) = await world.jobs(sub.id)
+    world.provider.fail_before["create_job"].append(ProviderTransient("HTTP 503", status=503))
+    create = world.provider.create_job
+    seen: list[tuple[JobState, int, float | None, float]] = []
+
+    async def recording(spec: JobSpec) -> JobSnapshot:
+        stored = await world.store.get_job(job.id)
+        assert stored is not None
+        seen.append((stored.state, stored.attempts, stored.reconcile_until, world.clock.now()))
+        return await create(spec)
+
+    world.provider.create_job = recording  # type: ignore[method-assign]
+    await world.submitter.run_once()
+    await pass_the_window(world)
+    assert [(state, attempts) for state, attempts, _, _ in seen] == [
+        (JobState.CREATING, 1),
+        (JobState.CREATING, 2),  # the re-create after the window is committed too
+    ]
+    (first, second) = seen
+    assert first[2] == pytest.approx(first[3] + 180.0)
+    assert second[2] == pytest.approx(second[3] + 180.0)
+    assert first[2] is not None and second[3] >= first[2]  # only once the window had passed
+
+
+async def test_every_missed_lookup_is_logged_with_what_comes_next(world: World) -> None:
+    sub = await world.accept("one.jsonl", request_lines(3))
+    (job,) = await world.jobs(sub.id)
+    world.provider.fail_before["create_job"].append(ProviderTransient("connection reset"))
+    await world.submitter.run_once()
+    with capture_logs() as logs:
+        await pass_the_window(world)
+    misses = [e for e in logs if e["event"] == "submit.reconcile_missed"]
+    assert [e["lookup"] for e in misses] == list(range(1, len(misses) + 1))
+    assert len(misses) >= 4
+    assert misses[0] == {
+        "event": "submit.reconcile_missed",
+        "log_level": "info",
+        "job_id": job.id,
+        "create_attempt": 1,
+        "lookup": 1,
+        "next_lookup_in_s": 5.0,
+        "recreate_in_s": pytest.approx(175.0),
+    }
+    assert misses[-1]["next_lookup_in_s"] is None  # the window has passed: created again
+    assert misses[-1]["recreate_in_s"] == 0.0
+
+
+async def test_a_429_on_create_is_not_ambiguous(world: World) -> None:
+    sub = await world.accept("one.jsonl", request_lines(3))
+    world.provider.fail_before["create_job"].append(RateLimited("HTTP 429", retry_after_s=7.0))
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    assert job.state is JobState.UPLOADED  # nothing was created: no reconcile window
+    assert job.next_attempt_at >= world.clock.now() + 7.0
+    world.clock.advance(30)
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    assert job.state is JobState.PENDING
+    assert world.provider.calls["list_jobs"] == 0  # never looked up
+    assert world.provider.calls["create_job"] == 2
+
+
+async def test_an_auth_refusal_on_create_is_not_ambiguous(world: World) -> None:
+    sub = await world.accept("one.jsonl", request_lines(3))
+    world.provider.fail_before["create_job"].append(AuthError("HTTP 401", status=401))
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    assert job.state is JobState.UPLOADED
+    assert "provider.auth_failed" in await world.events()
+    world.clock.advance(400)  # the auth pause is over
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    assert job.state is JobState.PENDING
+    assert world.provider.calls["list_jobs"] == 0
+
+
+async def test_a_400_naming_the_missing_input_file_uploads_again(world: World) -> None:
+    sub = await world.accept("one.jsonl", request_lines(3))
+    create = world.provider.create_job
+
+    async def input_gone_once(spec: JobSpec) -> JobSnapshot:
+        if world.provider.calls["create_job"] == 0:
+            world.provider.calls["create_job"] += 1
+            raise ProviderPermanent(f"HTTP 400: File {spec.input_files[0]} not found", status=400)
+        return await create(spec)
+
+    world.provider.create_job = input_gone_once  # type: ignore[method-assign]
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    assert job.state is JobState.NEW and job.input_file_id is None  # not refused
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    assert job.state is JobState.PENDING
+    assert world.provider.calls["upload_file"] == 2
