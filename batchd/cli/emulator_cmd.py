@@ -22,7 +22,8 @@ API_KEYS_ENV = "BATCHD_EMULATOR_API_KEYS"
 PROCESSING_KEYS = "queue_s, request_s, parallelism, min_run_s, finalize_s, cancel_s, jitter"
 BEHAVIOUR_KEYS = (
     "error_field=object|string, cancel_terminal=ok|error, delete_active=allow|reject, "
-    "invalid_id_status=422|404, metadata_filter=honour|ignore, stable_created, "
+    "invalid_id_status=422|404, missing_input_status=404|400|422, "
+    "metadata_filter=honour|ignore, stable_created, "
     "default_max_tokens, embedding_dim, "
     "max_upload_bytes, max_requests_per_job, max_inline_outputs, outputs=fill|null"
 )
@@ -30,9 +31,10 @@ FAULT_HELP = (
     "inject faults: KIND[:PROB][,route=PATTERN][,phase=before|after][,delay=S]"
     "[,retry_after=S][,fraction=F][,limit=N]; KIND is 429, 500, 502, 503, latency, reset, "
     "truncate (a download cut at FRACTION), short_results (a job's result files hold only "
-    "FRACTION of the lines its counters count) or short_counts (its counters count only "
-    "FRACTION of the lines written; for these two, route matches the job's endpoint); "
-    "repeatable. Example: --fault '429:0.1,retry_after=2' "
+    "FRACTION of the lines its counters count), short_counts (its counters count only "
+    "FRACTION of the lines written; for these two, route matches the job's endpoint), late "
+    "(the handler runs S seconds later even if the client left) or late_reset (the same, then "
+    "the connection is dropped); repeatable. Example: --fault '429:0.1,retry_after=2' "
     "--fault 'reset:1,route=POST /v1/batch/jobs,phase=after,limit=1' "
     "--fault 'short_results:1,fraction=0.9,limit=1'"
 )

@@ -50,6 +50,7 @@ class Behaviour:
     delete_active: Literal["allow", "reject"] = "allow"  # DELETE of a non-terminal job
     metadata_filter: Literal["honour", "ignore"] = "honour"  # jobs list: apply metadata or not
     invalid_id_status: int = 422  # a path id that is not a UUID: 422 (FastAPI) or 404
+    missing_input_status: int = 404  # create naming an unknown input file: 404, 400 or 422
     stable_created: bool = True  # response bodies carry a fixed `created` (byte-for-byte output)
     default_max_tokens: int = 16  # completion length when a request sets no max_tokens
     embedding_dim: int = 1024
@@ -61,6 +62,8 @@ class Behaviour:
     def __post_init__(self) -> None:
         if self.invalid_id_status not in {404, 422}:
             raise ValueError("invalid_id_status must be 404 or 422")
+        if self.missing_input_status not in {400, 404, 422}:
+            raise ValueError("missing_input_status must be 400, 404 or 422")
 
 
 @dataclass(frozen=True)

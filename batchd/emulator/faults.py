@@ -1,13 +1,19 @@
 """Fault injection: rules, their text syntax, and the seeded decision of which request fails.
 
-A rule names a kind (``429``, ``500``, ``502``, ``503``, ``latency``, ``reset``, ``truncate``),
-a probability, a route pattern and a phase:
+A rule names a kind (``429``, ``500``, ``502``, ``503``, ``latency``, ``reset``, ``truncate``,
+``late``, ``late_reset``), a probability, a route pattern and a phase:
 
 - ``before``: the fault replaces the handler; the request has no effect (429/5xx, a reset
-  connection) or is delayed before it runs (latency; the handler still runs after the delay,
-  even when the client has given up).
+  connection) or is delayed before it runs (latency: the body is read after the delay, so a
+  client that gave up meanwhile makes the request fail without effect).
 - ``after``: the handler ran and its effect happened, then the response is lost (reset), delayed
   (latency) or replaced by an error status.
+
+``late`` and ``late_reset`` (phase ``before`` only) model a provider slow to process a request:
+the body is read at once, then the handler runs ``delay`` seconds later *whether or not the
+client is still connected* (a client that timed out or died meanwhile still gets its job
+created); ``late`` then answers as usual, ``late_reset`` drops the connection instead. They need
+a handler that reads its body whole (create and cancel, not uploads).
 
 ``truncate`` applies to file-content responses only: the full ``Content-Length`` is announced,
 ``fraction`` of the bytes is sent, then the connection is closed.
@@ -48,6 +54,8 @@ class FaultKind(StrEnum):
     TRUNCATE = "truncate"
     SHORT_RESULTS = "short_results"
     SHORT_COUNTS = "short_counts"
+    LATE = "late"
+    LATE_RESET = "late_reset"
 
 
 class Phase(StrEnum):
@@ -60,6 +68,7 @@ STATUS_KINDS = frozenset(
 )
 RESULT_KINDS = frozenset({FaultKind.SHORT_RESULTS, FaultKind.SHORT_COUNTS})
 RESULTS_KEY = "RESULTS "  # the "route" of a job's result files: "RESULTS /v1/chat/completions"
+LATE_KINDS = frozenset({FaultKind.LATE, FaultKind.LATE_RESET})
 
 
 STRICT = ConfigDict(extra="forbid")  # an unknown key in PUT /_emulator/faults is a 422
@@ -73,7 +82,7 @@ class FaultRule:
     probability: float = 1.0
     route: str | None = None
     phase: Phase = Phase.BEFORE
-    delay_s: float = 1.0  # latency: real seconds
+    delay_s: float = 1.0  # latency, late, late_reset: real seconds
     retry_after_s: int = 1  # 429: the Retry-After header
     fraction: float = 0.5  # truncate: share of the body sent; short_*: share written/counted
     limit: int | None = None  # fire at most this many times
@@ -87,6 +96,8 @@ class FaultRule:
             raise ValueError("delay_s and retry_after_s must be >= 0")
         if not math.isfinite(self.delay_s) or self.delay_s > MAX_DELAY_S:
             raise ValueError(f"delay_s must be finite and at most {MAX_DELAY_S:g}")
+        if self.kind in LATE_KINDS and self.phase is not Phase.BEFORE:
+            raise ValueError(f"{self.kind.value} applies before the handler only (phase=before)")
 
     def matches(self, route_key: str) -> bool:
         if self.route is None:

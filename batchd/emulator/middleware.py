@@ -1,7 +1,8 @@
 """The request pipeline around every handler, outermost first:
 
 1. stats: count the request under its route template (``GET /v1/batch/jobs/{job_id}``);
-2. faults: maybe fail, delay or drop it before the handler, or after it (the effect happened);
+2. faults: maybe fail, delay or drop it before the handler, or after it (the effect happened),
+   or run the handler late whatever the client does (``late``, ``late_reset``);
 3. auth: ``/v1`` needs ``Authorization: Bearer <key>`` (the gateway answers 401 before
    routing, so an unknown ``/v1`` path without a key is 401, not 404);
 4. errors: render ``ApiError``, FastAPI's 404/405 bodies, aiohttp's own 4xx in Mistral's error
@@ -22,7 +23,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from batchd.emulator.faults import STATUS_KINDS, FaultKind, FaultRule, Phase
+from batchd.emulator.faults import LATE_KINDS, STATUS_KINDS, FaultKind, FaultRule, Phase
 from batchd.emulator.state import STATE
 from batchd.emulator.wire import (
     ApiError,
@@ -37,6 +38,7 @@ from batchd.emulator.wire import (
 
 log = structlog.get_logger(__name__)
 ADMIN_PREFIX = "/_emulator/"
+_LATE: set[asyncio.Task[web.StreamResponse]] = set()  # late handlers still to run (kept alive)
 
 
 def route_key(request: web.Request) -> str:
@@ -92,6 +94,28 @@ async def _apply(
     return web.Response(status=499)  # never sent: the connection is gone
 
 
+async def _late(rule: FaultRule, request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run the handler ``delay_s`` later even if the client leaves (or this handler is
+    cancelled): a create the provider processes after its client gave up."""
+    log.info(
+        "emulator.fault_injected", kind=rule.kind.value, phase="before", route=route_key(request)
+    )
+    await request.read()  # the whole body now, while the client is surely there
+
+    async def apply() -> web.StreamResponse:
+        await asyncio.sleep(rule.delay_s)
+        return await handler(request)
+
+    task = asyncio.ensure_future(apply())
+    _LATE.add(task)
+    task.add_done_callback(_LATE.discard)
+    response = await asyncio.shield(task)
+    if rule.kind is FaultKind.LATE_RESET:
+        abort_connection(request)
+        return web.Response(status=499)  # never sent: the connection is gone
+    return response
+
+
 @web.middleware
 async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if is_admin(request):
@@ -99,6 +123,8 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     injector = request.app[STATE].faults
     key = route_key(request)
     before = injector.decide(key, Phase.BEFORE)
+    if before is not None and before.kind in LATE_KINDS:
+        return await _late(before, request, handler)
     if before is not None:
         replaced = await _apply(before, request, None)
         if replaced is not None:

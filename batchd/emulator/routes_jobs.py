@@ -23,7 +23,7 @@ from batchd.emulator.validation import (
     validate_path_id,
     validate_query,
 )
-from batchd.emulator.wire import json_response, not_found
+from batchd.emulator.wire import ApiError, json_response, not_found, object_error
 
 routes = web.RouteTableDef()
 
@@ -47,9 +47,22 @@ async def create_job(request: web.Request) -> web.Response:
     state = _state(request)
     body = validate(CreateJobIn, parse_json_body(await request.read()), "body")
     for file_id in body.input_files or []:
-        state.files.get(str(file_id))  # 404 for an unknown input file
+        _input_file(state, str(file_id))
     job = await state.engine.create(body, api_key_of(request))
     return json_response(to_wire(job, state.clock.now()))
+
+
+def _input_file(state: EmulatorState, file_id: str) -> None:
+    """An unknown input file is refused with 404 (``File <id> not found``), or with the same
+    message as a 400 or 422 (``missing_input_status``)."""
+    try:
+        state.files.get(file_id)
+    except ApiError as exc:
+        status = state.config.behaviour.missing_input_status
+        if status == 404:
+            raise
+        message = f"File {file_id} not found"
+        raise ApiError(status, object_error(message, code="invalid_file")) from exc
 
 
 @routes.get("/v1/batch/jobs")

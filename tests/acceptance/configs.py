@@ -31,7 +31,12 @@ class RouteSpec:
 FAST: dict[str, dict[str, Any]] = {
     "daemon": {"log_level": "info", "log_format": "json"},
     "intake": {"scan_interval_s": 1.0, "min_age_s": 1.0},
-    "submit": {"retry_base_s": 0.2, "retry_max_s": 1.0, "reconcile_delay_s": 0.2},
+    "submit": {
+        "retry_base_s": 0.2,
+        "retry_max_s": 1.0,
+        "reconcile_delay_s": 0.2,
+        "reconcile_window_s": 1.0,  # with timeout_s: an ambiguous create waits 11 s at most
+    },
     "track": {"poll_initial_s": 0.2, "poll_max_s": 0.5, "rate_limit_slowdown_s": 0.5},
     "collect": {"retry_base_s": 0.2, "retry_max_s": 1.0},
 }

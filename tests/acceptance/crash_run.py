@@ -46,6 +46,7 @@ scan_interval_s = 2.0
 retry_base_s = 0.3
 retry_max_s = 2.0
 reconcile_delay_s = 0.5
+reconcile_window_s = 6.0
 
 [track]
 poll_initial_s = 0.3
