@@ -302,7 +302,10 @@ class Collector:
         counts = tally.counts()
         outcome = outcome_for(counts, cancel_requested=sub.cancel_requested_at is not None)
         now = self._clock.now()
-        summary = build_summary(sub, jobs, tally, outcome, results_dir, now=now)
+        duplicates = await self._store.duplicates(submission_id=sub.id)
+        summary = build_summary(
+            sub, jobs, tally, outcome, results_dir, now=now, duplicates=duplicates
+        )
         await asyncio.to_thread(
             write_atomic, write_dir / SUMMARY, dump_summary(summary), mode=modes.file
         )

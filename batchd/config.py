@@ -153,6 +153,7 @@ class TrackSettings(_Model):
     poll_max_s: Seconds = 300.0
     list_threshold: Annotated[int, Field(ge=0, le=1_000_000)] = 10
     rate_limit_slowdown_s: Delay = 30.0
+    duplicate_scan_s: Annotated[float, Field(ge=5, le=3600)] = 60.0
     _ranges = (("poll_initial_s", "poll_max_s"),)
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import structlog
 
 from batchd.clock import Clock
+from batchd.duplicates import Duplicates
 from batchd.errors import AuthError, ProviderError, ProviderPermanent, RateLimited
 from batchd.health import ProviderGate
 from batchd.loops import gather_bounded
@@ -127,6 +128,7 @@ class Submitter:
         self._on_created = on_created
         self._gate = gate or ProviderGate()
         self._wake = asyncio.Event()
+        self._duplicates = Duplicates(store, clock=clock, instance_id=instance_id)
 
     def set_policy(self, policy: SubmitPolicy) -> None:
         self._policy = policy
@@ -309,12 +311,8 @@ class Submitter:
         if not found:
             return False
         found.sort(key=lambda s: (s.created_at or 0.0, s.id))
-        for extra in found[1:]:  # should never happen; cancel to stop the double bill
-            log.error("submit.duplicate_job", job_id=job.id, provider_job_id=extra.id)
-            try:
-                await provider.cancel_job(extra.id)
-            except ProviderError as exc:
-                log.warning("submit.duplicate_cancel_failed", error=str(exc))
+        for extra in found[1:]:  # a create landed after the window: cancel, record, announce
+            await self._duplicates.settle(job.provider, provider, extra, job, kept=found[0].id)
         log.info("submit.reconciled", job_id=job.id, provider_job_id=found[0].id)
         await self._adopt(job, found[0])
         return True

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from batchd.clock import utc_iso
 from batchd.models import Job, Outcome, Submission, cancel_too_late
 from batchd.results import Tally
-from batchd.store.base import EventSpec
+from batchd.store.base import DuplicateJob, EventSpec
 
 
 def _iso(ts: float | None) -> str | None:
@@ -47,6 +48,21 @@ def _job_entry(job: Job) -> dict[str, Any]:
     }
 
 
+def duplicate_entry(dup: DuplicateJob) -> dict[str, Any]:
+    """A provider job that was a second job for a chunk (issue 12): cancelled when noticed, or
+    reported here when it had already ended; its results are never merged."""
+    return {
+        "job_id": dup.job_id,
+        "provider_job_id": dup.provider_job_id,
+        "kept_provider_job_id": dup.kept_provider_job_id,
+        "state": dup.state.value,
+        "raw_status": dup.raw_status,
+        "cancelled": dup.cancelled,
+        "requests_completed": dup.requests_completed,
+        "found": _iso(dup.found_at),
+    }
+
+
 def _seconds(start: float | None, end: float | None) -> float | None:
     return round(end - start, 3) if start and end else None
 
@@ -59,6 +75,7 @@ def build_summary(
     results_dir: Path,
     *,
     now: float,
+    duplicates: Sequence[DuplicateJob] = (),
 ) -> dict[str, Any]:
     """Everything about a finished submission. ``timings`` are batchd's own clock; each job also
     lists the times its provider reported (the provider's clock, which may differ)."""
@@ -97,6 +114,7 @@ def build_summary(
             "errors": str(results_dir / "errors.jsonl"),
         },
         "jobs": [_job_entry(j) for j in jobs],
+        "duplicate_jobs": [duplicate_entry(d) for d in duplicates],
     }
 
 

@@ -18,6 +18,11 @@ requests are sent here too, and retried each pass until the provider shows cance
 the tracker waits for its next pass it looks for new cancel intents every ``cancel_poll_s``
 (one indexed query) and starts a pass at once when it finds one: a cancel is sent within about
 half a second, not at the next poll.
+
+Duplicates (``duplicates.py``): a sweep checks every listed job it did not expect, and every
+``duplicate_scan_s`` while a provider has open jobs one list call (every state, this instance's
+tag, created since the oldest open job) finds the duplicates that are not active any more; a
+duplicate is cancelled at once, recorded and announced.
 """
 
 from __future__ import annotations
@@ -32,10 +37,11 @@ from dataclasses import dataclass, field
 import structlog
 
 from batchd.clock import Clock
+from batchd.duplicates import Duplicates
 from batchd.errors import AuthError, NotFound, ProviderError, RateLimited, StaleState
 from batchd.health import ProviderGate
 from batchd.loops import gather_bounded, report_progress
-from batchd.models import ACTIVE, TERMINAL, Job, JobState, event_type_for
+from batchd.models import ACTIVE, LOCAL, TERMINAL, Job, JobState, event_type_for
 from batchd.providers.base import BatchProvider, JobFilter, JobSnapshot
 from batchd.store.base import EventSpec, JobStore
 
@@ -44,6 +50,7 @@ log = structlog.get_logger(__name__)
 LISTABLE: tuple[JobState, ...] = (JobState.PENDING, JobState.RUNNING, JobState.CANCELLING)
 CANCELLABLE: tuple[JobState, ...] = (JobState.PENDING, JobState.RUNNING, JobState.UNKNOWN)
 MAX_WAIT_S = 5.0
+CLOCK_SKEW_S = 300.0  # a duplicate scan lists jobs created since the oldest open job, minus this
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +63,7 @@ class TrackPolicy:
     page_size: int = 100
     requests_per_second: float = 5.0
     cancel_poll_s: float = 0.5  # how often a waiting tracker looks for new cancel intents
+    duplicate_scan_s: float = 60.0
 
 
 def next_interval(previous_s: float, moved: bool, policy: TrackPolicy) -> float:
@@ -80,6 +88,7 @@ def has_moved(job: Job, snap: JobSnapshot) -> bool:
 @dataclass
 class _Sweeps:
     due_at: dict[str, float] = field(default_factory=dict)
+    scan_at: dict[str, float] = field(default_factory=dict)  # the next duplicate scan
 
 
 class Tracker:
@@ -108,6 +117,7 @@ class Tracker:
         self._sweeps = _Sweeps()
         self._wake = asyncio.Event()
         self._cancels_seen: set[str] = set()  # cancel intents the last pass acted on
+        self._duplicates = Duplicates(store, clock=clock, instance_id=instance_id)
 
     def set_providers(self, providers: Mapping[str, BatchProvider]) -> None:
         self._providers = dict(providers)
@@ -124,6 +134,8 @@ class Tracker:
         now = self._clock.now()
         done = await self._send_cancels(now)
         for name in sorted(self._providers):
+            if self._gate.is_open(name, now):
+                await self._scan_duplicates(name, now)
             if self._sweeps.due_at.get(name, 0.0) > now:
                 continue  # sweep mode, between sweeps: the next sweep covers every open job
             if self._gate.is_open(name, now):
@@ -181,7 +193,9 @@ class Tracker:
             async for snap in provider.iter_jobs(query):
                 report_progress()
                 job = by_id.get(snap.id)
-                if job is not None and snap.id not in seen:
+                if job is None:
+                    await self._duplicates.check(name, provider, snap)
+                elif snap.id not in seen:
                     seen.add(snap.id)
                     await self._apply(job, snap, schedule=False)
         except ProviderError as exc:
@@ -193,6 +207,30 @@ class Tracker:
         await self._store.reschedule_jobs(steady, self._sweeps.due_at[name])
         log.debug("tracker.swept", provider=name, open=len(open_jobs), departed=len(departed))
         return len(open_jobs)
+
+    # ------------------------------------------------------------------ duplicates
+    async def _scan_duplicates(self, name: str, now: float) -> None:
+        """Every ``duplicate_scan_s``: list this instance's jobs created since the oldest open
+        job (any state) and settle the duplicates among them."""
+        due = self._sweeps.scan_at.setdefault(name, now + self._policy.duplicate_scan_s)
+        if due > now:
+            return
+        self._sweeps.scan_at[name] = now + self._policy.duplicate_scan_s
+        open_jobs = await self._store.list_jobs(states=sorted(LOCAL | ACTIVE), provider=name)
+        if not open_jobs:
+            return
+        provider = self._providers[name]
+        query = JobFilter(
+            metadata={"batchd": self._instance_id},
+            created_after=min(j.created_at for j in open_jobs) - CLOCK_SKEW_S,
+            page_size=self._policy.page_size,
+        )
+        try:
+            async for snap in provider.iter_jobs(query):
+                report_progress()
+                await self._duplicates.check(name, provider, snap)
+        except ProviderError as exc:
+            await self._provider_failed(name, exc)
 
     # ------------------------------------------------------------------ per job
     async def _poll(self, name: str, job: Job) -> None:

@@ -122,6 +122,7 @@ class Policies:
                 poll_max_s=t.poll_max_s,
                 list_threshold=t.list_threshold,
                 rate_limit_slowdown_s=t.rate_limit_slowdown_s,
+                duplicate_scan_s=t.duplicate_scan_s,
                 requests_per_second=requests_per_second,
             ),
             collect=CollectPolicy(

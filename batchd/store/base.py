@@ -101,6 +101,24 @@ class EndpointHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class DuplicateJob:
+    """A provider job carrying a job's tag that batchd did not adopt (issue 12): a second job
+    for a chunk that already has one (``kept_provider_job_id``), or one whose tag points at no
+    job of this store (``job_id`` None). Found by the tracker or the submitter's reconcile."""
+
+    provider_job_id: str
+    provider: str
+    job_id: str | None
+    submission_id: str | None
+    kept_provider_job_id: str | None
+    state: JobState  # as found
+    raw_status: str | None
+    cancelled: bool  # batchd cancelled it (False: it had already ended)
+    requests_completed: int
+    found_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class StoreStats:
     """Live figures for ``STATUS=`` and ``batchd jobs list``."""
 
@@ -266,6 +284,15 @@ class JobStore(Protocol):
     async def reschedule_jobs(self, job_ids: Sequence[str], next_attempt_at: float) -> int:
         """Set ``next_attempt_at`` on many jobs in one transaction (the tracker's sweep), without
         touching their state or ``updated_at``. Unknown ids are skipped. Returns rows changed."""
+        ...
+
+    async def record_duplicate(self, dup: DuplicateJob, *, event: EventSpec) -> bool:
+        """Record a duplicate provider job with its event (one transaction). A duplicate already
+        recorded (same provider job id) changes nothing, appends no event and returns False."""
+        ...
+
+    async def duplicates(self, *, submission_id: str | None = None) -> list[DuplicateJob]:
+        """Recorded duplicates (of one submission), oldest first."""
         ...
 
     # ------------------------------------------------------------------ outbox

@@ -32,6 +32,7 @@ from batchd.store import rules
 from batchd.store.base import (
     ChunkPlan,
     DeliveryState,
+    DuplicateJob,
     EventSpec,
     NewSubmission,
     PruneCounts,
@@ -57,6 +58,7 @@ class MemoryJobStore(MemoryOutbox):
         self._subs: dict[str, Submission] = {}
         self._sub_seq: dict[str, int] = {}
         self._jobs: dict[str, Job] = {}
+        self._duplicates: dict[str, DuplicateJob] = {}
 
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
@@ -301,6 +303,26 @@ class MemoryJobStore(MemoryOutbox):
         self._jobs[job.id] = changed
         self._add_event(built)
         return _copy_job(changed)
+
+    async def record_duplicate(self, dup: DuplicateJob, *, event: EventSpec) -> bool:
+        if dup.provider_job_id in self._duplicates:
+            return False
+        if dup.submission_id is not None:
+            self._sub(dup.submission_id)
+        new = rules.build_event(
+            event, now=dup.found_at, submission_id=dup.submission_id, job_id=dup.job_id
+        )
+        self._duplicates[dup.provider_job_id] = dup
+        self._add_event(new)
+        return True
+
+    async def duplicates(self, *, submission_id: str | None = None) -> list[DuplicateJob]:
+        found = [
+            d
+            for d in self._duplicates.values()
+            if submission_id is None or d.submission_id == submission_id
+        ]
+        return sorted(found, key=lambda d: (d.found_at, d.provider_job_id))
 
     async def reschedule_jobs(self, job_ids: Sequence[str], next_attempt_at: float) -> int:
         found = [i for i in dict.fromkeys(job_ids) if i in self._jobs]

@@ -44,6 +44,7 @@ from batchd.store.base import (
 )
 from batchd.store.migrate import load_migrations, migrate, user_version
 from batchd.store.sqlite_db import Database, Tx
+from batchd.store.sqlite_duplicates import SqliteDuplicates
 from batchd.store.sqlite_outbox import SqliteOutbox, insert_event
 from batchd.store.sqlite_rows import (
     INSERT_JOB,
@@ -89,7 +90,7 @@ _CANCEL_JOBS = (
 )
 
 
-class SqliteJobStore(SqliteOutbox):
+class SqliteJobStore(SqliteOutbox, SqliteDuplicates):
     """A ``JobStore`` on the SQLite file at ``path``.
 
     ``on_migration(version)`` is called before each schema migration ``open()`` applies (the

@@ -96,7 +96,7 @@ class FakeProvider:
         """Apply the late creates that are due."""
         for item in [item for item in self.landing if item[0] <= self.clock()]:
             self.landing.remove(item)
-            self._create_now(item[1])
+            self.create_now(item[1])
 
     def by_tag(self, batchd_job: str) -> list[FakeJob]:
         return [j for j in self.jobs.values() if j.spec.metadata.get("batchd_job") == batchd_job]
@@ -145,11 +145,11 @@ class FakeProvider:
             if self.hang_creates:
                 await asyncio.Event().wait()  # cancelled by the test: the process died
             raise ProviderTransient("create_job: timed out (TimeoutError)")
-        snap = self._create_now(spec)
+        snap = self.create_now(spec)
         self._leave("create_job")
         return snap
 
-    def _create_now(self, spec: JobSpec) -> JobSnapshot:
+    def create_now(self, spec: JobSpec) -> JobSnapshot:
         data = self.files[spec.input_files[0]][1]
         ids = [json.loads(line)["custom_id"] for line in data.splitlines() if line.strip()]
         job_id = f"pj-{next(self._ids)}"

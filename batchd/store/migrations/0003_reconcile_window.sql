@@ -1,4 +1,4 @@
--- 0002: the reconcile window of a job being created (issue 12), and the provider jobs found
+-- 0003: the reconcile window of a job being created (issue 12), and the provider jobs found
 -- carrying a job's tag that batchd did not adopt (duplicates, cancelled when noticed).
 
 ALTER TABLE jobs ADD COLUMN reconcile_until REAL;
