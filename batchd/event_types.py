@@ -27,6 +27,7 @@ EVENT_TYPES: Final = frozenset(
         "batch.cancelled",
         "batch.lost",
         "batch.unknown_status",
+        "batch.duplicate_cancelled",
         "results.ready",
         "results.unavailable",
         "provider.auth_failed",
