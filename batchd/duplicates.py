@@ -4,9 +4,11 @@
 Only jobs tagged with this instance's id (``batchd=<instance id>``, the id of this data
 directory) are looked at: jobs of other batchd instances sharing the provider account, and jobs
 created by hand, are never touched. Such a job is a *duplicate* when its tag points at a job
-that already has another provider job, or at a job that ended without one, or at no job of this
-store at all. A job still being created (CREATING, no provider job yet) is left to the
-submitter, which adopts what its lookup finds.
+that already has another provider job, or at a job that ended without one, or (while it is
+still active) at no job of this store at all. A job still being created (CREATING, no provider
+job yet) is left to the submitter, which adopts what its lookup finds. A job that has ended and
+whose tag names no job is left alone too: retention (``batchd gc``) removes the rows of old
+finished submissions, so it is most likely one of those.
 
 A duplicate still running is cancelled at once; one that already ended is only reported. Each is
 recorded once in the store with a ``batch.duplicate_cancelled`` event naming both provider jobs,
@@ -34,6 +36,7 @@ class Verdict(StrEnum):
     FOREIGN = "foreign"  # not tagged by this instance: not ours to judge
     OURS = "ours"  # the job batchd adopted for that chunk
     CREATING = "creating"  # the chunk is still being created: the submitter adopts it
+    GONE = "gone"  # ended, and its tag names no job (likely removed by retention): left alone
     DUPLICATE = "duplicate"  # the chunk has (or ended with) another job, or no chunk at all
 
 
@@ -50,7 +53,7 @@ def classify(snap: JobSnapshot, job: Job | None, instance_id: str) -> Verdict:
     if tagged_job_id(snap, instance_id) is None:
         return Verdict.FOREIGN
     if job is None:
-        return Verdict.DUPLICATE
+        return Verdict.GONE if snap.state in TERMINAL else Verdict.DUPLICATE
     if job.provider_job_id == snap.id:
         return Verdict.OURS
     if job.provider_job_id is None and job.state in LOCAL:

@@ -221,3 +221,10 @@ ME = {"batchd": "me", "batchd_job": "job_1"}
 )
 def test_classify(tags: dict[str, str], job: Job | None, verdict: Verdict) -> None:
     assert classify(snap(tags), job, "me") is verdict
+
+
+def test_an_ended_job_whose_tag_names_no_job_is_left_alone() -> None:
+    """Retention removes the rows of old finished submissions; their jobs are not duplicates."""
+    ended = replace(snap(ME), state=JobState.SUCCEEDED, raw_status="SUCCESS")
+    assert classify(ended, None, "me") is Verdict.GONE
+    assert classify(snap(ME), None, "me") is Verdict.DUPLICATE  # still running: cancelled
