@@ -22,6 +22,7 @@ from typing import Protocol
 
 import structlog
 
+from batchd import options as sidecars
 from batchd.batchfile import (
     FileLimits,
     ParsedFile,
@@ -125,15 +126,13 @@ class Claimer:
             return None
         processing_name = f"{ident.ino}-{name}" if name_allowed(name) else f"{ident.ino}.jsonl"
         shown = display_name(name)  # what is stored, logged and written; the file keeps its name
+        given = await asyncio.to_thread(sidecars.options_at_claim, paths.inbox / name)
         sub = await self._store.begin_claim(
             NewSubmission(
                 route=route.name,
                 name=shown,
                 provider=route.provider,
-                endpoint=route.endpoint,
-                model=route.model,
-                timeout_hours=route.timeout_hours,
-                metadata=dict(route.metadata),
+                **sidecars.submission_options(route, given),
                 inbox_path=str(paths.inbox / shown),
                 processing_path=str(paths.processing / processing_name),
                 size_bytes=ident.size_bytes,
@@ -158,6 +157,9 @@ class Claimer:
                 )
                 return sub
             await asyncio.to_thread(move, inbox, processing)
+        await asyncio.to_thread(
+            sidecars.claim_sidecar, paths.inbox / (inbox_name or sub.name), processing
+        )
         return await self._store.mark_claimed(sub.id, now=self._clock.now())
 
     # ------------------------------------------------------------------ steps 3-4
@@ -172,6 +174,12 @@ class Claimer:
             return False
         decision = await self.settle.before_read(sub.id, processing, before, settle_s)
         if not await self._settle(sub, paths, processing, decision):
+            return False
+        try:
+            given = await asyncio.to_thread(sidecars.read_options, processing, sub.name)
+        except IntakeRejected as exc:  # its sidecar is invalid
+            self.settle.done(sub.id)
+            await self._reject(sub, paths, processing, exc)
             return False
         result = await self._read(sub, processing)
         read_bytes = None if isinstance(result, IntakeRejected) else result[0].size_bytes
@@ -188,7 +196,8 @@ class Claimer:
         # accept must see every earlier accept.
         async with self._accepting:
             try:
-                await self._check_duplicate(sub, parsed)
+                if not (given and given.allow_duplicate):
+                    await self._check_duplicate(sub, parsed)
             except IntakeRejected as exc:
                 await self._reject(sub, paths, processing, exc)
                 return False
@@ -309,6 +318,7 @@ class Claimer:
         dest = rejected_name(paths, sub)
         reason = format_reason(exc, sub.name).encode()
         write_atomic(reason_path(dest), reason, mode=self._modes.file)
+        sidecars.move_sidecar(processing, dest)  # its options go with it
         move(processing, dest)
         await self._finalize_reject(sub, dest, exc.problems)
 

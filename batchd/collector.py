@@ -41,6 +41,7 @@ from batchd.models import (
     backoff_s,
     outcome_for,
 )
+from batchd.options import OPTIONS_IN_RESULTS, sidecar_of
 from batchd.placement import (
     SUMMARY,
     Placement,
@@ -364,6 +365,8 @@ class Collector:
 
     def _move_input(self, sub: Submission, results_dir: Path) -> None:
         source = Path(sub.processing_path or "")
+        if lstat_identity(sidecar_of(source)) is not None:  # the file's options, if it had any
+            move(sidecar_of(source), results_dir / OPTIONS_IN_RESULTS)
         target = results_dir / "input.jsonl"
         if lstat_identity(source) is not None:
             move(source, target)

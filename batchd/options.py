@@ -1,0 +1,152 @@
+"""Per-file options: a sidecar ``<name>.jsonl.json`` dropped into the inbox before the file.
+
+It is a JSON object with any of ``model``, ``endpoint``, ``metadata`` (merged over the route's),
+``timeout_hours`` and ``allow_duplicate`` (true: accept this file even if the same content ran
+before). It is validated like the configuration: a bad sidecar rejects its batch file, and the
+reason file names the sidecar, the key and the problem. The sidecar is consumed: claimed with
+its file into ``processing/``, then moved to ``done/<name>/options.json`` or, if the file is
+rejected, to ``rejected/<name>.jsonl.json``. ``batchd submit --model ... --allow-duplicate``
+writes one for you.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from batchd.config import Endpoint, MetadataKey, MetadataValue
+from batchd.errors import IntakeRejected, Problem
+from batchd.spool import UnsafeFile, lstat_identity, move, name_allowed, open_dropped
+
+SUFFIX: Final = ".json"
+MAX_BYTES: Final = 64 * 1024
+OPTIONS_IN_RESULTS: Final = "options.json"
+
+
+class FileOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    model: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    endpoint: Endpoint | None = None
+    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict)
+    timeout_hours: Annotated[int, Field(ge=1, le=168, strict=True)] | None = None
+    allow_duplicate: Annotated[bool, Field(strict=True)] = False
+
+    @field_validator("metadata")
+    @classmethod
+    def _reserved(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(k for k in value if k.startswith("batchd_"))
+        if reserved:
+            raise ValueError(f"keys starting with batchd_ are reserved: {', '.join(reserved)}")
+        return value
+
+    def overrides(self, metadata: Mapping[str, str]) -> dict[str, Any]:
+        """The submission fields these options change (``metadata`` merged over the route's)."""
+        found: dict[str, Any] = {"metadata": {**metadata, **self.metadata}}
+        for key in ("model", "endpoint", "timeout_hours"):
+            if getattr(self, key) is not None:
+                found[key] = getattr(self, key)
+        return found
+
+
+def sidecar_of(batch: Path) -> Path:
+    """``inbox/x.jsonl`` -> ``inbox/x.jsonl.json`` (also ``processing/<ino>-x.jsonl.json``)."""
+    return batch.with_name(batch.name + SUFFIX)
+
+
+def parse_options(data: bytes, shown: str) -> FileOptions:
+    """Validate a sidecar's bytes; ``IntakeRejected`` names ``shown``, the key and the problem."""
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise IntakeRejected([Problem(0, f"{shown}: not a JSON object ({exc})")]) from None
+    if not isinstance(raw, dict):
+        raise IntakeRejected([Problem(0, f"{shown}: must be a JSON object of options")])
+    try:
+        return FileOptions.model_validate(raw)
+    except ValidationError as exc:
+        raise IntakeRejected(_problems(exc, shown)) from None
+
+
+def _problems(exc: ValidationError, shown: str) -> list[Problem]:
+    from batchd.config_load import closest, dotted
+
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        if err["type"] == "extra_forbidden":
+            text = "unknown key" + closest(str(loc[-1]), list(FileOptions.model_fields))
+        else:
+            text = str(err["msg"]).removeprefix("Value error, ")
+        problems.append(Problem(0, f"{shown}: {dotted(loc)}: {text}"))
+    return problems
+
+
+def read_options(batch: Path, name: str) -> FileOptions | None:
+    """The options in the sidecar of ``batch`` (None: there is none), named ``<name>.json`` in
+    problems. Opened like a dropped file: no links, no FIFOs or devices, at most ``MAX_BYTES``."""
+    sidecar, shown = sidecar_of(batch), name + SUFFIX
+    try:
+        fd, _ = open_dropped(sidecar.parent, sidecar.name, max_bytes=MAX_BYTES)
+    except FileNotFoundError:
+        return None
+    except UnsafeFile as exc:
+        raise IntakeRejected([Problem(0, f"{shown}: {exc}")]) from None
+    except OSError as exc:
+        raise IntakeRejected([Problem(0, f"{shown}: cannot read it ({exc.strerror})")]) from None
+    try:
+        data = os.read(fd, MAX_BYTES + 1)
+    finally:
+        os.close(fd)
+    return parse_options(data, shown)
+
+
+def options_at_claim(batch: Path) -> FileOptions | None:
+    """The sidecar's options, stored with the claim. A bad sidecar counts as none here: it is
+    reported when the file is validated (it moves to processing/ with it, read again there)."""
+    if not name_allowed(batch.name):
+        return None
+    try:
+        return read_options(batch, batch.name)
+    except IntakeRejected:
+        return None
+
+
+class RouteDefaults(Protocol):
+    @property
+    def endpoint(self) -> str: ...
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def timeout_hours(self) -> int: ...
+    @property
+    def metadata(self) -> Mapping[str, str]: ...
+
+
+def submission_options(route: RouteDefaults, given: FileOptions | None) -> dict[str, Any]:
+    """A new submission's endpoint, model, timeout_hours and metadata: the route's, with the
+    file's options over them."""
+    fields: dict[str, Any] = {
+        "endpoint": route.endpoint,
+        "model": route.model,
+        "timeout_hours": route.timeout_hours,
+        "metadata": dict(route.metadata),
+    }
+    return {**fields, **(given.overrides(route.metadata) if given else {})}
+
+
+def claim_sidecar(batch: Path, processing: Path) -> None:
+    """Move ``<name>.jsonl.json`` from the inbox along with its claimed file (idempotent)."""
+    if name_allowed(batch.name) and lstat_identity(sidecar_of(batch)) is not None:
+        move(sidecar_of(batch), sidecar_of(processing))
+
+
+def move_sidecar(source: Path, dest: Path) -> None:
+    """A rejected file's sidecar goes with it (``rejected/<name>.jsonl.json``)."""
+    if lstat_identity(sidecar_of(source)) is not None:
+        move(sidecar_of(source), sidecar_of(dest))
