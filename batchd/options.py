@@ -11,6 +11,7 @@ writes one for you.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Mapping
@@ -150,3 +151,66 @@ def move_sidecar(source: Path, dest: Path) -> None:
     """A rejected file's sidecar goes with it (``rejected/<name>.jsonl.json``)."""
     if lstat_identity(sidecar_of(source)) is not None:
         move(sidecar_of(source), sidecar_of(dest))
+
+
+def options_from_flags(
+    *,
+    model: str | None = None,
+    endpoint: str | None = None,
+    metadata: list[str] | None = None,
+    timeout_hours: int | None = None,
+    allow_duplicate: bool = False,
+) -> FileOptions | None:
+    """``batchd submit``'s flags as options (None: no flag given); ``--metadata KEY=VALUE``."""
+    from batchd.errors import UsageError
+
+    pairs: dict[str, str] = {}
+    for item in metadata or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--metadata {item!r}: expected KEY=VALUE")
+        pairs[key] = value
+    given = {
+        "model": model,
+        "endpoint": endpoint,
+        "timeout_hours": timeout_hours,
+        "metadata": pairs or None,
+        "allow_duplicate": allow_duplicate or None,
+    }
+    chosen = {k: v for k, v in given.items() if v is not None}
+    if not chosen:
+        return None
+    try:
+        return FileOptions.model_validate(chosen)
+    except ValidationError as exc:
+        problems = _problems(exc, "options")
+        raise UsageError("; ".join(p.reason.removeprefix("options: ") for p in problems)) from None
+
+
+def write_sidecar(inbox: Path, name: str, options: FileOptions, *, mode: int = 0o640) -> Path:
+    """Put ``<name>.json`` into the inbox atomically, before the file itself is renamed in."""
+    from batchd.spool import write_atomic
+
+    target = sidecar_of(inbox / name)
+    if target.exists():
+        raise FileExistsError(errno.EEXIST, "exists", str(target))
+    data = options.model_dump_json(exclude_defaults=True, indent=2).encode() + b"\n"
+    write_atomic(target, data, mode=mode)
+    return target
+
+
+def copy_with_sidecar(source: Path, inbox: Path, name: str, options: FileOptions | None) -> Path:
+    """``batchd submit``: the sidecar first (intake reads it when it claims the file), then
+    the file; the sidecar is taken back if the copy fails."""
+    from batchd.submit_file import copy_into
+
+    if options is None:
+        return copy_into(source, inbox, name)
+    if (inbox / name).exists():
+        raise FileExistsError(errno.EEXIST, "exists", str(inbox / name))
+    sidecar = write_sidecar(inbox, name, options)
+    try:
+        return copy_into(source, inbox, name)
+    except BaseException:
+        sidecar.unlink(missing_ok=True)
+        raise

@@ -57,6 +57,7 @@ def prepare(
     name: str | None = None,
     validate: bool = True,
     progress: Callable[[int], None] | None = None,
+    endpoint: str | None = None,
 ) -> Prepared:
     """Choose the route and name, validate the file as intake would (``IntakeRejected``),
     and check that the inbox exists."""
@@ -71,7 +72,7 @@ def prepare(
         limits = settings.intake
         parsed = parse_batch_file(
             source,
-            endpoint=chosen.endpoint,
+            endpoint=endpoint or chosen.endpoint,
             limits=FileLimits(
                 max_file_bytes=limits.max_file_bytes,
                 max_line_bytes=limits.max_line_bytes,

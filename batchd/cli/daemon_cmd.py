@@ -77,7 +77,33 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="with --wait: stop waiting after S seconds (exit 9; the submission carries on)",
     )
     add_json(submit)
+    _add_option_flags(submit)
     submit.set_defaults(handler=cmd_submit)
+
+
+def _add_option_flags(submit: argparse.ArgumentParser) -> None:
+    """Per-file options, written as the sidecar <name>.jsonl.json next to the file (checked
+    when the command runs: importing the configuration models here would slow --help)."""
+    submit.add_argument("--model", help="the model for this file (default: the route's)")
+    submit.add_argument(
+        "--endpoint",
+        metavar="PATH",
+        help="the endpoint for this file, e.g. /v1/embeddings (default: the route's)",
+    )
+    submit.add_argument(
+        "--metadata",
+        action="append",
+        metavar="KEY=VALUE",
+        help="metadata for this file's jobs, over the route's (repeat for several)",
+    )
+    submit.add_argument(
+        "--timeout-hours", type=int, metavar="H", help="job timeout for this file (1 to 168)"
+    )
+    submit.add_argument(
+        "--allow-duplicate",
+        action="store_true",
+        help="accept this file even if the same content already ran",
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -113,8 +139,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from batchd.config import load_settings
+    from batchd.options import options_from_flags
 
     settings = load_settings(args.config)
+    args.options = options_from_flags(
+        model=args.model,
+        endpoint=args.endpoint,
+        metadata=args.metadata,
+        timeout_hours=args.timeout_hours,
+        allow_duplicate=args.allow_duplicate,
+    )
     try:
         ready = _prepare(settings, args)
     except IntakeRejected as exc:
@@ -125,7 +159,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             print_json({"rejected": True, "reason": [str(p) for p in exc.problems]})
         return EXIT_REJECTED
     since = time.time()
-    target = _copy(args.file, ready.inbox, ready.name)
+    target = _copy(args.file, ready.inbox, ready.name, args.options)
     shown: dict[str, Any] = {"path": str(target), "route": ready.route, "name": ready.name}
     if not args.wait:
         if args.json:
@@ -166,8 +200,9 @@ def _prepare(settings: Any, args: argparse.Namespace) -> Any:
                 name=args.name,
                 validate=not args.no_validate,
                 progress=progress,
+                endpoint=args.endpoint,
             )
-        if settings.intake.duplicates == "reject":
+        if settings.intake.duplicates == "reject" and not args.allow_duplicate:
             sha256 = ready.sha256 or file_sha256(args.file)
             earlier = earlier_duplicate(settings, ready.route, sha256)
             if earlier is not None:
@@ -177,11 +212,11 @@ def _prepare(settings: Any, args: argparse.Namespace) -> Any:
     return ready
 
 
-def _copy(source: Path, inbox: Path, name: str) -> Path:
-    from batchd.submit_file import copy_into
+def _copy(source: Path, inbox: Path, name: str, options: Any = None) -> Path:
+    from batchd.options import copy_with_sidecar
 
     try:
-        return copy_into(source, inbox, name)
+        return copy_with_sidecar(source, inbox, name, options)
     except FileExistsError as exc:
         raise UsageError(f"{exc.filename} already exists; choose another name with --as") from exc
     except OSError as exc:
