@@ -51,10 +51,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_json(show)
     show.set_defaults(handler=cmd_show)
 
-    watch = sub.add_parser("watch", help="live progress per submission: rate, ETA, failures")
+    watch = sub.add_parser(
+        "watch",
+        help="live progress per submission: rate, ETA, failures",
+        description="Live progress of each open submission (requests answered as the provider "
+        "reports them, failed count, rate over the last minute, ETA); a finished submission "
+        "stays on screen with its outcome for --keep seconds.",
+        epilog="with --exit, the exit code is the highest of the outcomes' codes: "
+        "0 succeeded, 4 completed_with_errors, 5 partial, 6 failed, 7 rejected, 8 cancelled",
+    )
     add_config_argument(watch)
     watch.add_argument("--interval", type=float, default=1.0, help="refresh every N seconds")
     watch.add_argument("--once", action="store_true", help="draw once and exit")
+    watch.add_argument(
+        "--keep",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="show a finished submission with its outcome for S seconds (default 60)",
+    )
+    watch.add_argument(
+        "--exit",
+        action="store_true",
+        help="end once every submission shown has finished; exit code by outcome (see below)",
+    )
     watch.set_defaults(handler=cmd_watch)
 
     cancel = subparsers.add_parser(
@@ -114,8 +134,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     from batchd.cli._watch import watch
 
-    _with_store(args.config, lambda store: watch(store, args.interval, once=args.once))
-    return EXIT_OK
+    code: int = _with_store(
+        args.config,
+        lambda store: watch(
+            store, args.interval, once=args.once, exit_when_done=args.exit, keep_s=args.keep
+        ),
+    )
+    return code
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
