@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from batchd.cli._output import console as make_console
 from batchd.cli._watch import frame
 from batchd.config import load_settings
 from batchd.daemon import Daemon
@@ -117,7 +118,7 @@ def sample_files(folder: Path) -> list[tuple[Path, str]]:
 
 
 async def run_demo(directory: Path, *, speed: float, timeout_s: float) -> int:
-    console = Console()
+    console = make_console()  # honours NO_COLOR
     config = directory / "batchd.toml"
     config.write_text(
         CONFIG.format(config=config, state=directory / "state", root=directory, speed=speed)

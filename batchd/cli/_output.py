@@ -43,7 +43,7 @@ def no_color(environ: Mapping[str, str] | None = None) -> bool:
     return bool((os.environ if environ is None else environ).get("NO_COLOR"))
 
 
-def console(*, stderr: bool = False) -> Console:
+def console(*, stderr: bool = False, width: int | None = None) -> Console:
     """A rich console; ``NO_COLOR`` means no escape codes at all (no colours, no bold)."""
     from rich.console import Console
 
@@ -55,6 +55,7 @@ def console(*, stderr: bool = False) -> Console:
         no_color=plain,
         color_system=None if plain else "auto",
         highlight=False,
+        width=width,
     )
 
 

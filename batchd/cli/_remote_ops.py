@@ -258,8 +258,10 @@ async def file_url(provider: BatchProvider, args: argparse.Namespace) -> View:
 
 
 def _console() -> Console:
-    console = Console()
-    return console if console.is_terminal else Console(width=400)
+    from batchd.cli._output import console
+
+    made = console()
+    return made if made.is_terminal else console(width=400)
 
 
 def show(view: View, *, as_json: bool) -> None:

@@ -50,6 +50,7 @@ def register(subparsers: Parsers) -> None:
     enable = sub.add_parser("enable", help="re-enable an endpoint disabled by a 410 answer")
     add_config_argument(enable)
     enable.add_argument("name", help="endpoint name")
+    add_json(enable)
     enable.set_defaults(handler=cmd_enable)
     _register_events(subparsers)
 
@@ -210,7 +211,10 @@ def cmd_enable(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
     _require_known([hook.name for hook in settings.webhooks], args.name)
     _with_store(settings, lambda store: store.enable_endpoint(args.name))
-    print(f"{args.name}: enabled")
+    if args.json:
+        print_json({"name": args.name, "status": "enabled"})
+    else:
+        print(f"{args.name}: enabled")
     return EXIT_OK
 
 

@@ -84,3 +84,34 @@ def test_completion_knows_every_command(shell: str, capsys: Any):
             ["bash", "-n"], input=script, capture_output=True, text=True, check=False
         )
         assert checked.returncode == 0, checked.stderr
+
+
+# Commands that print a document of their own (a script, a page, a file, a secret) or run until
+# stopped; every other command prints data and takes --json.
+NO_JSON = {
+    "completion",
+    "man",
+    "config example",
+    "run",
+    "demo",
+    "emulator",
+    "jobs watch",
+    "webhooks new-secret",
+}
+
+
+def test_every_command_that_prints_data_takes_json():
+    leaves = [
+        (" ".join(words), sub)
+        for words, _, sub in commands(build_parser())
+        if not any(isinstance(a, argparse._SubParsersAction) for a in sub._actions)
+    ]
+    missing = [
+        name
+        for name, sub in leaves
+        if name not in NO_JSON and not any("--json" in a.option_strings for a in sub._actions)
+    ]
+    assert missing == []
+    assert {"gc", "check", "submit", "cancel", "events replay", "webhooks test"} <= {
+        name for name, _ in leaves
+    } - NO_JSON
