@@ -383,9 +383,12 @@ def _where(sub: Submission, public: Path) -> tuple[Path, Placement]:
 
 
 def _files_to_delete(job: Job, policy: CollectPolicy) -> list[str]:
-    """Provider files of a finished job to delete (pure). Results only once collected."""
+    """Provider files of a finished job to delete (pure): only after a successful collection
+    (a job whose results are unavailable keeps its input there, for a look at what happened)."""
+    if job.result_state is not ResultState.COLLECTED:
+        return []
     found = [job.input_file_id] if policy.delete_input_files else []
-    if policy.delete_result_files and job.result_state is ResultState.COLLECTED:
+    if policy.delete_result_files:
         found += [job.output_file_id, job.error_file_id]
     return [f for f in found if f]
 

@@ -483,3 +483,13 @@ async def test_a_failed_delete_never_holds_up_the_results(world: World) -> None:
     done = await world.store.get_submission(sub.id)
     assert done is not None and done.state is SubmissionState.DONE
     assert job.input_file_id in world.provider.files  # left there, and logged
+
+
+async def test_a_job_whose_results_are_unavailable_keeps_its_input(world: World) -> None:
+    sub, job = await ended(world)
+    output = world.provider.files.pop(job.output_file_id or "")  # the provider lost the output
+    await run_all(world)
+    done = await world.store.get_submission(sub.id)
+    assert done is not None and done.state is SubmissionState.DONE
+    assert job.input_file_id in world.provider.files
+    assert output is not None
