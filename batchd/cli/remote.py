@@ -83,7 +83,11 @@ def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     group = common.add_argument_group("provider selection")
     group.add_argument(
-        "--config", type=Path, metavar="PATH", help="configuration file (env BATCHD_CONFIG)"
+        "--config",
+        type=Path,
+        metavar="PATH",
+        default=argparse.SUPPRESS,  # batchd --config PATH remote ... sets it too
+        help="configuration file (env BATCHD_CONFIG)",
     )
     group.add_argument(
         "--provider", metavar="NAME", help="configured provider (default: the default one)"

@@ -115,3 +115,21 @@ def test_every_command_that_prints_data_takes_json():
     assert {"gc", "check", "submit", "cancel", "events replay", "webhooks test"} <= {
         name for name, _ in leaves
     } - NO_JSON
+
+
+def test_config_goes_before_or_after_every_command():
+    """``batchd --config F CMD ...`` and ``batchd CMD ... --config F`` mean the same: no
+    command's own --config has a default that would hide the top-level one."""
+    root = build_parser()
+    hiding = [
+        " ".join(words)
+        for words, _, sub in commands(root)
+        for a in sub._actions
+        if "--config" in a.option_strings and a.default is not argparse.SUPPRESS
+    ]
+    assert hiding == []
+    for argv in (["jobs", "list"], ["remote", "list"], ["check"], ["status"], ["gc"]):
+        before = root.parse_args(["--config", "a.toml", *argv])
+        after = root.parse_args([*argv, "--config", "b.toml"])
+        assert (str(before.config), str(after.config)) == ("a.toml", "b.toml"), argv
+        assert root.parse_args(argv).config is None
