@@ -94,6 +94,8 @@ async def old_folders(store: JobStore, finished_before: float | None) -> list[Pa
 def _remove(folder: Path) -> bool:
     try:
         shutil.rmtree(folder)
+    except FileNotFoundError:
+        return True  # removed meanwhile (batchd gc and the daemon at the same time)
     except OSError as exc:
         log.warning("retention.folder_not_removed", folder=str(folder), error=str(exc))
         return False
