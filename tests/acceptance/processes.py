@@ -203,3 +203,12 @@ class EmulatorProcess(LoggedProcess):
         with urllib.request.urlopen(request, timeout=10) as response:
             data: list[dict[str, Any]] = json.loads(response.read())["data"]
             return data
+
+    def file_ids(self, api_key: str) -> set[str]:
+        """The ids of every file the emulator still holds (through the public API)."""
+        request = urllib.request.Request(
+            f"{self.url}/v1/files?page_size=1000",
+            headers={"Authorization": f"Bearer {api_key}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return {f["id"] for f in json.loads(response.read())["data"]}

@@ -80,7 +80,7 @@ async def test_a_second_daemon_on_the_same_data_dir_is_refused(harness: Harness)
 
 
 async def test_jobs_list_and_show_read_the_real_database(harness: Harness) -> None:
-    harness.start_emulator()
+    emulator = harness.start_emulator()
     harness.configure([RouteSpec("chat")], provider={"max_requests_per_job": 2})
     await harness.start()
     harness.drop("chat", "listed.jsonl", chat_lines(3, "l"))
@@ -119,6 +119,11 @@ async def test_jobs_list_and_show_read_the_real_database(harness: Harness) -> No
     assert [row["name"] for row in json.loads(out)["submissions"]] == ["listed.jsonl"]
 
     jobs = await harness.jobs(done.id)
+    # The uploaded inputs were deleted at the provider once the results were written; the
+    # provider's result files stay (delete_result_files = false by default).
+    held = emulator.file_ids(harness.api_key)
+    assert not {j.input_file_id for j in jobs} & held
+    assert {j.output_file_id for j in jobs} <= held
     code, out, err = await harness.cli("jobs", "show", "--json", "--config", config, done.id)
     assert code == 0, err
     shown = json.loads(out)
