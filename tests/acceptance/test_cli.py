@@ -165,4 +165,12 @@ async def test_submit_wait_exits_by_outcome_and_a_second_copy_is_refused(harness
     assert code == 7  # the daemon would reject it as a duplicate: refused before the copy
     assert f"submission {shown['submission_id']}" in err
     assert not (harness.spool("chat").inbox / "b.jsonl").exists()
+
+    # Everything done and delivered: `status` says idle, with the daemon running.
+    code, out, err = await harness.cli(
+        "status", "--wait", "--timeout", "60", "--json", "--config", config, timeout_s=90
+    )
+    assert code == 0, err
+    status = json.loads(out)
+    assert (status["idle"], status["daemon_running"], status["open_submissions"]) == (True, True, 0)
     await harness.stop()
