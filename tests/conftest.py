@@ -6,6 +6,12 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
+
+# No time limit per example: timings are measured in tests/benchmarks, never asserted, and a
+# loaded CI machine makes Hypothesis' default 200 ms deadline fail at random.
+settings.register_profile("batchd", deadline=None)
+settings.load_profile("batchd")
 
 
 @pytest.fixture(autouse=True)
