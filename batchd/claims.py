@@ -43,6 +43,7 @@ from batchd.rejects import (
     rejected_candidates,
     rejected_name,
 )
+from batchd.safe_folder import make_folders, place_with_reason
 from batchd.settle import Decision, GiveUp, SettleGate, Wait, changed_since
 from batchd.spool import (
     PRIVATE,
@@ -54,7 +55,6 @@ from batchd.spool import (
     move,
     name_allowed,
     open_dropped,
-    write_atomic,
 )
 from batchd.store.base import ChunkPlan, EventSpec, JobStore, NewSubmission
 from batchd.workdir import WorkDir
@@ -294,7 +294,7 @@ class Claimer:
     def _write_chunks(
         self, sub: Submission, processing: Path, parsed: ParsedFile, chunks: list[ChunkPlan]
     ) -> None:
-        self._work.submission(sub.id).mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_folders(self._work.submission(sub.id), 0o700, parents_mode=0o700)
         for chunk in chunks:
             dest = self._work.chunk(sub.id, chunk.index)
             write_chunk(processing, parsed, chunk, dest, endpoint=sub.endpoint)
@@ -317,9 +317,16 @@ class Claimer:
         self._work.remove(sub.id)  # chunks written before the rejection, if any
         dest = rejected_name(paths, sub)
         reason = format_reason(exc, sub.name).encode()
-        write_atomic(reason_path(dest), reason, mode=self._modes.file)
-        sidecars.move_sidecar(processing, dest)  # its options go with it
-        move(processing, dest)
+        modes = self._modes
+        place_with_reason(
+            processing,
+            dest,
+            reason_path(dest).name,
+            reason,
+            file_mode=modes.file,
+            folder_mode=modes.folder,
+            companions=[(sidecars.sidecar_of(processing), sidecars.sidecar_of(dest).name)],
+        )  # its options go with it
         await self._finalize_reject(sub, dest, exc.problems)
 
     async def _finalize_reject(self, sub: Submission, dest: Path, problems: list[Problem]) -> None:

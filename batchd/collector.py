@@ -62,7 +62,8 @@ from batchd.results import (
     verify_job,
     write_results,
 )
-from batchd.spool import PRIVATE, Modes, lstat_identity, move, write_atomic
+from batchd.safe_folder import Folder, UnsafeFolder
+from batchd.spool import PRIVATE, Modes, lstat_identity
 from batchd.store.base import EventSpec, JobStore
 from batchd.summary import build_summary, dump_summary, ready_event
 from batchd.workdir import WorkDir
@@ -262,6 +263,9 @@ class Collector:
                 continue
             try:
                 await self._finish(sub, jobs)
+            except UnsafeFolder as exc:  # done/ replaced by a link: refused, said, tried again
+                self._refused(submission_id, exc)
+                continue
             except Exception:  # disk full, EIO...: not forgotten, tried again next pass
                 log.exception("collect.finish_failed", submission_id=submission_id)
                 self._to_check.add(submission_id)
@@ -269,6 +273,12 @@ class Collector:
             finished += 1
             report_progress()
         return finished
+
+    def _refused(self, submission_id: str, exc: UnsafeFolder) -> None:
+        """Nothing is written through a link; the results wait in the work folder."""
+        log.error("collect.unsafe_folder", submission_id=submission_id, error=str(exc))
+        if self._to_check is not None:  # tried again on the next pass (not woken at once)
+            self._to_check.add(submission_id)
 
     async def _remove_finished_work(self) -> None:
         """Work folders of finished submissions: a crash came between the commit and the
@@ -307,9 +317,7 @@ class Collector:
         summary = build_summary(
             sub, jobs, tally, outcome, results_dir, now=now, duplicates=duplicates
         )
-        await asyncio.to_thread(
-            write_atomic, write_dir / SUMMARY, dump_summary(summary), mode=modes.file
-        )
+        await asyncio.to_thread(_write_summary, write_dir, dump_summary(summary), modes)
         await asyncio.to_thread(self._move_input, sub, write_dir)
         if write_dir != results_dir:
             await self._put_in_place(public, write_dir, placement)
@@ -334,9 +342,9 @@ class Collector:
             known = await self._store.get_submission(placement.displace)
             if known is not None and known.state is SubmissionState.DONE:
                 await self._store.move_results(known.id, str(older))
-            await asyncio.to_thread(_move_aside, public, older, self._policy.modes.file)
+            await asyncio.to_thread(_move_aside, public, older, self._policy.modes)
             log.info("collect.older_run_moved", submission_id=placement.displace, to=str(older))
-        await asyncio.to_thread(move, staging, placement.target)
+        await asyncio.to_thread(_rename_in_done, staging, placement.target)
 
     async def _delete_provider_files(self, jobs: list[Job]) -> None:
         """The provider's copies, once our results are written (before DONE, so that a crash
@@ -365,11 +373,11 @@ class Collector:
 
     def _move_input(self, sub: Submission, results_dir: Path) -> None:
         source = Path(sub.processing_path or "")
-        if lstat_identity(sidecar_of(source)) is not None:  # the file's options, if it had any
-            move(sidecar_of(source), results_dir / OPTIONS_IN_RESULTS)
-        target = results_dir / "input.jsonl"
-        if lstat_identity(source) is not None:
-            move(source, target)
+        with Folder.open(results_dir, below=2) as folder:  # done/ and the run's folder
+            if lstat_identity(sidecar_of(source)) is not None:  # the file's options, if any
+                folder.move_in(sidecar_of(source), OPTIONS_IN_RESULTS)
+            if lstat_identity(source) is not None:
+                folder.move_in(source, "input.jsonl", mode=self._policy.modes.file)
 
 
 def _where(sub: Submission, public: Path) -> tuple[Path, Placement]:
@@ -393,13 +401,22 @@ def _files_to_delete(job: Job, policy: CollectPolicy) -> list[str]:
     return [f for f in found if f]
 
 
-def _move_aside(public: Path, older: Path, file_mode: int) -> None:
-    move(public, older)
+def _move_aside(public: Path, older: Path, modes: Modes) -> None:
+    _rename_in_done(public, older)
     with contextlib.suppress(OSError, ValueError):
         summary = json.loads((older / SUMMARY).read_bytes())
-        write_atomic(
-            older / SUMMARY, dump_summary(retarget_summary(summary, older)), mode=file_mode
-        )
+        _write_summary(older, dump_summary(retarget_summary(summary, older)), modes)
+
+
+def _rename_in_done(old: Path, new: Path) -> None:
+    """Rename a run's folder within done/ (opened without following links)."""
+    with Folder.open(new.parent, below=1) as done:
+        done.rename(old.name, new.name)
+
+
+def _write_summary(folder: Path, data: bytes, modes: Modes) -> None:
+    with Folder.open(folder, below=2, mode=modes.folder) as run:  # done/ and the run's folder
+        run.write(SUMMARY, data, mode=modes.file)
 
 
 def _settled(job: Job) -> bool:

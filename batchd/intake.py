@@ -25,7 +25,14 @@ from batchd.clock import Clock
 from batchd.loops import gather_bounded
 from batchd.models import Submission, SubmissionState
 from batchd.retries import RetryBook
-from batchd.spool import SpoolPaths, display_name, is_ignored, remove_stale_temp_files
+from batchd.spool import (
+    PRIVATE,
+    Modes,
+    SpoolPaths,
+    display_name,
+    is_ignored,
+    remove_stale_temp_files,
+)
 from batchd.store.base import JobStore
 from batchd.watch import InboxWatcher
 
@@ -78,9 +85,11 @@ class Intake:
         scan_interval_s: float = 30.0,
         use_inotify: bool = True,
         on_accepted: Callable[[], None] = lambda: None,
+        modes: Modes = PRIVATE,
     ) -> None:
         self._store = store
         self._claimer = claimer
+        self.modes = modes  # of the spool folders created here (done/, rejected/)
         self._clock = clock
         self._min_age_s = min_age_s
         self._scan_interval_s = scan_interval_s
@@ -104,7 +113,7 @@ class Intake:
         """Apply a reloaded configuration; in-flight submissions keep their own settings."""
         self._routes = {r.name: r for r in routes}
         for route in routes:
-            SpoolPaths(route.spool).ensure()
+            SpoolPaths(route.spool).ensure(self.modes)
         if self._watcher.active:
             self._watcher.stop()
             self._watcher.start(SpoolPaths(r.spool).inbox for r in routes)
@@ -113,7 +122,7 @@ class Intake:
     def start(self) -> None:
         for route in self._routes.values():
             paths = SpoolPaths(route.spool)
-            paths.ensure()
+            paths.ensure(self.modes)
             # A reason file whose writer was killed: it is written again when the file is.
             remove_stale_temp_files(paths.rejected)
         if self._use_inotify:

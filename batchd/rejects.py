@@ -9,7 +9,8 @@ from pathlib import Path
 from batchd.batchfile import format_reason
 from batchd.errors import IntakeRejected, Problem
 from batchd.models import Submission
-from batchd.spool import SpoolPaths, display_name, lstat_identity, move, name_allowed, write_atomic
+from batchd.safe_folder import place_with_reason
+from batchd.spool import SpoolPaths, display_name, lstat_identity, name_allowed
 
 
 def find_in_inbox(inbox: Path, name: str, ino: int) -> Path | None:
@@ -45,8 +46,10 @@ def move_aside(paths: SpoolPaths, name: str, reason: str, mode: int) -> Path | N
     if os.path.lexists(dest):
         dest = paths.rejected / f"{safe.removesuffix('.jsonl')}-{ident.ino}.jsonl"
     text = format_reason(IntakeRejected([Problem(0, reason)]), name).encode()
-    write_atomic(reason_path(dest), text, mode=mode)
-    move(paths.inbox / name, dest)
+    folder = 0o750 if mode & 0o040 else 0o700  # rejected/ if missing: as the results'
+    place_with_reason(
+        paths.inbox / name, dest, reason_path(dest).name, text, file_mode=mode, folder_mode=folder
+    )
     return dest
 
 

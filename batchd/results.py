@@ -18,7 +18,8 @@ from typing import Any, BinaryIO
 from batchd.errors import ProviderError
 from batchd.models import Job, ResultCounts, ResultState
 from batchd.providers.base import ResultLine
-from batchd.spool import PRIVATE, Modes, atomic_writer, make_folder, remove_stale_temp_files
+from batchd.safe_folder import Folder
+from batchd.spool import PRIVATE, Modes
 
 ParseLine = Callable[[bytes], ResultLine]
 
@@ -265,11 +266,13 @@ def write_results(
     directory: Path, jobs: Sequence[JobFiles], parse: ParseLine, *, modes: Modes = PRIVATE
 ) -> Tally:
     """Write results.jsonl and errors.jsonl atomically into ``directory``. Temp files left
-    there by a writer that was killed (these or summary.json's) are removed first."""
-    make_folder(directory, modes.folder)
-    remove_stale_temp_files(directory)
-    with (
-        atomic_writer(directory / "results.jsonl", mode=modes.file) as results,
-        atomic_writer(directory / "errors.jsonl", mode=modes.file) as errors,
-    ):
-        return merge(jobs, parse, results, errors)
+    there by a writer that was killed (these or summary.json's) are removed first. The folder
+    and its parent (``done/``) are opened without following links (``UnsafeFolder``)."""
+    with Folder.open(directory, below=2, mode=modes.folder) as folder:  # done/ and its run
+        folder.chmod(modes.folder)
+        folder.remove_stale_temp_files()
+        with (
+            folder.writer("results.jsonl", mode=modes.file) as results,
+            folder.writer("errors.jsonl", mode=modes.file) as errors,
+        ):
+            return merge(jobs, parse, results, errors)

@@ -49,12 +49,27 @@ class SpoolPaths:
     def rejected(self) -> Path:
         return self.root / "rejected"
 
-    def ensure(self) -> None:
-        """Create the four folders. An existing inbox keeps its mode (it may be a setgid,
-        group-writable folder made by tmpfiles.d); new folders are private to batchd."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        for path in (self.inbox, self.processing, self.done, self.rejected):
-            path.mkdir(mode=0o700 if path != self.inbox else 0o770, exist_ok=True)
+    def ensure(self, modes: Modes | None = None) -> None:
+        """Create the four folders with explicit modes, whatever the umask: the root 0750,
+        inbox/ 3770 (group-writable, setgid and sticky, as systemd/batchd.tmpfiles makes it),
+        processing/ 0700, done/ and rejected/ ``modes.folder``. Existing folders keep their
+        modes (tmpfiles.d may have made them), except that a group- or world-writable root gets
+        the sticky bit; none of the four may be a symbolic link (``UnsafeFolder``)."""
+        from batchd.safe_folder import UnsafeFolder, make_folders, sticky_if_shared
+
+        folder = (modes or PRIVATE).folder
+        make_folders(self.root, 0o750)
+        with contextlib.suppress(PermissionError):  # not ours: the writers still refuse links
+            sticky_if_shared(self.root)
+        for path, mode in (
+            (self.inbox, 0o3770),
+            (self.processing, 0o700),
+            (self.done, folder),
+            (self.rejected, folder),
+        ):
+            if path.is_symlink():
+                raise UnsafeFolder(f"{path} is a symbolic link; batchd does not use it")
+            make_folders(path, mode)
 
 
 def is_ignored(name: str) -> bool:

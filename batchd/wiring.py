@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from batchd.batchfile import FileLimits
 from batchd.claims import Claimer
@@ -29,6 +29,7 @@ from batchd.models import ACTIVE, LOCAL
 from batchd.notifier import Notifier
 from batchd.providers.base import BatchProvider, ProviderLimits
 from batchd.retention import Housekeeper, RetentionPolicy
+from batchd.safe_folder import make_folders
 from batchd.spool import GROUP_READABLE, PRIVATE, Modes, write_atomic
 from batchd.store.base import JobStore
 from batchd.store.sqlite import SqliteJobStore
@@ -39,19 +40,25 @@ from batchd.workdir import WorkDir
 
 
 @contextlib.contextmanager
-def data_dir_lock(data_dir: Path) -> Iterator[IO[str]]:
-    """One daemon per data folder: an exclusive ``flock`` (released by the kernel on death)."""
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    handle = (data_dir / "batchd.lock").open("a")
+def data_dir_lock(data_dir: Path) -> Iterator[int]:
+    """One daemon per data folder: an exclusive ``flock`` (released by the kernel on death).
+    The folder is made 0700 and the lock file 0600, whatever the umask."""
+    path = data_dir / "batchd.lock"
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        make_folders(data_dir, 0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"{exc.filename or path}: cannot take the lock: {exc.strerror}") from exc
+    try:
+        os.fchmod(fd, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
-        handle.close()
+        os.close(fd)
         raise ConfigError(f"{data_dir}: another batchd is already running here") from exc
     try:
-        yield handle
+        yield fd
     finally:
-        handle.close()
+        os.close(fd)
 
 
 def daemon_running(data_dir: Path) -> bool | None:
@@ -226,6 +233,7 @@ def build_runtime(
         scan_interval_s=settings.intake.scan_interval_s,
         use_inotify=settings.intake.use_inotify,
         on_accepted=submitter.wake,
+        modes=policies.modes,
     )
     notifier = Notifier(store, settings.webhook_endpoints(), clock=clock)
     housekeeper = Housekeeper(store, clock=clock, policy=policies.retention)
@@ -266,5 +274,6 @@ def apply_settings(rt: Runtime, new: Settings, providers: dict[str, BatchProvide
     )
     for loop in (rt.submitter, rt.tracker, rt.collector):
         loop.set_providers(providers)
+    rt.intake.modes = policies.modes
     rt.intake.set_routes(new.routes)
     rt.notifier.set_endpoints(new.webhook_endpoints())

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -144,6 +146,7 @@ class Database:
 
     def _connect_writer(self) -> sqlite3.Connection:
         try:
+            _private_files(self.path)  # before SQLite creates the file with the umask's mode
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
@@ -308,6 +311,27 @@ def _rollback(conn: sqlite3.Connection) -> None:
     """ "No transaction is active" (the commit itself failed after ending it) is fine."""
     with contextlib.suppress(sqlite3.Error):
         conn.execute("ROLLBACK")
+
+
+def _private_files(path: Path) -> None:
+    """The database 0600, whatever the umask: created so before SQLite opens it, and made so if
+    it was not (SQLite gives its -wal and -shm files the database's mode)."""
+    if str(path) == ":memory:" or str(path).startswith("file:"):
+        return  # not a file of ours (tests, URIs)
+    if not os.path.lexists(path):
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            os.close(os.open(path, flags, 0o600))
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StoreError(f"cannot create the database {path}: {exc.strerror}") from exc
+    for file in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        with contextlib.suppress(OSError):  # absent, or another user's (batchd check): as is
+            info = file.lstat()
+            mine = stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid()
+            if mine and stat.S_IMODE(info.st_mode) & 0o077:
+                os.chmod(file, 0o600)
 
 
 def _refuse_unsafe(path: Path, found: Mapping[str, object]) -> None:
