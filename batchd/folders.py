@@ -59,7 +59,13 @@ def spool_problems(root: Path, key: str) -> list[str]:
         problems = _folder(root, key)
         if problems or not root.is_dir():
             return problems
-    return [p for path in subfolders if os.path.lexists(path) for p in _folder(path, key)]
+    return [p for path in subfolders if os.path.lexists(path) for p in _subfolder(path, key)]
+
+
+def _subfolder(path: Path, key: str) -> list[str]:
+    if path.is_symlink():  # batchd never writes through one (batchd.safe_folder)
+        return [f"{path}: {key} has a symbolic link here; make it a folder"]
+    return _folder(path, key)
 
 
 def _folder(path: Path, key: str) -> list[str]:

@@ -41,11 +41,13 @@ def configure(tmp_path: Path, data_dir: Path, spool: Path | None = None) -> Path
     return config
 
 
-def assert_refused(config: Path, line: str, *, drop_root: bool = False) -> None:
+def assert_refused(config: Path, line: str, *, drop_root: bool = False, check: bool = True) -> None:
     code, err = batchd("run", config, drop_root=drop_root)
     assert code == EXIT_CONFIG, err
     assert "Traceback" not in err
     assert err.strip().splitlines() == [f"batchd: start-up failed: {line}"]
+    if not check:
+        return
     path = line.split(": ", 1)[0]
     code, err = batchd("check", config, drop_root=drop_root)
     assert code == EXIT_CONFIG, err
@@ -95,3 +97,12 @@ def test_usable_folders_pass_check(tmp_path: Path) -> None:
     code, err = batchd("check", configure(tmp_path, tmp_path / "data", tmp_path / "spool"))
     assert code == 0, err
     assert not (tmp_path / "data").exists()  # check creates nothing
+
+
+def test_a_spool_folder_that_is_a_link(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (spool / "done").symlink_to(tmp_path / "elsewhere")
+    line = f"{spool / 'done'}: routes[0].spool has a symbolic link here; make it a folder"
+    assert_refused(configure(tmp_path, tmp_path / "data", spool), line, check=False)
