@@ -19,6 +19,7 @@ from batchd.models import (
     Submission,
     SubmissionState,
 )
+from batchd.spool import display_name
 from batchd.store.base import Delivery, EndpointHealth, NewSubmission
 from batchd.store.rules import NewEvent, canonical_json
 
@@ -95,6 +96,7 @@ def submission_from_row(row: sqlite3.Row) -> Submission:
     values["state"] = SubmissionState(values["state"])
     values["outcome"] = None if values["outcome"] is None else Outcome(values["outcome"])
     values["metadata"] = json.loads(values["metadata"])
+    values["name"] = display_name(values["name"])  # a row written before names were escaped
     if row["results_succeeded"] is not None:
         values["results"] = ResultCounts(
             row["results_succeeded"],

@@ -74,3 +74,28 @@ async def test_a_newline_or_escape_in_a_name_is_escaped_wherever_it_is_written(
     assert all(ch.isprintable() for line in lines for ch in line)
     [event] = await world.store.list_events(limit=10)
     assert event.data["name"] == shown
+
+
+async def test_a_raw_name_stored_before_names_were_escaped_is_read_escaped(world: World) -> None:
+    from batchd.store.base import NewSubmission
+
+    raw = "old\x1b[2J\nline 1: forged.jsonl"
+    await world.store.begin_claim(
+        NewSubmission(
+            route="chat",
+            name=raw,
+            provider="fake",
+            endpoint="/v1/chat/completions",
+            model="m",
+            timeout_hours=24,
+            metadata={},
+            inbox_path=str(world.paths.inbox / "x"),
+            processing_path=str(world.paths.processing / "1.jsonl"),
+            size_bytes=1,
+            file_dev=0,
+            file_ino=1,
+        ),
+        now=world.clock.now(),
+    )
+    [sub] = await world.store.list_submissions()
+    assert sub.name == "old\\x1b[2J\\x0aline 1: forged.jsonl"  # what the CLI and events show
