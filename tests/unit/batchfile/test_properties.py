@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from batchd.batchfile import FileLimits, ParsedFile, parse_batch_file
@@ -139,3 +139,43 @@ def test_named_nasty_inputs(data: bytes) -> None:
     check_invariants(result, data)
     if data not in (b'{"body": {}}\n' * 3,):
         assert isinstance(result, IntakeRejected)
+
+
+def finite(obj: object) -> bool:
+    try:
+        json.dumps(obj, allow_nan=False)
+    except ValueError:
+        return False
+    return True
+
+
+def spell(key: str, escaped: bool) -> str:
+    """``key`` as JSON text, its first letter as a ``\\u`` escape when ``escaped``."""
+    return f'"\\u{ord(key[0]):04x}{key[1:]}"' if escaped else f'"{key}"'
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(mostly_valid, min_size=1, max_size=6),
+    st.data(),
+    st.sampled_from(["custom_id", "body", "method", "url"]),
+    st.booleans(),
+)
+def test_a_line_repeating_a_key_is_refused_with_its_line_number(
+    objects: list[dict[str, object]], data: st.DataObject, key: str, escaped: bool
+) -> None:
+    assume(all(finite(o) for o in objects))  # NaN/Infinity stop the line before its keys count
+    index = data.draw(st.integers(0, len(objects) - 1))
+    value = data.draw(st.none() | st.booleans() | st.integers() | st.text(max_size=8))
+    texts = [json.dumps(o) for o in objects]
+    texts[index] = texts[index][:-1] + f", {spell(key, escaped)}: {json.dumps(value)}}}"
+    if key not in objects[index]:  # the key once more, so that it is there twice
+        texts[index] = texts[index][:-1] + f", {spell(key, not escaped)}: {json.dumps(value)}}}"
+    payload = "\n".join(texts).encode()
+    result = run(payload)
+    check_invariants(result, payload)
+    assert isinstance(result, IntakeRejected)
+    assert any(
+        p.line == index + 1 and p.reason.startswith(f"duplicate key {key!r}")
+        for p in result.problems
+    ), result.problems
