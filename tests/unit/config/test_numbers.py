@@ -14,30 +14,13 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from batchd.cli import EXIT_CONFIG, run
-from batchd.config import (
-    CollectSettings,
-    DaemonSettings,
-    IntakeSettings,
-    ProviderConfig,
-    RouteConfig,
-    SubmitSettings,
-    TrackSettings,
-    WebhookConfig,
-    load_settings,
-)
+from batchd.config import SECTIONS, ProviderConfig, RouteConfig, WebhookConfig, load_settings
 from batchd.config_load import env_var
 from batchd.errors import ConfigError
 
 from .helpers import env, write
 from .test_example import uncommented
 
-SECTIONS: dict[str, type[BaseModel]] = {
-    "daemon": DaemonSettings,
-    "intake": IntakeSettings,
-    "submit": SubmitSettings,
-    "track": TrackSettings,
-    "collect": CollectSettings,
-}
 # Where each model's keys sit in a file: the header, the required keys, and the dotted prefix.
 TABLES: dict[type[BaseModel], tuple[str, str, str]] = {
     **{model: (f"[{name}]", "", name) for name, model in SECTIONS.items()},
@@ -52,6 +35,25 @@ ENV_BAD = ["inf", "Infinity", "nan", "1e400", "99999999999999999999"]
 def _numeric(field: FieldInfo) -> bool:
     args = getattr(field.annotation, "__args__", (field.annotation,))
     return any(a in (int, float) for a in args)
+
+
+def _numbers_list(field: FieldInfo) -> bool:
+    """``list[<a number type>]`` (a webhook's retry_delays_s)."""
+    if getattr(field.annotation, "__origin__", None) is not list:
+        return False
+    (item,) = field.annotation.__args__  # type: ignore[union-attr]
+    return getattr(item, "__origin__", item) in (int, float)
+
+
+LISTS = [(m, k) for m in TABLES for k, f in m.model_fields.items() if _numbers_list(f)]
+
+
+@pytest.mark.parametrize(("model", "key"), LISTS, ids=[f"{TABLES[m][2]}.{k}" for m, k in LISTS])
+def test_every_number_in_a_list_is_finite(tmp_path: Path, model: type[BaseModel], key: str) -> None:
+    dotted = f"{TABLES[model][2]}.{key}"
+    for value in ["[inf]", "[1, nan]", "[1e400]", "[99999999999999999999]"]:
+        text = error_of(tmp_path, file_with(model, key, value))
+        assert f"{tmp_path / 'batchd.toml'}: {dotted}" in text, (value, text)
 
 
 def numeric_keys() -> Iterator[tuple[type[BaseModel], str, FieldInfo]]:
