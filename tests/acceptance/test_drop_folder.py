@@ -205,3 +205,32 @@ async def test_a_writer_pausing_longer_than_min_age_loses_nothing(harness: Harne
     store = await harness.store()
     assert [s.name for s in await store.list_submissions()] == ["paused.jsonl"]
     await harness.stop()
+
+
+async def test_hostile_names_and_folders_end_with_a_reason_not_a_loop(harness: Harness) -> None:
+    # Issue 13 items 1, 9 and 10 against the real daemon: a name that is not UTF-8, a name with
+    # a newline and a terminal escape, and a folder named like a batch file.
+    await start_daemon(harness)
+    chat = harness.spool("chat")
+    for raw in (b"bad\xffname.jsonl", b"x\n\x1b[2Jline 1: forged.jsonl"):
+        path = os.fsencode(chat.inbox) + b"/" + raw
+        with open(path, "wb") as handle:
+            handle.write(b'{"body": {}}\n')
+    (chat.inbox / "folder.jsonl").mkdir()
+    store = await harness.store()
+
+    async def both_rejected() -> bool:
+        subs = await store.list_submissions(states=[SubmissionState.REJECTED])
+        return len(subs) == 2
+
+    await harness.wait_until(both_rejected, "both files rejected")
+    await asyncio.sleep(2.5)  # a few more scans: nothing is tried again
+    names = sorted(s.name for s in await store.list_submissions())
+    assert names == ["bad\\xffname.jsonl", "x\\x0a\\x1b[2Jline 1: forged.jsonl"]
+    reasons = sorted(p for p in os.listdir(chat.rejected) if p.endswith(".reason.txt"))
+    headers = sorted((chat.rejected / p).read_text().splitlines()[0] for p in reasons)
+    assert headers == [f"{n}: rejected, 1 problem" for n in names]
+    assert os.listdir(os.fsencode(chat.inbox)) == [b"folder.jsonl"]
+    assert harness.logged("intake.claim_failed") == []
+    assert len(harness.logged("intake.folder_ignored")) == 1
+    await harness.stop()
