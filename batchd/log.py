@@ -160,6 +160,11 @@ def use_json(fmt: str, stream: TextIO, environ: Mapping[str, str] | None = None)
     return not _isatty(stream) or _is_journal(stream, env.get("JOURNAL_STREAM", ""))
 
 
+def _colors(json_lines: bool, stream: TextIO) -> bool:
+    """Colours for key=value lines on a terminal, unless ``NO_COLOR`` is set (no-color.org)."""
+    return not json_lines and _isatty(stream) and not os.environ.get("NO_COLOR")
+
+
 def _isatty(stream: TextIO) -> bool:
     try:
         return stream.isatty()
@@ -191,7 +196,7 @@ def configure_logging(
     json_lines = use_json(fmt, out)
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_shared_processors(),
-        processors=_render_chain(json_lines, colors=not json_lines and _isatty(out)),
+        processors=_render_chain(json_lines, colors=_colors(json_lines, out)),
     )
     handler = logging.StreamHandler(out)
     handler.set_name(_HANDLER_NAME)

@@ -287,3 +287,12 @@ def test_the_default_stream_is_stdout(capsys: pytest.CaptureFixture[str]) -> Non
     captured = capsys.readouterr()
     assert json.loads(captured.out)["event"] == "to.stdout"
     assert captured.err == ""
+
+
+def test_no_color_turns_the_console_colours_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    for no_color, escapes in (("", True), ("1", False)):
+        monkeypatch.setenv("NO_COLOR", no_color)
+        stream = Tty()
+        configure_logging(level="info", fmt="console", stream=stream)
+        log.warning("colour.test", key="value")
+        assert ("\x1b[" in stream.getvalue()) is escapes
