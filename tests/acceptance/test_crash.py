@@ -1,7 +1,9 @@
 """The whole daemon under SIGKILL (issues 4, 5 and 6; reliability.md W6, D2, F2).
 
 One emulator (with faults: 5xx before and after the create handler, resets after upload and
-create, 503 on listings, truncated downloads) and one signed-webhook receiver (refusing the
+create, 503 on listings, truncated downloads, and a slow provider: creates that take effect
+seconds after the client gave up or died, ``late`` and ``late_reset``) and one signed-webhook
+receiver (refusing the
 first attempt of a share of the events, answering some slowly) live for the whole test.
 ``batchd run`` is started, SIGKILLed at a random moment (during start-up or after READY), and
 started again, over and over, while the test keeps dropping files (``.name.part`` + rename):
@@ -24,7 +26,9 @@ invariant is checked:
 CI runs 30 kills. ``BATCHD_SOAK=1`` runs 300, ``BATCHD_CRASH_KILLS=N`` runs N;
 ``BATCHD_CRASH_SEED`` reproduces a run (the seed is printed; run with ``-s`` to see it and the
 figures). The second test kills the daemon once at each named point of ``crash_points``, where
-a random kill rarely lands.
+a random kill rarely lands. The third makes every create slow (issue 12): one lands after the
+client's timeout, one after the daemon was killed while waiting for it; each chunk still gets
+exactly one provider job.
 """
 
 from __future__ import annotations
@@ -65,7 +69,11 @@ FAST_JOBS = [
     "--processing", "finalize_s=1",
     "--processing", "jitter=0.6",
 ]  # fmt: skip
+CLIENT_TIMEOUT_S = 5.0  # crash_run.CONFIG: timeout_s; the reconcile window adds 6 s more
+LATE_S = 7.0  # a slow create takes effect 2 s after the client gave up
 FAULTS = [
+    "--fault", f"late:0.08,route=POST /v1/batch/jobs,delay={LATE_S}",
+    "--fault", "late_reset:0.05,route=POST /v1/batch/jobs,delay=3",
     "--fault", "500:0.05,route=POST /v1/batch/jobs,phase=before",
     "--fault", "500:0.05,route=POST /v1/batch/jobs,phase=after",
     "--fault", "reset:0.05,route=POST /v1/batch/jobs,phase=after",
@@ -134,6 +142,7 @@ async def crash_and_settle(run: Run) -> str | None:
     duplicate = None if any(d.duplicate_of for d in run.drops) else duplicate_candidate(run)
     unsettled = await settle(run, SETTLE_TIMEOUT_S, duplicate=duplicate)
     run.timings["settle"] = time.monotonic() - settle_start
+    await asyncio.sleep(LATE_S)  # a create still held by the emulator lands before the check
     return unsettled
 
 
@@ -221,3 +230,59 @@ async def test_a_kill_at_a_named_point_is_recovered_on_restart(point: str, point
     unsettled = await settle(run, 45.0)
     await check_everything(run, unsettled)
     assert POINT_EVIDENCE[point](run), f"{point}: the recovery path did not run"
+
+
+# ------------------------------------------------------------------------------ a slow provider
+
+
+async def wait_for_creates(emulator: EmulatorProcess, count: int, timeout_s: float = 30.0) -> None:
+    """Until the emulator has received ``count`` creates (it holds them: they are late)."""
+    deadline = time.monotonic() + timeout_s
+    while (await emulator.stats()).get("POST /v1/batch/jobs", 0) < count:
+        assert time.monotonic() < deadline, f"no create after {timeout_s:g} s"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("fault", "kill"),
+    [
+        (f"late:1,route=POST /v1/batch/jobs,delay={LATE_S}", False),  # the client gave up
+        ("late_reset:1,route=POST /v1/batch/jobs,delay=6", True),  # the daemon died waiting
+    ],
+)
+async def test_a_create_taking_effect_late_still_makes_one_job_per_chunk(
+    tmp_path: Path, fault: str, kill: bool
+) -> None:
+    rng = random.Random(f"{SEED}-slow-{kill}")
+    secret = secret_for(rng)
+    emulator = EmulatorProcess.start(
+        tmp_path, ["--speed", "1", "--seed", "7", *FAST_JOBS, "--fault", fault]
+    )  # speed 1: a job runs longer than a create is late (a finished job's input is deleted)
+    receiver = WebhookReceiver(secret, random.Random(1), fail_rate=0.0, slow_rate=0.0)
+    await receiver.start()
+    try:
+        with NotifyListener.path() as listener:
+            run = Run(tmp_path, SEED, rng, emulator, receiver, listener, secret)
+            run.write_config()
+            try:
+                valid = valid_drop(run.rng, ROUTES_BY_NAME["chat"], 1)
+                while len(valid.requests) <= 4:  # at least two chunks
+                    valid = valid_drop(run.rng, ROUTES_BY_NAME["chat"], 1)
+                run.drop(valid)
+                if kill:
+                    daemon = run.spawn()
+                    await wait_for_creates(emulator, 1)
+                    daemon.kill()  # the create is in flight: it lands 6 s after it was sent
+                unsettled = await settle(run, 60.0)
+            finally:
+                run.kill_all()
+            await asyncio.sleep(LATE_S)  # any create still held lands before the check
+            await check_everything(run, unsettled)
+    finally:
+        await receiver.stop()
+        emulator.stop()
+    logged = run.logged()
+    if not kill:  # the first lookup comes 0.5 s after the timeout, 1.5 s before the job lands
+        assert logged["submit.reconcile_missed"] >= 1, "the window was not waited out"
+    assert logged["submit.reconciled"] >= 1, "the late job was not adopted"
+    assert logged["duplicate.found"] == 0
