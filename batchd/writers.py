@@ -64,28 +64,33 @@ def _writable(fdinfo: str) -> bool:
 
 class WriterCheck:
     """``is_open_for_writing(path)``, with one ``/proc`` scan per folder shared by the files
-    checked within ``max_age_s`` of each other (files are validated in threads)."""
+    checked within ``max_age_s`` of each other (files are validated in threads). A scan older
+    than the file's last rename into the folder (its ctime) is never used for it."""
 
     def __init__(
         self,
         *,
         max_age_s: float = MAX_AGE_S,
         scan: Callable[[Path], frozenset[str] | None] = open_for_writing,
-        monotonic: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._max_age_s = max_age_s
         self._scan = scan
-        self._monotonic = monotonic
+        self._now = wall_clock
         self._cache: dict[Path, tuple[float, frozenset[str] | None]] = {}
         self._lock = threading.Lock()
 
     def is_open_for_writing(self, path: Path) -> bool | None:
         """True or False; None when it cannot be told (no ``/proc``)."""
         folder = path.parent
-        now = self._monotonic()
+        try:
+            moved_in = path.lstat().st_ctime
+        except FileNotFoundError:
+            return False
         with self._lock:
+            now = self._now()
             cached = self._cache.get(folder)
-            if cached is None or now - cached[0] > self._max_age_s:
+            if cached is None or now - cached[0] > self._max_age_s or cached[0] <= moved_in:
                 cached = (now, self._scan(folder))
                 self._cache[folder] = cached
         writers = cached[1]

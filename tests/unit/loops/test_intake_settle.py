@@ -163,3 +163,21 @@ async def test_a_renamed_in_file_is_not_checked_for_writers(
     await world.intake.run_once()  # taken on sight, read at once
     [sub] = await world.store.list_submissions()
     assert sub.state is SubmissionState.ACTIVE
+
+
+def test_a_scan_made_before_the_file_moved_in_is_not_reused(tmp_path: Path) -> None:
+    scans: list[Path] = []
+
+    def scan(folder: Path) -> frozenset[str]:
+        scans.append(folder)
+        return frozenset()
+
+    check = WriterCheck(max_age_s=60.0, scan=scan)
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text("x")
+    assert check.is_open_for_writing(first) is False
+    assert check.is_open_for_writing(first) is False  # the same scan answers
+    assert len(scans) == 1
+    second.write_text("y")  # arrives after the scan (its ctime; a rename into processing/ too)
+    assert check.is_open_for_writing(second) is False
+    assert len(scans) == 2
