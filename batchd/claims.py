@@ -218,12 +218,13 @@ class Claimer:
         self, sub: Submission, paths: SpoolPaths, processing: Path, decision: Decision
     ) -> bool:
         if isinstance(decision, Wait):
-            log.info(
-                "intake.still_being_written",
-                submission_id=sub.id,
-                name=sub.name,
-                look_again_in_s=round(max(0.0, decision.until - self._clock.now()), 1),
-            )
+            if self.settle.first_wait(sub.id):  # once, not on every look
+                log.info(
+                    "intake.still_being_written",
+                    submission_id=sub.id,
+                    name=sub.name,
+                    look_again_in_s=round(max(0.0, decision.until - self._clock.now()), 1),
+                )
             return False
         if isinstance(decision, GiveUp):
             rejected = IntakeRejected([Problem(0, decision.reason)])

@@ -143,6 +143,7 @@ class SettleGate:
         self._writers = writers or WriterCheck()
         self._settling = Settling()
         self._renamed_in: set[str] = set()
+        self._announced: set[str] = set()
 
     def claimed(self, key: str, *, renamed: bool) -> None:
         if renamed:
@@ -175,6 +176,14 @@ class SettleGate:
     def done(self, key: str) -> None:
         self._settling.forget(key)
         self._renamed_in.discard(key)
+        self._announced.discard(key)
+
+    def first_wait(self, key: str) -> bool:
+        """True the first time ``key`` waits (to log it once)."""
+        if key in self._announced:
+            return False
+        self._announced.add(key)
+        return True
 
     def waiting(self, key: str) -> bool:
         return self._settling.waiting(key)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from batchd import batchfile, claims
 from batchd.chunks import FileChanged
@@ -82,8 +83,9 @@ def test_writers_are_seen_through_proc(tmp_path: Path) -> None:
 
 async def test_a_writer_holding_the_claimed_file_open_is_waited_for(world: World) -> None:
     path = write_in_place(world, "slow.jsonl", request_lines(1, "a"))
-    with path.open("a") as writer:  # the writer keeps it open and pauses longer than min_age_s
+    with path.open("a") as writer, capture_logs() as logs:  # open, pausing > min_age_s
         await passes(world, 6)
+        assert [e["event"] for e in logs].count("intake.still_being_written") == 1  # said once
         [sub] = await world.store.list_submissions()
         assert sub.state is SubmissionState.CLAIMED  # claimed, but not read while held
         assert world.claimer.settle.waiting(sub.id)
