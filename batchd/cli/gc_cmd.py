@@ -18,6 +18,7 @@ from typing import Any
 from batchd.cli import EXIT_OK
 from batchd.cli._common import add_config_argument
 from batchd.cli._output import add_json, print_json
+from batchd.errors import UsageError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -58,6 +59,8 @@ async def _run(config: Path | None, *, apply: bool, vacuum: bool) -> dict[str, A
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
+    if args.vacuum and not args.apply:
+        raise UsageError("--vacuum rewrites the database: it needs --apply")
     found = asyncio.run(_run(args.config, apply=args.apply, vacuum=args.vacuum))
     if args.json:
         print_json(found)

@@ -128,3 +128,7 @@ def test_gc_keeps_what_is_younger_than_its_days(tmp_path: Path, capsys: Any) -> 
     shown = json.loads(capsys.readouterr().out)
     assert (shown["done_folders"], shown["submissions"], shown["events"]) == ([], 0, 0)
     assert folder.is_dir()
+
+
+def test_vacuum_without_apply_is_a_usage_error(tmp_path: Path) -> None:
+    assert run(["gc", "--vacuum", "--config", str(configure(tmp_path))]) == 2
