@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 EXIT = 137
@@ -78,16 +77,20 @@ def mid_result_write() -> None:
 
 
 def mid_reason_write() -> None:
-    import batchd.claims
-    from batchd.spool import atomic_writer
+    from batchd.safe_folder import Folder
 
-    def dying(final: Path, data: bytes, *, mode: int = 0o600) -> None:
-        with atomic_writer(final, mode=mode) as handle:
+    original = Folder.write
+
+    def dying(self: Folder, name: str, data: bytes, *, mode: int) -> None:
+        if not name.endswith(".reason.txt"):
+            original(self, name, data, mode=mode)
+            return
+        with self.writer(name, mode=mode) as handle:
             handle.write(data)
             handle.flush()
             _die()
 
-    batchd.claims.write_atomic = dying  # type: ignore[attr-defined]
+    Folder.write = dying  # type: ignore[method-assign]
 
 
 POINTS: dict[str, Callable[[], None]] = {
