@@ -262,7 +262,8 @@ def _values_of(tree: object, key: str) -> list[object]:
 
 @pytest.mark.skipif(not CONFIG_EXAMPLE.is_file(), reason=f"{CONFIG_EXAMPLE} not written yet")
 def test_example_config_lines_up_with_the_unit(unit: dict[str, list[str]]) -> None:
-    """README step 4 copies config/batchd.toml to /etc/batchd/batchd.toml: its data folder is
+    """README step 4 writes the example (``batchd config example``, which prints
+    config/batchd.toml) to /etc/batchd/batchd.toml: its data folder is
     the unit's StateDirectory and every spool it names is writable under ProtectSystem=strict."""
     config = tomllib.loads(CONFIG_EXAMPLE.read_text())
     assert {str(v) for v in _values_of(config, "data_dir")} <= {"/var/lib/batchd"}
