@@ -42,10 +42,11 @@ from batchd.workdir import WorkDir
 @contextlib.contextmanager
 def data_dir_lock(data_dir: Path) -> Iterator[int]:
     """One daemon per data folder: an exclusive ``flock`` (released by the kernel on death).
-    The folder is made 0700 and the lock file 0600, whatever the umask."""
+    The folder (and any missing parent, as XDG asks of state folders) is made 0700 and the lock
+    file 0600, whatever the umask."""
     path = data_dir / "batchd.lock"
     try:
-        make_folders(data_dir, 0o700)
+        make_folders(data_dir, 0o700, parents_mode=0o700)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise ConfigError(f"{exc.filename or path}: cannot take the lock: {exc.strerror}") from exc

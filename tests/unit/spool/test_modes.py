@@ -121,6 +121,7 @@ def test_the_lock_and_the_data_folder_are_private(tmp_path: Path, umask: int) ->
     data = tmp_path / "state" / "data"
     with data_dir_lock(data):
         assert (mode(data), mode(data / "batchd.lock")) == (0o700, 0o600)
+    assert mode(data.parent) == 0o700  # a missing parent too (~/.local/state, XDG)
     (data / "batchd.lock").chmod(0o666)  # left by an older version under umask 000
     with data_dir_lock(data):
         assert mode(data / "batchd.lock") == 0o600
