@@ -20,7 +20,7 @@ from rich.live import Live
 from rich.table import Table
 
 from batchd.cli._output import console as make_console
-from batchd.cli._watch import frame
+from batchd.cli._watch import Watch, render
 from batchd.config import load_settings
 from batchd.daemon import Daemon
 from batchd.log import configure_logging
@@ -157,13 +157,15 @@ async def _follow(
     store = daemon.runtime.store
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    with Live(await frame(store), console=console, refresh_per_second=4, transient=True) as live:
+    watch = Watch(store)  # kept across frames: rates and ETAs
+    first = render(await watch.rows())
+    with Live(first, console=console, refresh_per_second=4, transient=True) as live:
         while loop.time() < deadline and not task.done():
             done = await store.list_submissions(states=[SubmissionState.DONE])
             if len(done) >= expected:
                 return done
             await asyncio.sleep(0.25)
-            live.update(await frame(store))
+            live.update(render(await watch.rows()))
     if task.done():
         console.print("[red]the daemon stopped early; see the log[/red]")
         return []
