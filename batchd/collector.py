@@ -28,6 +28,7 @@ from pathlib import Path
 import structlog
 
 from batchd.clock import Clock
+from batchd.duplicates import Duplicates
 from batchd.errors import NotFound, ProviderError, StaleState
 from batchd.loops import gather_bounded, report_progress
 from batchd.models import (
@@ -95,8 +96,10 @@ class Collector:
         policy: CollectPolicy | None = None,
         rng: random.Random | None = None,
         on_finished: Callable[[], None] = lambda: None,
+        duplicates: Duplicates | None = None,
     ) -> None:
         self._store = store
+        self._duplicates = duplicates  # settled for a submission before its summary is written
         self._providers = dict(providers)
         self._work = work
         self._clock = clock
@@ -312,6 +315,10 @@ class Collector:
         tally = await asyncio.to_thread(write_results, write_dir, items, parse, modes=modes)
         counts = tally.counts()
         outcome = outcome_for(counts, cancel_requested=sub.cancel_requested_at is not None)
+        if self._duplicates is not None and sub.provider in self._providers:
+            await self._duplicates.check_submission(
+                sub.provider, self._providers[sub.provider], sub.id
+            )
         now = self._clock.now()
         duplicates = await self._store.duplicates(submission_id=sub.id)
         summary = build_summary(

@@ -10,7 +10,8 @@ job yet) is left to the submitter, which adopts what its lookup finds. A job tha
 whose tag names no job is left alone too: retention (``batchd gc``) removes the rows of old
 finished submissions, so it is most likely one of those.
 
-A duplicate still running is cancelled at once; one that already ended is only reported. Each is
+The tracker checks what its sweeps and periodic scans list; the collector checks a submission's
+jobs once more just before writing its summary. A duplicate still running is cancelled at once; one that already ended is only reported. Each is
 recorded once in the store with a ``batch.duplicate_cancelled`` event naming both provider jobs,
 and listed in the submission's summary.json; its results are never merged.
 """
@@ -24,7 +25,7 @@ import structlog
 from batchd.clock import Clock
 from batchd.errors import ProviderError
 from batchd.models import ACTIVE, LOCAL, TERMINAL, Job, JobState
-from batchd.providers.base import BatchProvider, JobSnapshot
+from batchd.providers.base import BatchProvider, JobFilter, JobSnapshot
 from batchd.store.base import DuplicateJob, EventSpec, JobStore
 
 log = structlog.get_logger(__name__)
@@ -100,6 +101,16 @@ class Duplicates:
             return False
         await self.settle(name, provider, snap, job, kept=job.provider_job_id if job else None)
         return True
+
+    async def check_submission(self, name: str, provider: BatchProvider, sub_id: str) -> None:
+        """Settle the duplicates among the jobs tagged for one submission (the collector, just
+        before it writes summary.json). A failed listing is logged: the tracker keeps looking."""
+        query = JobFilter(metadata={"batchd": self._instance_id, "batchd_submission": sub_id})
+        try:
+            async for snap in provider.iter_jobs(query):
+                await self.check(name, provider, snap)
+        except ProviderError as exc:
+            log.warning("duplicate.check_failed", submission_id=sub_id, error=str(exc))
 
     async def settle(
         self,

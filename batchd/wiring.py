@@ -21,6 +21,7 @@ from batchd.claims import Claimer
 from batchd.clock import Clock
 from batchd.collector import Collector, CollectPolicy
 from batchd.config import Settings
+from batchd.duplicates import Duplicates
 from batchd.errors import ConfigError
 from batchd.health import ProviderGate
 from batchd.intake import Intake
@@ -196,7 +197,14 @@ def build_runtime(
     work = WorkDir(settings.daemon.data_dir / "work")
     gate = ProviderGate()
     heartbeats = Heartbeats()
-    collector = Collector(store, providers, work=work, clock=clock, policy=policies.collect)
+    collector = Collector(
+        store,
+        providers,
+        work=work,
+        clock=clock,
+        policy=policies.collect,
+        duplicates=Duplicates(store, clock=clock, instance_id=instance),
+    )
     tracker = Tracker(
         store,
         providers,

@@ -16,6 +16,7 @@ from batchd.batchfile import FileLimits
 from batchd.claims import Claimer
 from batchd.clock import ManualClock
 from batchd.collector import Collector, CollectPolicy
+from batchd.duplicates import Duplicates
 from batchd.health import ProviderGate
 from batchd.intake import Intake
 from batchd.models import Job, Submission
@@ -109,6 +110,7 @@ class World:
             work=self.work,
             clock=self.clock,
             policy=CollectPolicy(retry_base_s=1.0),
+            duplicates=Duplicates(self.store, clock=self.clock, instance_id="bdtest"),
         )
         self.intake.start()
 

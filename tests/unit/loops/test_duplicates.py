@@ -228,3 +228,21 @@ def test_an_ended_job_whose_tag_names_no_job_is_left_alone() -> None:
     ended = replace(snap(ME), state=JobState.SUCCEEDED, raw_status="SUCCESS")
     assert classify(ended, None, "me") is Verdict.GONE
     assert classify(snap(ME), None, "me") is Verdict.DUPLICATE  # still running: cancelled
+
+
+async def test_the_summary_lists_a_duplicate_the_tracker_has_not_seen_yet(world: World) -> None:
+    """Before writing summary.json the collector lists the submission's jobs once."""
+    sub, job, remote = await created(world)
+    dup = late_copy(world, remote)
+    world.provider.finish(job.provider_job_id or "")
+    for _ in range(3):  # the tracker's first duplicate scan is a minute away
+        await world.tracker.run_once()
+        await world.collector.run_once()
+        world.clock.advance(5)
+    done = await world.store.get_submission(sub.id)
+    assert done is not None and done.results_dir
+    summary = json.loads((Path(done.results_dir) / "summary.json").read_text())
+    assert [(d["provider_job_id"], d["cancelled"]) for d in summary["duplicate_jobs"]] == [
+        (dup.id, True)
+    ]
+    assert world.provider.jobs[dup.id].snapshot.state is JobState.CANCELLING
