@@ -11,9 +11,10 @@ whose tag names no job is left alone too: retention (``batchd gc``) removes the 
 finished submissions, so it is most likely one of those.
 
 The tracker checks what its sweeps and periodic scans list; the collector checks a submission's
-jobs once more just before writing its summary. A duplicate still running is cancelled at once; one that already ended is only reported. Each is
-recorded once in the store with a ``batch.duplicate_cancelled`` event naming both provider jobs,
-and listed in the submission's summary.json; its results are never merged.
+jobs once more just before writing its summary. A duplicate still running is cancelled at once;
+one that already ended is only reported. Each is recorded once in the store with a
+``batch.duplicate_cancelled`` event naming both provider jobs, and listed in the submission's
+summary.json; its results are never merged.
 """
 
 from __future__ import annotations
