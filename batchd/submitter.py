@@ -3,7 +3,7 @@
 Per job, every step is committed before the call it guards:
 
 * NEW: ``attempts`` is bumped (committed) before the upload, so after a crash we know an upload
-  may exist; uploads are named ``batchd-<job id>.jsonl`` and found again with ``find_files``.
+  may exist; uploads are named ``batchd-<job id>.jsonl`` and found again (``uploads.py``).
 * UPLOADED -> CREATING is committed before ``create_job``; the job carries
   ``metadata.batchd_job = <job id>``.
 * Before each create is sent, ``attempts`` + 1, the first lookup time and the end of the
@@ -56,6 +56,7 @@ from batchd.reconcile import (
     window_end,
 )
 from batchd.store.base import EventSpec, JobStore
+from batchd.uploads import find_upload, upload_name
 from batchd.workdir import WorkDir
 
 log = structlog.get_logger(__name__)
@@ -81,10 +82,6 @@ class SubmitPolicy:
             first_lookup_s=self.reconcile_delay_s,
             max_lookup_gap_s=min(MAX_LOOKUP_GAP_S, self.retry_max_s),
         )
-
-
-def upload_name(job_id: str) -> str:
-    return f"batchd-{job_id}.jsonl"
 
 
 def job_metadata(sub: Submission, job: Job, instance_id: str) -> dict[str, str]:
@@ -237,7 +234,7 @@ class Submitter:
     async def _upload(self, job: Job, provider: BatchProvider) -> Job:
         name = upload_name(job.id)
         if job.attempts > 0:
-            found = await self._find_upload(job, provider, name)
+            found = await find_upload(provider, job, name)
             if found is not None:
                 return await self._transition(job, JobState.UPLOADED, input_file_id=found)
         job = await self._transition(job, JobState.NEW, attempts=job.attempts + 1)
@@ -250,25 +247,6 @@ class Submitter:
             return await self._refused(job, exc, stage="upload")
         log.info("submit.uploaded", job_id=job.id, file_id=ref.id, size_bytes=ref.size_bytes)
         return await self._transition(job, JobState.UPLOADED, input_file_id=ref.id, attempts=0)
-
-    async def _find_upload(self, job: Job, provider: BatchProvider, name: str) -> str | None:
-        """Reuse an upload orphaned by a crash; delete partial or surplus copies."""
-        keep: str | None = None
-        for ref in await provider.find_files(name.removesuffix(".jsonl")):
-            if ref.filename != name:
-                continue
-            if keep is None and ref.size_bytes == job.byte_count:
-                keep = ref.id
-                log.info("submit.upload_adopted", job_id=job.id, file_id=ref.id)
-            else:
-                await self._delete_quietly(provider, ref.id)
-        return keep
-
-    async def _delete_quietly(self, provider: BatchProvider, file_id: str) -> None:
-        try:
-            await provider.delete_file(file_id)
-        except ProviderError as exc:
-            log.warning("submit.orphan_delete_failed", file_id=file_id, error=str(exc))
 
     # ------------------------------------------------------------------ create
     async def _create(self, job: Job, sub: Submission, provider: BatchProvider) -> None:
