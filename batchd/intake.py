@@ -180,7 +180,8 @@ class Intake:
             if await self._claimer.resume(sub, route, settle_s=self._min_age_s):
                 self._on_accepted()
         except Exception as exc:  # one file must not stop the others, nor the scan
-            tries = self._failed(key, exc, "intake.resume_failed", submission_id=sub.id)
+            fields = {"submission_id": sub.id, "name": sub.name}
+            tries = self._failed(key, exc, "intake.resume_failed", **fields)
             if tries >= self._retries.max_tries:
                 await self._give_up(sub, route, exc, tries)
             return False
