@@ -82,7 +82,9 @@ async def test_the_submitter_wakes_when_the_pause_ends(world: World) -> None:
         passes = await run_for(counted, 1.0)
     (job,) = [j for j in await world.store.list_jobs()]
     assert job.state is JobState.PENDING  # created once the pause was over
-    assert passes <= 3  # the pass in the pause, the one at its end (and perhaps one more)
+    # The pass in the pause, the one at its end, and on a loaded machine a few more as real time
+    # runs late; a loop that ignores the pause makes about 20 (one every 50 ms).
+    assert passes <= 6
 
 
 async def test_new_work_wakes_the_submitter(world: World) -> None:
