@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -55,7 +54,7 @@ async def run_checks(config_path: Path | None) -> list[Result]:
     results.append(check_data_dir(settings.daemon.data_dir))
     results.append(check_daemon(settings.daemon.data_dir))
     results.append(await check_database(settings.daemon.database_path))
-    results += [check_spool(route) for route in settings.routes]
+    results += [check_spool(r, f"routes[{i}].spool") for i, r in enumerate(settings.routes)]
     results += await check_providers(settings)
     return results
 
@@ -107,38 +106,18 @@ async def _integrity(path: Path) -> None:
         raise StoreError("; ".join(problems[:3]))
 
 
-def check_spool(route: RouteConfig) -> Result:
-    """Each of the four folders is a writable folder, or can be created by this user."""
-    from batchd.spool import SpoolPaths
+def check_spool(route: RouteConfig, key: str) -> Result:
+    """The same rules as ``batchd run`` (batchd.folders): each of the four folders is a writable
+    folder (not a symbolic link), or can be created by this user."""
+    from batchd.folders import SPOOL_FOLDERS, spool_problems
 
-    paths = SpoolPaths(route.spool)
-    problems = [p for folder in _folders(paths) if (p := folder_problem(folder))]
+    problems = spool_problems(route.spool, key)
     name = f"spool {route.name}"
     if problems:
         return Result(name, False, "; ".join(problems), EXIT_CONFIG)
-    missing = [f.name for f in _folders(paths) if not f.exists()]
+    missing = [f for f in SPOOL_FOLDERS if not os.path.lexists(route.spool / f)]
     later = f" ({', '.join(missing)} not created yet: batchd run creates them)" if missing else ""
     return Result(name, True, f"{route.spool}{later}")
-
-
-def _folders(paths: Any) -> Iterator[Path]:
-    yield from (paths.inbox, paths.processing, paths.done, paths.rejected)
-
-
-def folder_problem(folder: Path) -> str | None:
-    """Why ``folder`` cannot be used (by the user running this), or None."""
-    if folder.exists():
-        if not folder.is_dir():
-            return f"{folder}: not a folder"
-        if not os.access(folder, os.W_OK | os.X_OK):
-            return f"{folder}: not writable by this user"
-        return None
-    parent = folder.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        return f"{folder}: does not exist and cannot be created ({parent} is not writable)"
-    return None
 
 
 async def check_providers(settings: Settings) -> list[Result]:

@@ -54,6 +54,13 @@ def data_dir_problems(data_dir: Path) -> list[str]:
 def spool_problems(root: Path, key: str) -> list[str]:
     """The spool root and those of its four folders that exist; the root needs to be writable
     only while a folder is still to be created (a prepared spool may be read-only)."""
+    try:
+        return _spool(root, key)
+    except OSError as exc:  # the spool, or a folder above it, that this user cannot search
+        return _unreachable(exc, root, key)
+
+
+def _spool(root: Path, key: str) -> list[str]:
     subfolders = [root / name for name in SPOOL_FOLDERS]
     if not (root.is_dir() and all(p.is_dir() for p in subfolders)):
         problems = _folder(root, key)
@@ -82,6 +89,11 @@ def _folder(path: Path, key: str) -> list[str]:
     if not _writable(parent):
         return [f"{cannot} is not writable by this user ({_who()})"]
     return []
+
+
+def _unreachable(exc: OSError, path: Path, key: str) -> list[str]:
+    where = exc.filename or path
+    return [f"{where}: {key} cannot be looked at by this user ({_who()}): {exc.strerror}"]
 
 
 def _file(path: Path) -> list[str]:

@@ -105,4 +105,18 @@ def test_a_spool_folder_that_is_a_link(tmp_path: Path) -> None:
     (tmp_path / "elsewhere").mkdir()
     (spool / "done").symlink_to(tmp_path / "elsewhere")
     line = f"{spool / 'done'}: routes[0].spool has a symbolic link here; make it a folder"
-    assert_refused(configure(tmp_path, tmp_path / "data", spool), line, check=False)
+    assert_refused(configure(tmp_path, tmp_path / "data", spool), line)
+
+
+def test_a_spool_this_user_cannot_search(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    (spool / "inbox").mkdir(parents=True)
+    spool.chmod(0o000)  # its folders cannot even be looked at
+    line = (
+        f"{spool / 'inbox'}: routes[0].spool cannot be looked at by this user"
+        f" (uid {os.geteuid()}): Permission denied"
+    )
+    try:
+        assert_refused(configure(tmp_path, tmp_path / "data", spool), line, drop_root=True)
+    finally:
+        spool.chmod(0o700)

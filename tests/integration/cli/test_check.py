@@ -91,7 +91,8 @@ def test_spool_folders_that_cannot_be_used_fail_with_exit_3(tmp_path: Path, caps
     config = write(tmp_path, route(spool))
     code, found = checks(capsys, config)
     assert code == EXIT_CONFIG and found["ok"] is False
-    assert found["spool chat"]["detail"] == f"{spool / 'inbox'}: not a folder"
+    detail = f"{spool / 'inbox'}: routes[0].spool is not a folder (a file)"
+    assert found["spool chat"]["detail"] == detail
 
     config = write(tmp_path, route(blocker / "spool"))
     code, found = checks(capsys, config)
