@@ -233,4 +233,9 @@ async def test_hostile_names_and_folders_end_with_a_reason_not_a_loop(harness: H
     assert os.listdir(os.fsencode(chat.inbox)) == [b"folder.jsonl"]
     assert harness.logged("intake.claim_failed") == []
     assert len(harness.logged("intake.folder_ignored")) == 1
+    for args in (["jobs", "list"], ["jobs", "show", names[1]], ["events", "list"]):
+        code, out, err = await harness.cli(*args, "--config", str(harness.config_path))
+        assert code == 0, err
+        assert "\x1b" not in out + err and "\ufffd" not in out + err  # nothing raw on a terminal
+        assert args[0] == "events" or names[1] in out  # the name, escaped
     await harness.stop()
