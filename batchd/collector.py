@@ -30,7 +30,7 @@ import structlog
 from batchd.clock import Clock
 from batchd.duplicates import Duplicates
 from batchd.errors import NotFound, ProviderError, StaleState
-from batchd.loops import gather_bounded, report_progress
+from batchd.loops import Waker, gather_bounded, report_progress
 from batchd.models import (
     SUBMISSION_OPEN,
     TERMINAL,
@@ -110,7 +110,7 @@ class Collector:
         # Verification failures per job (download retries are counted apart, in job.attempts);
         # lost on a restart, which only means a few more tries.
         self._verify_failures: dict[str, int] = {}
-        self._wake = asyncio.Event()
+        self._wake = Waker()
 
     def set_policy(self, policy: CollectPolicy) -> None:
         self._policy = policy
@@ -131,9 +131,7 @@ class Collector:
     async def wait(self) -> None:
         pending = await self._store.list_jobs(result_pending=True, limit=1)
         delay = 30.0 if not pending else pending[0].next_attempt_at - self._clock.now()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=max(0.05, delay))
-        self._wake.clear()
+        await self._wake.wait(max(0.05, delay))
 
     # ------------------------------------------------------------------ one job
     async def _collect(self, job: Job) -> None:

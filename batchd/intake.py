@@ -11,7 +11,6 @@ is retried a few times, then moved to rejected/ (``batchd.retries``).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from collections.abc import Callable, Sequence
@@ -22,7 +21,7 @@ import structlog
 
 from batchd.claims import Claimer, RouteLike
 from batchd.clock import Clock
-from batchd.loops import gather_bounded
+from batchd.loops import Waker, gather_bounded
 from batchd.models import Submission, SubmissionState
 from batchd.retries import RetryBook
 from batchd.spool import (
@@ -98,7 +97,7 @@ class Intake:
         self._routes: dict[str, RouteLike] = {r.name: r for r in routes}
         self._seen: dict[tuple[str, str], Sighting] = {}
         self._renamed: set[tuple[Path, str]] = set()
-        self._wake = asyncio.Event()
+        self._wake = Waker()
         self._watcher = InboxWatcher(self._wake.set, self._note_renamed, self._wake.set)
         self._next_look: float | None = None
         self._retries = RetryBook()
@@ -347,9 +346,7 @@ class Intake:
 
     async def wait(self) -> None:
         """Sleep until woken by inotify, a pending stability check or the rescan timer."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=self.wait_s())
-        self._wake.clear()
+        await self._wake.wait(self.wait_s())
 
 
 def _error(exc: BaseException) -> str:

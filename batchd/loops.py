@@ -129,7 +129,10 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
 
 
 class Waker:
-    """An ``asyncio.Event`` with a timed wait: how loops wake each other without a direct call."""
+    """An ``asyncio.Event`` with a timed wait: how loops wake each other without a direct call.
+
+    Every loop's ``wait()`` ends in ``Waker.wait``: woken by ``set()`` or after the timeout,
+    whichever comes first, and the wake is consumed either way."""
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
@@ -137,10 +140,15 @@ class Waker:
     def set(self) -> None:
         self._event.set()
 
-    async def wait(self, timeout_s: float) -> None:
-        with contextlib.suppress(TimeoutError):
+    async def wait(self, timeout_s: float) -> bool:
+        """Sleep at most ``timeout_s``; True when ``set()`` ended the sleep."""
+        woken = True
+        try:
             await asyncio.wait_for(self._event.wait(), timeout=max(0.0, timeout_s))
+        except TimeoutError:
+            woken = False
         self._event.clear()
+        return woken
 
 
 T = TypeVar("T")

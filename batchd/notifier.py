@@ -17,7 +17,6 @@ crash or a stop is simply made again (at-least-once, same id).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -26,7 +25,7 @@ import aiohttp
 import structlog
 
 from batchd.clock import Clock
-from batchd.loops import run_loop
+from batchd.loops import Waker, run_loop
 from batchd.models import Event
 from batchd.store.base import Delivery, DeliveryState, EndpointHealth, JobStore
 from batchd.webhooks.decision import Decision, decide, targets_for
@@ -91,7 +90,7 @@ class Notifier:
         self._hold_until: dict[tuple[str, str], float] = {}
         # An endpoint that answered with Retry-After (429, 503): nothing is sent to it before.
         self._endpoint_hold: dict[str, float] = {}
-        self._wake = asyncio.Event()
+        self._wake = Waker()
         self._more = False
         self._next_due: float | None = None
 
@@ -128,9 +127,7 @@ class Notifier:
         delay = 0.0 if self._more else self._poll_interval_s
         if self._next_due is not None:
             delay = min(delay, self._next_due - self._clock.now())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=max(0.05, delay))
-        self._wake.clear()
+        await self._wake.wait(max(0.05, delay))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Passes until ``stop`` is set, then ``close()``."""

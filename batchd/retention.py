@@ -19,7 +19,6 @@ does it at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 import structlog
 
 from batchd.clock import Clock
-from batchd.loops import report_progress
+from batchd.loops import Waker, report_progress
 from batchd.models import SubmissionState
 from batchd.placement import owner
 from batchd.store.base import JobStore, PruneCounts
@@ -134,7 +133,7 @@ class Housekeeper:
         self._clock = clock
         self._policy = policy
         self._next_at = 0.0
-        self._wake = asyncio.Event()
+        self._wake = Waker()
 
     def set_policy(self, policy: RetentionPolicy) -> None:
         self._policy = policy
@@ -153,6 +152,4 @@ class Housekeeper:
 
     async def wait(self) -> None:
         delay = max(0.05, self._next_at - self._clock.now())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=delay)
-        self._wake.clear()
+        await self._wake.wait(delay)

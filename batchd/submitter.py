@@ -25,8 +25,6 @@ burning through the queue; a reload or ``auth_pause_s`` later one job probes aga
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +35,7 @@ from batchd.clock import Clock
 from batchd.duplicates import Duplicates
 from batchd.errors import AuthError, ProviderError, ProviderPermanent, RateLimited
 from batchd.health import ProviderGate
-from batchd.loops import gather_bounded
+from batchd.loops import Waker, gather_bounded
 from batchd.models import ACTIVE, LOCAL, Job, JobState, Submission, backoff_s
 from batchd.providers.base import (
     BatchProvider,
@@ -124,7 +122,7 @@ class Submitter:
         self._policy = policy or SubmitPolicy()
         self._on_created = on_created
         self._gate = gate or ProviderGate()
-        self._wake = asyncio.Event()
+        self._wake = Waker()
         self._duplicates = Duplicates(store, clock=clock, instance_id=instance_id)
 
     def set_policy(self, policy: SubmitPolicy) -> None:
@@ -155,9 +153,7 @@ class Submitter:
             if first:
                 ready.append(self._gate.ready_at(name, first[0].next_attempt_at))
         delay = 30.0 if not ready else max(0.05, min(ready) - self._clock.now())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=delay)
-        self._wake.clear()
+        await self._wake.wait(delay)
 
     async def _step(self, job: Job) -> None:
         provider = self._providers.get(job.provider)

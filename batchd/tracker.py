@@ -40,7 +40,7 @@ from batchd.clock import Clock
 from batchd.duplicates import Duplicates
 from batchd.errors import AuthError, NotFound, ProviderError, RateLimited, StaleState
 from batchd.health import ProviderGate
-from batchd.loops import gather_bounded, report_progress
+from batchd.loops import Waker, gather_bounded, report_progress
 from batchd.models import ACTIVE, LOCAL, TERMINAL, Job, JobState, event_type_for
 from batchd.providers.base import BatchProvider, JobFilter, JobSnapshot
 from batchd.store.base import EventSpec, JobStore
@@ -115,7 +115,7 @@ class Tracker:
         self._on_terminal = on_terminal
         self._rng = rng or random.Random()
         self._sweeps = _Sweeps()
-        self._wake = asyncio.Event()
+        self._wake = Waker()
         self._cancels_seen: set[str] = set()  # cancel intents the last pass acted on
         self._duplicates = Duplicates(store, clock=clock, instance_id=instance_id)
 
@@ -153,13 +153,11 @@ class Tracker:
         timer = asyncio.get_running_loop().time
         until = timer() + min(MAX_WAIT_S, max(0.05, delay))
         while (left := until - timer()) > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=min(left, self._cancel_poll_s()))
+            if await self._wake.wait(min(left, self._cancel_poll_s())):
                 break
             if await self._new_cancel_intent():
                 log.debug("tracker.cancel_noticed")
                 break
-        self._wake.clear()
 
     def _cancel_poll_s(self) -> float:
         return max(0.05, self._policy.cancel_poll_s)
