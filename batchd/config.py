@@ -366,6 +366,7 @@ class Settings(_Model):
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     source: Path | None = None
     _secrets: SecretSources | None = PrivateAttr(default=None)
+    _resolved: dict[str, ProviderSettings] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -397,8 +398,15 @@ class Settings(_Model):
 
     def provider_settings(self, name: str | None = None) -> ProviderSettings:
         """The runtime settings of one provider, its API key resolved (the first route's
-        provider when ``name`` is None). ``ConfigError`` when a mistral provider has no key."""
+        provider when ``name`` is None). ``ConfigError`` when a mistral provider has no key.
+        Resolved once per load: later calls return the same settings, key included, so that a
+        reload compares what was loaded then with what is loaded now."""
         name = name or self.routes[0].provider
+        if name not in self._resolved:
+            self._resolved[name] = self._resolve_provider(name)
+        return self._resolved[name]
+
+    def _resolve_provider(self, name: str) -> ProviderSettings:
         cfg = self.providers.get(name)
         if cfg is None:
             raise ConfigError(f"{self.where}: providers.{name}: no such provider")

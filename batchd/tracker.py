@@ -61,7 +61,8 @@ class TrackPolicy:
     list_threshold: int = 10
     rate_limit_slowdown_s: float = 30.0
     page_size: int = 100
-    requests_per_second: float = 5.0
+    requests_per_second: float = 5.0  # a provider's own rate, when it has none in ``rates``
+    rates: Mapping[str, float] = field(default_factory=dict)  # requests/s, per provider
     cancel_poll_s: float = 0.5  # how often a waiting tracker looks for new cancel intents
     duplicate_scan_s: float = 60.0
 
@@ -73,11 +74,12 @@ def next_interval(previous_s: float, moved: bool, policy: TrackPolicy) -> float:
     return min(policy.poll_max_s, previous_s * 2)
 
 
-def sweep_interval(open_jobs: int, policy: TrackPolicy) -> float:
-    """Seconds between sweeps: ``poll_initial_s``, or longer when the pages of one sweep would
-    take more than half the provider's request budget."""
+def sweep_interval(open_jobs: int, policy: TrackPolicy, provider: str | None = None) -> float:
+    """Seconds between sweeps of ``provider``: ``poll_initial_s``, or longer when the pages of
+    one sweep would take more than half that provider's own request budget."""
     pages = max(1, math.ceil(open_jobs / policy.page_size))
-    budget = policy.requests_per_second * 0.5
+    rate = policy.rates.get(provider or "", policy.requests_per_second)
+    budget = rate * 0.5
     return max(policy.poll_initial_s, pages / budget if budget > 0 else 0.0)
 
 
@@ -170,7 +172,7 @@ class Tracker:
     async def _refresh_provider(self, name: str, now: float) -> int:
         open_jobs = await self._store.list_jobs(states=sorted(ACTIVE), provider=name)
         if len(open_jobs) > self._policy.list_threshold:
-            self._sweeps.due_at[name] = now + sweep_interval(len(open_jobs), self._policy)
+            self._sweeps.due_at[name] = now + sweep_interval(len(open_jobs), self._policy, name)
             return await self._sweep(name, open_jobs)
         self._sweeps.due_at.pop(name, None)
         mine = [j for j in open_jobs if j.next_attempt_at <= now]

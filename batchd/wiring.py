@@ -12,7 +12,7 @@ import contextlib
 import fcntl
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +103,11 @@ async def providers_in_use(store: JobStore) -> set[str]:
     return {j.provider for j in [*open_jobs, *uncollected]}
 
 
+def provider_rates(settings: Settings, providers: Iterable[str]) -> dict[str, float]:
+    """Each provider's own client-side rate limit (requests per second; <= 0: none)."""
+    return {n: settings.provider_settings(n).requests_per_second for n in providers}
+
+
 @dataclass
 class Policies:
     submit: SubmitPolicy
@@ -113,7 +118,8 @@ class Policies:
     retention: RetentionPolicy
 
     @classmethod
-    def from_settings(cls, settings: Settings, requests_per_second: float) -> Policies:
+    def from_settings(cls, settings: Settings, rates: Mapping[str, float]) -> Policies:
+        """The loop policies; ``rates`` is each open provider's own requests per second."""
         s, t, c, i = settings.submit, settings.track, settings.collect, settings.intake
         modes = GROUP_READABLE if settings.daemon.share_with_group else PRIVATE
         return cls(
@@ -132,7 +138,7 @@ class Policies:
                 list_threshold=t.list_threshold,
                 rate_limit_slowdown_s=t.rate_limit_slowdown_s,
                 duplicate_scan_s=t.duplicate_scan_s,
-                requests_per_second=requests_per_second,
+                rates=dict(rates),
             ),
             collect=CollectPolicy(
                 concurrency=c.concurrency,
@@ -192,8 +198,7 @@ def build_runtime(
 ) -> Runtime:
     """Build every loop, wired to wake the next one, from the settings."""
     limits = {n: settings.provider_settings(n).limits for n in providers}
-    rps = min((settings.provider_settings(n).requests_per_second for n in providers), default=5.0)
-    policies = Policies.from_settings(settings, rps)
+    policies = Policies.from_settings(settings, provider_rates(settings, providers))
     work = WorkDir(settings.daemon.data_dir / "work")
     gate = ProviderGate()
     heartbeats = Heartbeats()
@@ -270,8 +275,7 @@ def apply_settings(rt: Runtime, new: Settings, providers: dict[str, BatchProvide
     rt.limits.clear()
     rt.limits.update({n: new.provider_settings(n).limits for n in providers})
     rt.gate.reset()
-    rps = min((new.provider_settings(n).requests_per_second for n in providers), default=5.0)
-    policies = Policies.from_settings(new, rps)
+    policies = Policies.from_settings(new, provider_rates(new, providers))
     rt.tracker.set_policy(policies.track)
     rt.submitter.set_policy(policies.submit)
     rt.collector.set_policy(policies.collect)

@@ -82,6 +82,17 @@ def test_one_trailing_newline_is_stripped(tmp_path: Path, raw: str, key: str) ->
     assert key_of(tmp_path, text) == key
 
 
+def test_a_key_is_read_once_per_load(tmp_path: Path) -> None:
+    file = private_file(tmp_path / "key", "first-key")
+    text = MISTRAL.replace("[providers.mistral]", f"[providers.mistral]\napi_key_file = '{file}'")
+    settings = load(tmp_path, text)
+    first = settings.provider_settings()
+    file.write_text("second-key")  # rotated: only a reload (a new load) reads it
+    assert settings.provider_settings() is first
+    key = load(tmp_path, text).provider_settings().api_key
+    assert key is not None and key.reveal() == "second-key"
+
+
 @pytest.mark.parametrize("raw", ["", "\n", "ab c", "abc\n\n", "a\tb"])
 def test_empty_or_broken_keys_are_refused(tmp_path: Path, raw: str) -> None:
     file = private_file(tmp_path / "key", raw)

@@ -29,6 +29,14 @@ def test_backoff_and_sweep_interval_rules() -> None:
     assert sweep_interval(10_000, policy) == 40  # 100 pages at 2.5 requests/s
 
 
+def test_each_provider_sweeps_at_its_own_rate() -> None:
+    policy = TrackPolicy(poll_initial_s=5, rates={"slow": 0.5, "fast": 50.0, "free": 0.0})
+    assert sweep_interval(10_000, policy, "slow") == 400  # 100 pages at 0.25 requests/s
+    assert sweep_interval(10_000, policy, "fast") == 5  # not slowed by the other account
+    assert sweep_interval(10_000, policy, "free") == 5  # no limit configured
+    assert sweep_interval(10_000, policy, "other") == 40  # the default 5 requests/s
+
+
 async def test_state_changes_become_transitions_with_events(world: World) -> None:
     sub_id = await submitted(world)
     (job,) = await world.jobs(sub_id)
