@@ -20,9 +20,10 @@ the tracker waits for its next pass it looks for new cancel intents every ``canc
 half a second, not at the next poll.
 
 Duplicates (``duplicates.py``): a sweep checks every listed job it did not expect, and every
-``duplicate_scan_s`` while a provider has open jobs one list call (every state, this instance's
-tag, created since the oldest open job) finds the duplicates that are not active any more; a
-duplicate is cancelled at once, recorded and announced.
+``duplicate_scan_s`` while a provider has open jobs, one listing (every state, this instance's
+tag, created since the oldest open job; stretched to use at most a tenth of the request budget)
+finds the duplicates that are not active any more; a duplicate is cancelled at once, recorded
+and announced.
 """
 
 from __future__ import annotations
@@ -81,6 +82,13 @@ def sweep_interval(open_jobs: int, policy: TrackPolicy, provider: str | None = N
     rate = policy.rates.get(provider or "", policy.requests_per_second)
     budget = rate * 0.5
     return max(policy.poll_initial_s, pages / budget if budget > 0 else 0.0)
+
+
+def duplicate_scan_interval(pages: int, policy: TrackPolicy) -> float:
+    """Seconds until the next duplicate scan, after one that listed ``pages`` pages:
+    ``duplicate_scan_s``, or longer so that scans use at most a tenth of the request budget."""
+    budget = policy.requests_per_second * 0.1
+    return max(policy.duplicate_scan_s, pages / budget if budget > 0 else 0.0)
 
 
 def has_moved(job: Job, snap: JobSnapshot) -> bool:
@@ -225,12 +233,16 @@ class Tracker:
             created_after=min(j.created_at for j in open_jobs) - CLOCK_SKEW_S,
             page_size=self._policy.page_size,
         )
+        listed = 0
         try:
             async for snap in provider.iter_jobs(query):
                 report_progress()
+                listed += 1
                 await self._duplicates.check(name, provider, snap)
         except ProviderError as exc:
             await self._provider_failed(name, exc)
+        pages = math.ceil(listed / max(1, self._policy.page_size))
+        self._sweeps.scan_at[name] = now + duplicate_scan_interval(pages, self._policy)
 
     # ------------------------------------------------------------------ per job
     async def _poll(self, name: str, job: Job) -> None:

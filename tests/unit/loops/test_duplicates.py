@@ -13,6 +13,7 @@ import pytest
 from batchd.duplicates import Verdict, classify
 from batchd.models import Job, JobState, Submission
 from batchd.providers.base import JobSnapshot
+from batchd.tracker import TrackPolicy, duplicate_scan_interval
 from tests.unit.fakes import FakeJob
 from tests.unit.loops.conftest import World, request_lines
 
@@ -246,3 +247,10 @@ async def test_the_summary_lists_a_duplicate_the_tracker_has_not_seen_yet(world:
         (dup.id, True)
     ]
     assert world.provider.jobs[dup.id].snapshot.state is JobState.CANCELLING
+
+
+def test_duplicate_scans_use_at_most_a_tenth_of_the_request_budget() -> None:
+    policy = TrackPolicy(requests_per_second=5.0, duplicate_scan_s=60.0)
+    assert duplicate_scan_interval(1, policy) == 60.0
+    assert duplicate_scan_interval(100, policy) == 200.0  # 10,000 jobs: 100 pages per scan
+    assert duplicate_scan_interval(100, replace(policy, requests_per_second=0)) == 60.0
