@@ -182,6 +182,9 @@ class Submitter:
         if job.state is JobState.CREATING:
             if await self._reconcile(job, provider) or not await self._window_passed(job):
                 return
+            if job.cancel_requested:  # the window passed with no job: nothing was created
+                await self._cancel_unsent(job)
+                return
             if job.input_file_id is None:
                 job = await self._transition(job, JobState.NEW, input_file_id=None)
         if job.state is JobState.NEW:

@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 from batchd.errors import AuthError, NotFound, ProviderPermanent, ProviderTransient, RateLimited
 from batchd.models import JobState
 from batchd.providers.base import JobFilter, JobSnapshot, JobSpec
+from batchd.store.base import EventSpec
 from batchd.submitter import SubmitPolicy, Submitter
 from tests.unit.loops.conftest import World, request_lines
 
@@ -355,3 +356,15 @@ async def test_a_400_naming_the_missing_input_file_uploads_again(world: World) -
     (job,) = await world.jobs(sub.id)
     assert job.state is JobState.PENDING
     assert world.provider.calls["upload_file"] == 2
+
+
+async def test_a_cancel_during_the_window_is_not_followed_by_a_new_create(world: World) -> None:
+    sub = await world.accept("one.jsonl", request_lines(3))
+    world.provider.fail_before["create_job"].append(ProviderTransient("connection reset"))
+    await world.submitter.run_once()
+    await world.store.request_cancel(sub.id, now=world.clock.now(), event=EventSpec("t.cancel"))
+    await pass_the_window(world)
+    (job,) = await world.jobs(sub.id)
+    assert job.state is JobState.CANCELLED
+    assert world.provider.calls["create_job"] == 1  # nothing was created: nothing sent again
+    assert world.provider.jobs == {}
