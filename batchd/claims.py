@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -67,7 +67,7 @@ UNREADABLE = (
 )
 
 
-class RouteLike(Protocol):
+class RouteLike(sidecars.RouteDefaults, Protocol):
     """What claims need of a route (``config.RouteConfig`` satisfies it)."""
 
     @property
@@ -76,14 +76,6 @@ class RouteLike(Protocol):
     def spool(self) -> Path: ...
     @property
     def provider(self) -> str: ...
-    @property
-    def endpoint(self) -> str: ...
-    @property
-    def model(self) -> str | None: ...
-    @property
-    def timeout_hours(self) -> int: ...
-    @property
-    def metadata(self) -> Mapping[str, str]: ...
 
 
 class Claimer:

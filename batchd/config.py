@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Final, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -55,6 +56,17 @@ Delay = Annotated[float, Field(ge=0, le=DAY_S)]  # 0: none
 Concurrency = Annotated[int, Field(ge=1, le=256)]
 MetadataKey = Annotated[str, Field(min_length=1, max_length=32)]
 MetadataValue = Annotated[str, Field(min_length=1, max_length=512)]
+
+
+def _no_reserved_keys(value: dict[str, str]) -> dict[str, str]:
+    reserved = sorted(k for k in value if k.startswith("batchd_"))
+    if reserved:
+        raise ValueError(f"keys starting with batchd_ are reserved: {', '.join(reserved)}")
+    return value
+
+
+# A route's or a file's metadata: batchd's own tags (batchd_*) cannot be set by hand.
+Metadata = Annotated[dict[MetadataKey, MetadataValue], AfterValidator(_no_reserved_keys)]
 
 
 def check_path_text(value: object) -> object:
@@ -262,15 +274,7 @@ class RouteConfig(_Model):
     endpoint: Endpoint = "/v1/chat/completions"
     model: Annotated[str, Field(min_length=1)] | None = None
     timeout_hours: Annotated[int, Field(ge=1, le=168)] = 24
-    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict)
-
-    @field_validator("metadata")
-    @classmethod
-    def _reserved(cls, value: dict[str, str]) -> dict[str, str]:
-        reserved = sorted(k for k in value if k.startswith("batchd_"))
-        if reserved:
-            raise ValueError(f"keys starting with batchd_ are reserved: {', '.join(reserved)}")
-        return value
+    metadata: Metadata = Field(default_factory=dict)
 
     @field_validator("spool", mode="before")
     @classmethod

@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from batchd.config import Endpoint, MetadataKey, MetadataValue
+from batchd.config import Endpoint, Metadata
 from batchd.errors import IntakeRejected, Problem
 from batchd.spool import UnsafeFile, lstat_identity, move, name_allowed, open_dropped
 
@@ -34,17 +34,9 @@ class FileOptions(BaseModel):
 
     model: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     endpoint: Endpoint | None = None
-    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     timeout_hours: Annotated[int, Field(ge=1, le=168, strict=True)] | None = None
     allow_duplicate: Annotated[bool, Field(strict=True)] = False
-
-    @field_validator("metadata")
-    @classmethod
-    def _reserved(cls, value: dict[str, str]) -> dict[str, str]:
-        reserved = sorted(k for k in value if k.startswith("batchd_"))
-        if reserved:
-            raise ValueError(f"keys starting with batchd_ are reserved: {', '.join(reserved)}")
-        return value
 
     def overrides(self, metadata: Mapping[str, str]) -> dict[str, Any]:
         """The submission fields these options change (``metadata`` merged over the route's)."""
