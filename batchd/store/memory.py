@@ -368,6 +368,8 @@ class MemoryJobStore(MemoryOutbox):
                 del self._events[event_id]
             for job_id in jobs:
                 del self._jobs[job_id]
+            for dup_id in [k for k, d in self._duplicates.items() if d.submission_id in set(subs)]:
+                del self._duplicates[dup_id]
             for sub_id in subs:
                 del self._subs[sub_id]
                 self._sub_seq.pop(sub_id, None)

@@ -1,8 +1,8 @@
 """``prune`` for the SQLite store: finished history removed in one transaction.
 
 The candidates go into temporary tables first, so that counting (``apply=False``) and deleting
-read exactly the same rows. The order keeps every foreign key valid: deliveries, events, jobs,
-submissions.
+read exactly the same rows. The order keeps every foreign key valid: deliveries, events, the
+duplicates recorded for a submission, jobs, submissions.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ _COUNT_DELIVERIES = (
 _DELETE = (
     "DELETE FROM deliveries WHERE event_id IN (SELECT id FROM temp.prune_events)",
     "DELETE FROM events WHERE id IN (SELECT id FROM temp.prune_events)",
+    "DELETE FROM duplicate_jobs WHERE submission_id IN (SELECT id FROM temp.prune_subs)",
     "DELETE FROM jobs WHERE submission_id IN (SELECT id FROM temp.prune_subs)",
     "DELETE FROM submissions WHERE id IN (SELECT id FROM temp.prune_subs)",
 )

@@ -3,8 +3,8 @@ deletes, keeps every reference valid; ``compact`` gives space back (every store)
 
 from __future__ import annotations
 
-from batchd.models import Outcome
-from batchd.store.base import DeliveryState, EventSpec, JobStore, PruneCounts
+from batchd.models import JobState, Outcome
+from batchd.store.base import DeliveryState, DuplicateJob, EventSpec, JobStore, PruneCounts
 
 from .conftest import NOW, accepted, settle, snapshot
 
@@ -101,3 +101,29 @@ async def test_compact_returns_a_byte_count(store: JobStore) -> None:
     assert await store.compact() >= 0
     assert await store.compact(full=True) >= 0
     assert await store.get_submission("sub_nope") is None  # still usable afterwards
+
+
+async def test_prune_removes_the_duplicates_recorded_for_a_removed_submission(
+    store: JobStore,
+) -> None:
+    old = await finished(store, "old.jsonl", now=NOW)
+    (job, *_) = await store.jobs_for_submission(old)
+    dup = DuplicateJob(
+        provider_job_id="dup-1",
+        provider="p",
+        job_id=job.id,
+        submission_id=old,
+        kept_provider_job_id=job.provider_job_id,
+        state=JobState.CANCELLED,
+        raw_status="CANCELLED",
+        cancelled=True,
+        requests_completed=0,
+        found_at=NOW,
+    )
+    assert await store.record_duplicate(dup, event=EventSpec("batch.duplicate_cancelled"))
+    await deliver_all(store, now=NOW)
+    later = NOW + 30 * DAY
+    counts = await store.prune(events_before=later, rows_before=later, apply=True)
+    assert (counts.submissions, counts.jobs) == (1, 2)
+    assert await store.duplicates(submission_id=old) == []
+    assert await store.duplicates() == []
