@@ -29,7 +29,7 @@ import structlog
 
 from batchd.clock import Clock
 from batchd.duplicates import Duplicates
-from batchd.errors import NotFound, ProviderError, StaleState
+from batchd.errors import NotFound, ProviderError, ProviderPermanent, StaleState
 from batchd.loops import Waker, gather_bounded, report_progress
 from batchd.models import (
     SUBMISSION_OPEN,
@@ -53,7 +53,7 @@ from batchd.placement import (
     retarget_summary,
     staging_dir,
 )
-from batchd.providers.base import BatchProvider
+from batchd.providers.base import BatchProvider, ResultLine
 from batchd.results import (
     UNVERIFIED,
     JobFiles,
@@ -81,6 +81,19 @@ class CollectPolicy:
     modes: Modes = PRIVATE  # of results folders and files
     delete_input_files: bool = True  # at the provider, once the results are written
     delete_result_files: bool = False
+
+
+def parser_for(name: str, providers: Mapping[str, BatchProvider]) -> ParseLine:
+    """The result-line parser of provider ``name``, never another provider's: when ``name`` is
+    not open, every line is unreadable (``ProviderPermanent``), which the merge reports."""
+    provider = providers.get(name)
+    if provider is not None:
+        return provider.parse_result_line
+
+    def unreadable(raw: bytes) -> ResultLine:
+        raise ProviderPermanent(f"provider {name!r} is not open: its result lines cannot be read")
+
+    return unreadable
 
 
 class Collector:
@@ -300,7 +313,7 @@ class Collector:
         public = Path(sub.results_dir or self._work.submission(sub.id) / "results")
         write_dir, placement = await asyncio.to_thread(_where, sub, public)
         results_dir = placement.target
-        parse = self._parser(jobs)
+        parse = parser_for(sub.provider, self._providers)
         items = [
             JobFiles(
                 j,
@@ -370,11 +383,6 @@ class Collector:
                     )
                     continue
                 log.info("collect.file_deleted", job_id=job.id, file_id=file_id)
-
-    def _parser(self, jobs: list[Job]) -> ParseLine:
-        names = [j.provider for j in jobs if j.provider in self._providers]
-        provider = self._providers[names[0]] if names else next(iter(self._providers.values()))
-        return provider.parse_result_line
 
     def _move_input(self, sub: Submission, results_dir: Path) -> None:
         source = Path(sub.processing_path or "")

@@ -12,7 +12,7 @@ import pytest
 from batchd import collector as collector_module
 from batchd import results as results_module
 from batchd.collector import CollectPolicy
-from batchd.errors import ProviderTransient
+from batchd.errors import ProviderPermanent, ProviderTransient
 from batchd.models import (
     Job,
     JobState,
@@ -25,6 +25,7 @@ from batchd.models import (
 from batchd.spool import GROUP_READABLE
 from batchd.store.base import EventSpec
 from batchd.wiring import providers_in_use
+from tests.unit.fakes import FakeProvider
 from tests.unit.loops.conftest import World, request_lines
 
 
@@ -493,3 +494,12 @@ async def test_a_job_whose_results_are_unavailable_keeps_its_input(world: World)
     assert done is not None and done.state is SubmissionState.DONE
     assert job.input_file_id in world.provider.files
     assert output is not None
+
+
+def test_result_lines_are_read_by_their_own_provider_only() -> None:
+    mine, other = FakeProvider(), FakeProvider(name="other")
+    line = b'{"custom_id": "r1", "response": {"status_code": 200, "body": {}}}\n'
+    assert collector_module.parser_for("fake", {"other": other, "fake": mine})(line).ok
+    parse = collector_module.parser_for("fake", {"other": other})  # never other's parser
+    with pytest.raises(ProviderPermanent, match="'fake' is not open"):
+        parse(line)
