@@ -43,7 +43,7 @@ def exit_code(results: list[Result]) -> int:
 
 
 async def run_checks(config_path: Path | None) -> list[Result]:
-    from batchd.config import load_settings
+    from batchd.config_load import load_settings
 
     try:
         settings = load_settings(config_path)

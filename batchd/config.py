@@ -1,7 +1,8 @@
 """The configuration models: ``Settings`` and its sections, validated once, plus secrets.
 
 ``batchd.config_load`` builds a ``Settings`` from the TOML file and the ``BATCHD_*`` environment
-overrides (``load_settings`` here is its entry point). Secrets (provider API keys, webhook signing
+overrides (``batchd.config_load.load_settings``); the rules across sections are in
+``batchd.config_rules``. Secrets (provider API keys, webhook signing
 secrets) are not in the file: they are resolved by ``provider_settings()`` /
 ``webhook_endpoints()`` from ``$CREDENTIALS_DIRECTORY``, a 0600 file or an environment variable
 (``batchd.credentials``).
@@ -25,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from batchd.config_rules import cross_problems, default_data_dir, fill_defaults
 from batchd.credentials import SecretSources, SecretSpec, api_key, webhook_secrets
 from batchd.errors import ConfigError, WebhookError
 from batchd.providers.base import ProviderLimits, ProviderSettings
@@ -77,16 +79,6 @@ def check_path_text(value: object) -> object:
         if "\0" in value:
             raise ValueError("must not contain a NUL character")
     return value
-
-
-def default_data_dir(environ: Mapping[str, str]) -> Path:
-    """``$STATE_DIRECTORY`` (systemd; the first if several), else the XDG state directory."""
-    state = environ.get("STATE_DIRECTORY", "").split(":")[0]
-    if state:
-        return Path(state)
-    xdg = environ.get("XDG_STATE_HOME")
-    home = Path(environ["HOME"]) if environ.get("HOME") else Path.home()
-    return (Path(xdg) if xdg else home / ".local" / "state") / "batchd"
 
 
 class _Model(BaseModel):
@@ -375,15 +367,11 @@ class Settings(_Model):
     @model_validator(mode="before")
     @classmethod
     def _defaults(cls, data: Any) -> Any:
-        from batchd.config_load import fill_defaults
-
         return fill_defaults(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
-        from batchd.config_load import cross_problems
-
-        problems = cross_problems(self)
+        problems = cross_problems(self.routes, self.webhooks, self.providers)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -468,17 +456,3 @@ _NOT_RUNTIME: Final = {
     "secret_file",
     "secret_env",
 }
-
-
-# ------------------------------------------------------------------------------ loading
-# batchd.config_load imports this module's models, so this module imports it lazily (here and in
-# Settings' validators): the module-level import graph stays one-way.
-
-
-def load_settings(
-    path: Path | None = None, *, environ: Mapping[str, str] | None = None
-) -> Settings:
-    """Read, override and validate the configuration (``batchd.config_load.load_settings``)."""
-    from batchd.config_load import load_settings as load
-
-    return load(path, environ=environ)

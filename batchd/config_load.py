@@ -3,15 +3,14 @@
 ``load_settings`` reads ``--config`` / ``$BATCHD_CONFIG`` / ``/etc/batchd/batchd.toml`` (if it
 exists; otherwise built-in defaults), applies ``BATCHD_<SECTION>__<KEY>`` overrides for the
 scalar keys of ``[daemon]``, ``[intake]``, ``[submit]``, ``[track]`` and ``[collect]``, and
-validates everything once against the models of ``batchd.config`` (which re-exports
-``load_settings``). No other module reads the environment or configuration files.
+validates everything once against the models of ``batchd.config``. No other module reads the
+environment or configuration files.
 
 Errors are ``ConfigError``: one line per problem, ``<file or variable>: <dotted key>: <problem>``.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -22,13 +21,12 @@ from pydantic import BaseModel, ValidationError
 
 from batchd.config import (
     SECTIONS,
-    DaemonSettings,
     ProviderConfig,
     RouteConfig,
     Settings,
     WebhookConfig,
-    default_data_dir,
 )
+from batchd.config_rules import closest, default_data_dir
 from batchd.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/batchd/batchd.toml")
@@ -117,75 +115,6 @@ def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[st
     if problems:
         raise ConfigError("\n".join(problems))
     return origins
-
-
-# ------------------------------------------------------------------------------ across sections
-
-
-def closest(word: str, choices: list[str] | dict[str, Any]) -> str:
-    """A cheap "did you mean" suffix ("" when nothing is close)."""
-    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {match[0]!r}?" if match else ""
-
-
-def fill_defaults(data: dict[str, Any]) -> dict[str, Any]:
-    """The embedded ``emulator`` provider, the default route, relative spools anchored."""
-    data = dict(data)
-    providers = data.get("providers", {})
-    if isinstance(providers, dict) and "emulator" not in providers:
-        data["providers"] = {"emulator": {"kind": "emulator"}, **providers}
-    data_dir = _raw_data_dir(data.get("daemon"))
-    routes = data.get("routes")
-    if not routes:
-        data["routes"] = [{"name": "default", "spool": data_dir / "spool", "provider": "emulator"}]
-    elif isinstance(routes, list):
-        data["routes"] = [_anchor_spool(route, data_dir) for route in routes]
-    return data
-
-
-def _raw_data_dir(daemon: object) -> Path:
-    if isinstance(daemon, DaemonSettings):
-        return daemon.data_dir
-    raw = daemon.get("data_dir") if isinstance(daemon, dict) else None
-    if isinstance(raw, str | Path) and str(raw):
-        return Path(raw).expanduser().absolute()
-    return default_data_dir(os.environ)
-
-
-def _anchor_spool(route: object, data_dir: Path) -> object:
-    if isinstance(route, dict) and isinstance(route.get("spool"), str) and route["spool"].strip():
-        spool = Path(route["spool"]).expanduser()
-        if not spool.is_absolute():
-            return {**route, "spool": data_dir / spool}
-    return route
-
-
-def cross_problems(settings: Settings) -> list[str]:
-    """Checks across sections: unique names, known providers, spools that do not overlap."""
-    problems = _duplicates("routes", [r.name for r in settings.routes])
-    problems += _duplicates("webhooks", [w.name for w in settings.webhooks])
-    for i, route in enumerate(settings.routes):
-        if route.provider not in settings.providers:
-            hint = closest(route.provider, settings.providers)
-            problems.append(f"routes[{i}].provider: no provider named {route.provider!r}{hint}")
-    spools = [r.spool for r in settings.routes]
-    for j, later in enumerate(spools):
-        for i, earlier in enumerate(spools[:j]):
-            if later == earlier or earlier in later.parents or later in earlier.parents:
-                problems.append(f"routes[{j}].spool: overlaps routes[{i}].spool ({earlier})")
-    return problems
-
-
-def _duplicates(section: str, names: list[str]) -> list[str]:
-    first: dict[str, int] = {}
-    problems = []
-    for i, name in enumerate(names):
-        if name in first:
-            problems.append(
-                f"{section}[{i}].name: {name!r} is already used by {section}[{first[name]}]"
-            )
-        first.setdefault(name, i)
-    return problems
 
 
 # ------------------------------------------------------------------------------ errors

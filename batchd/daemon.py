@@ -24,7 +24,8 @@ import aiohttp
 import structlog
 
 from batchd.clock import Clock, SystemClock
-from batchd.config import Settings, load_settings
+from batchd.config import Settings
+from batchd.config_load import load_settings
 from batchd.errors import ConfigError
 from batchd.folders import folder_problems
 from batchd.log import configure_logging

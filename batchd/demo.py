@@ -21,7 +21,7 @@ from rich.table import Table
 
 from batchd.cli._output import console as make_console
 from batchd.cli._watch import Watch, render
-from batchd.config import load_settings
+from batchd.config_load import load_settings
 from batchd.daemon import Daemon
 from batchd.log import configure_logging
 from batchd.models import Submission, SubmissionState

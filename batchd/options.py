@@ -67,7 +67,8 @@ def parse_options(data: bytes, shown: str) -> FileOptions:
 
 
 def _problems(exc: ValidationError, shown: str) -> list[Problem]:
-    from batchd.config_load import closest, dotted
+    from batchd.config_load import dotted
+    from batchd.config_rules import closest
 
     problems = []
     for err in exc.errors(include_url=False):

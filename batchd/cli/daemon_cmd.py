@@ -107,7 +107,7 @@ def _add_option_flags(submit: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from batchd.config import load_settings
+    from batchd.config_load import load_settings
     from batchd.daemon import Daemon
     from batchd.log import configure_logging
 
@@ -138,7 +138,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from batchd.config import load_settings
+    from batchd.config_load import load_settings
     from batchd.options import options_from_flags
 
     settings = load_settings(args.config)

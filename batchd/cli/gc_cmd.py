@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def _run(config: Path | None, *, apply: bool, vacuum: bool) -> dict[str, Any]:
-    from batchd.config import load_settings
+    from batchd.config_load import load_settings
     from batchd.retention import RetentionPolicy, collect_garbage
     from batchd.store.sqlite import SqliteJobStore
 

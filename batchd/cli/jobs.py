@@ -87,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _with_store(config: Path | None, action: Callable[[Any], Awaitable[T]]) -> T:
-    from batchd.config import load_settings
+    from batchd.config_load import load_settings
     from batchd.store.sqlite import SqliteJobStore
 
     settings = load_settings(config)

@@ -303,7 +303,7 @@ def provider_settings(args: argparse.Namespace) -> Any:
         )
     if args.api_key_file:
         raise UsageError("--api-key-file goes with --base-url")
-    from batchd.config import load_settings
+    from batchd.config_load import load_settings
 
     return load_settings(args.config).provider_settings(args.provider)
 

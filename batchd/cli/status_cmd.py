@@ -54,7 +54,7 @@ def figures(stats: Any, running: bool | None) -> dict[str, Any]:
 
 
 async def read_status(config: Any) -> dict[str, Any]:
-    from batchd.config import load_settings
+    from batchd.config_load import load_settings
     from batchd.store.base import StoreStats
     from batchd.store.sqlite import SqliteJobStore
     from batchd.wiring import daemon_running

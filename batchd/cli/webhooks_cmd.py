@@ -274,7 +274,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ plumbing
 def _settings(config: Path | None) -> Settings:
-    from batchd.config import load_settings
+    from batchd.config_load import load_settings
 
     return load_settings(config)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from batchd.config import load_settings
+from batchd.config_load import load_settings
 from batchd.daemon import Daemon
 from batchd.errors import AuthError
 from batchd.notifier import Notifier

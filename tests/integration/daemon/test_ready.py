@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import batchd.daemon
-from batchd.config import load_settings
+from batchd.config_load import load_settings
 from batchd.daemon import Daemon
 from batchd.intake import Intake
 from tests.integration.daemon.conftest import Recorder, kinds

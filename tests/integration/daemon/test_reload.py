@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from batchd.config import load_settings
+from batchd.config_load import load_settings
 from batchd.daemon import Daemon
 from batchd.models import SubmissionState
 from tests.integration.daemon.conftest import Recorder, kinds

@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 
 import batchd.daemon
 import batchd.loops
-from batchd.config import load_settings
+from batchd.config_load import load_settings
 from batchd.daemon import Daemon
 from batchd.tracker import Tracker
 from tests.notify_listener import NotifyListener, is_watchdog, listening

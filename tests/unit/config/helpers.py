@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from batchd.config import Settings, load_settings
+from batchd.config import Settings
+from batchd.config_load import load_settings
 from batchd.errors import ConfigError
 
 

@@ -19,8 +19,8 @@ from batchd.config import (
     SubmitSettings,
     TrackSettings,
     WebhookConfig,
-    load_settings,
 )
+from batchd.config_load import load_settings
 from batchd.webhooks.signing import new_secret
 
 from .helpers import env

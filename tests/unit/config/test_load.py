@@ -19,9 +19,8 @@ from batchd.config import (
     Settings,
     SubmitSettings,
     TrackSettings,
-    load_settings,
 )
-from batchd.config_load import env_var, env_vars
+from batchd.config_load import env_var, env_vars, load_settings
 from batchd.errors import ConfigError
 
 from .helpers import env, error_text, load, problems, write

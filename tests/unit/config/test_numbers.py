@@ -14,8 +14,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from batchd.cli import EXIT_CONFIG, run
-from batchd.config import SECTIONS, ProviderConfig, RouteConfig, WebhookConfig, load_settings
-from batchd.config_load import env_var
+from batchd.config import SECTIONS, ProviderConfig, RouteConfig, WebhookConfig
+from batchd.config_load import env_var, load_settings
 from batchd.errors import ConfigError
 
 from .helpers import env, write

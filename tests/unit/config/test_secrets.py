@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from batchd.config import load_settings
+from batchd.config_load import load_settings
 from batchd.credentials import SecretSpec, file_problem
 from batchd.errors import ConfigError
 from batchd.webhooks.signing import new_secret

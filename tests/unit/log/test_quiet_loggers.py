@@ -10,7 +10,7 @@ import aiosqlite
 import pytest
 import structlog
 
-from batchd.config import load_settings
+from batchd.config_load import load_settings
 from batchd.log import configure_logging
 
 CANARY = "user-data-canary-42"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from batchd.config import load_settings
+from batchd.config_load import load_settings
 from batchd.errors import ConfigError, WebhookError
 from batchd.webhooks.urls import check_url
 
