@@ -21,6 +21,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from batchd.demo import main
+    from batchd.cli._demo import main
 
     return main(args.dir, speed=args.speed, timeout_s=args.timeout)

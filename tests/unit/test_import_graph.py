@@ -34,3 +34,16 @@ def test_no_two_modules_import_each_other() -> None:
         f"{a} <-> {b}" for a, deps in graph.items() for b in deps if a < b and a in graph[b]
     )
     assert mutual == []
+
+
+def test_only_the_entry_point_imports_the_cli() -> None:
+    """The CLI sits on top: the daemon, the loops, the stores and the demo's engine never
+    import from ``batchd.cli`` (``batchd demo`` lives in the CLI)."""
+    paths = {module_name(p): p for p in (ROOT / "batchd").rglob("*.py")}
+    upward = sorted(
+        name
+        for name, path in paths.items()
+        if not name.startswith("batchd.cli") and name != "batchd.__main__"
+        if any(m.startswith("batchd.cli") for m in imports(path, set(paths)))
+    )
+    assert upward == []
