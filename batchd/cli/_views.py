@@ -8,7 +8,8 @@ from typing import Any
 
 from rich.markup import escape
 
-from batchd.cli._output import console, print_rows
+from batchd.cli import _output
+from batchd.cli._output import cell, console, print_rows
 from batchd.cli._paging import Page, check_cursor, collect
 from batchd.clock import utc_iso
 from batchd.errors import BatchdError, UsageError
@@ -204,36 +205,58 @@ def print_table(rows: list[dict[str, Any]], *, quiet: bool = False) -> None:
     print_rows(shown, LIST_COLUMNS, quiet=quiet)
 
 
+DESCRIPTION_KEYS = (
+    "id",
+    "name",
+    "route",
+    "state",
+    "outcome",
+    "provider",
+    "endpoint",
+    "model",
+    "requests",
+    "completed",
+    "succeeded",
+    "failed",
+    "missing",
+    "usage",
+    "created",
+    "accepted",
+    "finished",
+    "results_dir",
+    "reason",
+)
+
+
+def _value(value: Any, *, one_line: bool) -> str:
+    if isinstance(value, dict):
+        return " ".join(f"{k}={cell(v)}" for k, v in value.items())  # usage: tokens
+    return cell(value) if one_line else str(value)
+
+
 def print_description(view: dict[str, Any]) -> None:
-    out = console()
-    for key in (
-        "id",
-        "name",
-        "route",
-        "state",
-        "outcome",
-        "provider",
-        "endpoint",
-        "model",
-        "requests",
-        "completed",
-        "succeeded",
-        "failed",
-        "missing",
-        "usage",
-        "created",
-        "accepted",
-        "finished",
-        "results_dir",
-        "reason",
-    ):
-        if view.get(key) is not None:
-            out.print(f"[bold]{key:>12}[/bold]  {escape(str(view[key]))}")
+    """``key  value`` lines (a terminal: aligned and styled, long values folded) or, piped,
+    ``key<TAB>value`` lines with every value in full on its line, for grep and cut."""
+    piped = not _output.is_terminal()
+    shown = [
+        (key, _value(view[key], one_line=piped))
+        for key in DESCRIPTION_KEYS
+        if view.get(key) is not None
+    ]
+    lines = []
     for job in view["jobs"]:
         line = (
             f"  job {job['id']} chunk {job['chunk_index']}: {job['state']} "
             f"({job['raw_status'] or '-'}), provider id {job['provider_job_id'] or '-'}, "
             f"results {job['result_state']}"
         )
-        error = f", last error: {job['last_error']}" if job["last_error"] else ""
-        out.print(line + error, markup=False)
+        error = f", last error: {cell(job['last_error'])}" if job["last_error"] else ""
+        lines.append(line + error)
+    if piped:
+        print("\n".join([f"{key}\t{value}" for key, value in shown] + lines))
+        return
+    out = console()
+    for key, value in shown:
+        out.print(f"[bold]{key:>12}[/bold]  {escape(value)}")
+    for line in lines:
+        out.print(line, markup=False)

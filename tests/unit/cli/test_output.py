@@ -54,3 +54,23 @@ def test_a_terminal_gets_a_table_not_tabs(capsys: Any):
     out = capsys.readouterr().out
     assert "\t" not in out
     assert "sub_1" in out
+
+
+def test_a_piped_description_is_one_key_tab_value_line_each_with_values_in_full(capsys: Any):
+    """``batchd jobs show REF | grep results_dir`` must see the whole path on one line, and
+    token usage as words, not a Python dict folded at 80 columns."""
+    folder = "/srv/batchd/done/" + "a-rather-long-folder-name-" * 4 + "x"
+    view = {
+        "id": "sub_1",
+        "usage": {"completion_tokens": 3800, "prompt_tokens": 570, "total_tokens": 4370},
+        "results_dir": folder,
+        "reason": "line 1: bad\nline 2: worse",
+        "jobs": [],
+    }
+    print_description(view)
+    assert capsys.readouterr().out.splitlines() == [
+        "id\tsub_1",
+        "usage\tcompletion_tokens=3800 prompt_tokens=570 total_tokens=4370",
+        f"results_dir\t{folder}",
+        "reason\tline 1: bad line 2: worse",
+    ]
