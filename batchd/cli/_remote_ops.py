@@ -268,6 +268,11 @@ def show(view: View, *, as_json: bool) -> None:
     if as_json:
         print(json.dumps(view.data, indent=2))
         return
+    from batchd.cli._output import is_terminal
+
+    if not is_terminal() and view.kind in ("jobs", "files"):
+        _plain_rows(view)
+        return
     console = _console()
     if view.kind == "jobs":
         console.print(_jobs_table(view.data["data"]))
@@ -279,10 +284,31 @@ def show(view: View, *, as_json: bool) -> None:
         console.print(_fields(view.data))
 
 
-def _footer(data: Mapping[str, Any], console: Console) -> None:
+def _counted(data: Mapping[str, Any]) -> str:
     where = f"page {data['page']}: " if data["page"] is not None else ""
     total = data["total"] if data["total"] is not None else "?"
-    console.print(f"{where}{len(data['data'])} shown of {total}", style="dim")
+    return f"{where}{len(data['data'])} shown of {total}"
+
+
+def _footer(data: Mapping[str, Any], console: Console) -> None:
+    console.print(_counted(data), style="dim")
+
+
+def _plain_rows(view: View) -> None:
+    """Piped: tab-separated rows with a header line, values in full; the count on stderr."""
+    from batchd.cli._output import note, tsv
+
+    table = (
+        _jobs_table(view.data["data"]) if view.kind == "jobs" else _files_table(view.data["data"])
+    )
+    columns = [str(c.header) for c in table.columns]
+    cells = [list(c.cells) for c in table.columns]
+    rows = [
+        dict(zip(columns, (str(col[i]) for col in cells), strict=True))
+        for i in range(table.row_count)
+    ]
+    print(tsv(rows, columns))
+    note(_counted(view.data))
 
 
 def _jobs_table(rows: list[dict[str, Any]]) -> Table:

@@ -270,6 +270,30 @@ def test_human_output_is_a_table(cli, tmp_path: Path) -> None:
     assert shown.splitlines()[0].split() == ["id", job["id"]]
 
 
+def test_piped_lists_are_tab_separated_with_the_count_on_stderr(
+    emu: Threaded,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """As every list of batchd: piped, a header line and tab-separated rows (no padding), and
+    the "N shown of M" note for people on stderr, so stdout is only data."""
+    monkeypatch.setenv("MISTRAL_API_KEY", KEY)
+    (tmp_path / "in.jsonl").write_bytes(chat_lines(1))
+    base = ["--base-url", emu.emu.url]
+    assert (
+        run(["remote", "files", "upload", str(tmp_path / "in.jsonl"), "--name", "a.jsonl", *base])
+        == 0
+    )
+    capsys.readouterr()
+    assert run(["remote", "files", "list", *base]) == 0
+    out, err = capsys.readouterr()
+    header, row = out.splitlines()
+    assert header == "ID\tFILENAME\tBYTES\tPURPOSE\tTYPE\tSOURCE\tLINES\tCREATED"
+    assert row.split("\t")[1:4] == ["a.jsonl", str(len(chat_lines(1))), "batch"]
+    assert "1 shown of 1" in err
+
+
 def test_provider_errors_are_one_line_and_exit_1(
     cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
