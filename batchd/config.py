@@ -30,6 +30,7 @@ from batchd.config_rules import cross_problems, default_data_dir, fill_defaults
 from batchd.credentials import SecretSources, SecretSpec, api_key, webhook_secrets
 from batchd.errors import ConfigError, WebhookError
 from batchd.providers.base import ProviderLimits, ProviderSettings
+from batchd.providers.registry import provider_kind, provider_kinds
 from batchd.webhooks.endpoint import WebhookEndpoint
 from batchd.webhooks.schedule import LADDER_S, MIN_SPAN_S, RetryLadder
 
@@ -198,7 +199,7 @@ SECTIONS: Final[dict[str, type[_Model]]] = {
 
 
 class ProviderConfig(_Model):
-    kind: Literal["mistral", "emulator"] = "mistral"
+    kind: str = "mistral"  # a registered kind (``batchd.providers.registry``)
     base_url: str = "https://api.mistral.ai"
     api_key_credential: FileName | None = None  # default "<name>_api_key" (kind mistral)
     api_key_file: Path | None = None
@@ -227,6 +228,14 @@ class ProviderConfig(_Model):
     def _not_empty(cls, value: object) -> object:
         return check_path_text(value)
 
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if provider_kind(value) is None:
+            known = ", ".join(repr(k) for k in provider_kinds())
+            raise ValueError(f"unknown provider kind {value!r} (known: {known})")
+        return value
+
     @model_validator(mode="after")
     def _kind_keys(self) -> ProviderConfig:
         stray = {"emulator_speed", "emulator_seed"} & self.model_fields_set
@@ -235,13 +244,19 @@ class ProviderConfig(_Model):
         return self
 
     def key_spec(self, name: str, what: str) -> SecretSpec:
-        mistral = self.kind == "mistral"
+        kind = provider_kind(self.kind)
+        needs_key = kind is not None and kind.needs_key
         return SecretSpec(
             what=what,
-            credential=self.api_key_credential or (f"{name}_api_key" if mistral else None),
+            credential=self.api_key_credential or (f"{name}_api_key" if needs_key else None),
             file=self.api_key_file,
-            env=self.api_key_env or ("MISTRAL_API_KEY" if mistral else None),
+            env=self.api_key_env or (kind.key_env if kind else None),
         )
+
+    @property
+    def needs_key(self) -> bool:
+        kind = provider_kind(self.kind)
+        return kind is not None and kind.needs_key
 
 
 def check_base_url(value: str) -> str:
@@ -390,8 +405,8 @@ class Settings(_Model):
 
     def provider_settings(self, name: str | None = None) -> ProviderSettings:
         """The runtime settings of one provider, its API key resolved (the first route's
-        provider when ``name`` is None). ``ConfigError`` when a mistral provider has no key.
-        Resolved once per load: later calls return the same settings, key included, so that a
+        provider when ``name`` is None). ``ConfigError`` when its kind needs a key and it has
+        none. Resolved once per load: later calls return the same settings, key included, so that a
         reload compares what was loaded then with what is loaded now."""
         name = name or self.routes[0].provider
         if name not in self._resolved:
@@ -403,7 +418,7 @@ class Settings(_Model):
         if cfg is None:
             raise ConfigError(f"{self.where}: providers.{name}: no such provider")
         spec = cfg.key_spec(name, f"{self.where}: providers.{name}")
-        key = api_key(spec, self._sources(), required=cfg.kind == "mistral")
+        key = api_key(spec, self._sources(), required=cfg.needs_key)
         fields = cfg.model_dump(exclude=_NOT_RUNTIME)
         limits = ProviderLimits(
             max_requests_per_job=cfg.max_requests_per_job, max_bytes_per_job=cfg.max_bytes_per_job

@@ -185,7 +185,7 @@ class ProviderSettings:
     """Runtime settings of one configured provider (built by ``config.py``)."""
 
     name: str
-    kind: Literal["mistral", "emulator"] = "mistral"
+    kind: str = "mistral"  # a registered kind (``batchd.providers.registry``)
     base_url: str = "https://api.mistral.ai"
     api_key: Secret | None = None
     requests_per_second: float = 5.0  # client-side rate limit; <= 0 disables it

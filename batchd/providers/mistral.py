@@ -12,6 +12,7 @@ import asyncio
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
@@ -20,10 +21,11 @@ from urllib.parse import quote
 import aiohttp
 import structlog
 
-from batchd.errors import BatchdError, ProviderPermanent
+from batchd.errors import BatchdError, ConfigError, ProviderPermanent
 from batchd.models import TERMINAL, JobState
 from batchd.providers import mistral_wire as wire
 from batchd.providers.base import (
+    BatchProvider,
     FileRef,
     JobFilter,
     JobPage,
@@ -257,3 +259,13 @@ class MistralProvider:
     # ------------------------------------------------------------------ result files
     def parse_result_line(self, raw: bytes) -> ResultLine:
         return wire.parse_result_line(raw)
+
+
+@asynccontextmanager
+async def open_mistral(
+    settings: ProviderSettings, session: aiohttp.ClientSession
+) -> AsyncIterator[BatchProvider]:
+    """Provider kind ``mistral`` (``batchd.providers.registry``)."""
+    if not settings.api_key:
+        raise ConfigError(f"provider {settings.name!r}: no API key configured")
+    yield MistralProvider(settings, session)

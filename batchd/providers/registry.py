@@ -1,25 +1,26 @@
-"""Provider implementations chosen by name (``ProviderSettings.kind``) from a lazy registry.
+"""Provider kinds, registered by name; an implementation is imported only when one is opened.
 
-An implementation module is imported only when a provider of its kind is opened, so that the
-CLI and the daemon pay only for what they use. Kinds:
+A kind is a ``ProviderKind``: its name (``kind = "..."`` in ``[providers.<name>]``), where its
+opener lives (``"module:function"``, imported lazily so that the CLI and the daemon pay only for
+what they use) and how its API key is found. A new provider adds its module, one
+``register_kind`` line below, and its place in the provider contract suite
+(``tests/contract/providers``). Kinds:
 
 - ``mistral``: ``MistralProvider`` at ``settings.base_url`` with ``settings.api_key``.
-- ``emulator``: starts the in-process emulator (``batchd.emulator.serve``) and points a
-  ``MistralProvider`` at it with a freshly generated key (the emulator only accepts that key);
-  the emulator stops when the context exits. The handle is ``provider.emulator``.
+- ``emulator``: starts the in-process emulator and points a ``MistralProvider`` at it
+  (``batchd.providers.emulated``).
 """
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import replace
-from typing import TYPE_CHECKING, Final
+import importlib
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, cast
 
 from batchd.errors import ConfigError
 from batchd.providers.base import BatchProvider, ProviderSettings
-from batchd.secret import Secret
 
 if TYPE_CHECKING:  # aiohttp is imported by the implementations, when one is opened
     import aiohttp
@@ -29,44 +30,37 @@ Opener = Callable[
 ]
 
 
-@asynccontextmanager
-async def _open_mistral(
-    settings: ProviderSettings, session: aiohttp.ClientSession
-) -> AsyncIterator[BatchProvider]:
-    from batchd.providers.mistral import MistralProvider
+@dataclass(frozen=True, slots=True)
+class ProviderKind:
+    """One kind of provider. ``opener`` is ``"module:function"``, an ``Opener``; it owns none
+    of the session (the caller closes it) and raises ``ConfigError`` for a missing key."""
 
-    if not settings.api_key:
-        raise ConfigError(f"provider {settings.name!r}: no API key configured")
-    yield MistralProvider(settings, session)
+    name: str
+    opener: str
+    needs_key: bool = True
+    key_env: str | None = None  # the environment variable read for the key by default
 
-
-@asynccontextmanager
-async def _open_emulator(
-    settings: ProviderSettings, session: aiohttp.ClientSession
-) -> AsyncIterator[BatchProvider]:
-    from batchd.emulator import EmulatorConfig, serve
-    from batchd.providers.mistral import MistralProvider
-
-    key = f"emu-{secrets.token_urlsafe(24)}"
-    config = EmulatorConfig(
-        api_keys=(key,), speed=settings.emulator_speed, seed=settings.emulator_seed
-    )
-    async with serve(config) as emulator:
-        provider = MistralProvider(
-            replace(settings, base_url=emulator.url, api_key=Secret(key)), session
-        )
-        provider.emulator = emulator
-        yield provider
+    def open(self) -> Opener:
+        module, _, function = self.opener.partition(":")
+        return cast(Opener, getattr(importlib.import_module(module), function))
 
 
-REGISTRY: Final[dict[str, Opener]] = {
-    "mistral": _open_mistral,
-    "emulator": _open_emulator,
-}
+KINDS: Final[dict[str, ProviderKind]] = {}
+
+
+def register_kind(kind: ProviderKind) -> None:
+    """Add a kind; registering the same name again with other details is a programming error."""
+    known = KINDS.setdefault(kind.name, kind)
+    if known != kind:
+        raise ValueError(f"provider kind {kind.name!r} is already registered as {known}")
 
 
 def provider_kinds() -> list[str]:
-    return sorted(REGISTRY)
+    return sorted(KINDS)
+
+
+def provider_kind(name: str) -> ProviderKind | None:
+    return KINDS.get(name)
 
 
 def open_provider(
@@ -74,11 +68,16 @@ def open_provider(
 ) -> AbstractAsyncContextManager[BatchProvider]:
     """Open the provider ``settings`` describe, over ``session`` (owned and closed by the
     caller). Raises ``ConfigError`` for an unknown kind or a missing key."""
-    try:
-        opener = REGISTRY[settings.kind]
-    except KeyError:
+    kind = KINDS.get(settings.kind)
+    if kind is None:
         raise ConfigError(
             f"provider {settings.name!r}: unknown kind {settings.kind!r} "
             f"(known: {', '.join(provider_kinds())})"
-        ) from None
-    return opener(settings, session)
+        )
+    return kind.open()(settings, session)
+
+
+register_kind(
+    ProviderKind("mistral", "batchd.providers.mistral:open_mistral", key_env="MISTRAL_API_KEY")
+)
+register_kind(ProviderKind("emulator", "batchd.providers.emulated:open_emulator", needs_key=False))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -11,13 +14,21 @@ import pytest
 from batchd.errors import ConfigError
 from batchd.providers.base import BatchProvider, ProviderSettings
 from batchd.providers.mistral import MistralProvider
-from batchd.providers.registry import REGISTRY, open_provider, provider_kinds
+from batchd.providers.registry import (
+    KINDS,
+    ProviderKind,
+    open_provider,
+    provider_kinds,
+    register_kind,
+)
 from batchd.secret import Secret
+from tests.unit.config.helpers import load
+from tests.unit.fakes import FakeProvider
 
 
 def test_kinds() -> None:
     assert provider_kinds() == ["emulator", "mistral"]
-    assert set(REGISTRY) == {"emulator", "mistral"}
+    assert set(KINDS) == {"emulator", "mistral"}
 
 
 async def test_mistral_kind_gives_a_mistral_provider() -> None:
@@ -45,7 +56,7 @@ async def test_missing_key_is_a_config_error() -> None:
 
 
 async def test_unknown_kind_is_a_config_error() -> None:
-    settings = ProviderSettings(name="x", kind="openai", api_key=Secret("k"))  # type: ignore[arg-type]
+    settings = ProviderSettings(name="x", kind="openai", api_key=Secret("k"))
     async with aiohttp.ClientSession() as session:
         with pytest.raises(ConfigError):
             open_provider(settings, session)
@@ -59,3 +70,38 @@ def test_the_registry_imports_implementations_lazily() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_a_kind_registered_by_name_is_opened_and_configurable(tmp_path: Path) -> None:
+    """A new provider needs its module and one registration: config accepts the kind, the
+    key is looked up by its rules, and ``open_provider`` opens it."""
+    kind = ProviderKind("contract-echo", f"{__name__}:open_echo", key_env="ECHO_KEY")
+    register_kind(kind)
+    try:
+        register_kind(kind)  # the same again is fine
+        with pytest.raises(ValueError, match="already registered"):
+            register_kind(ProviderKind("contract-echo", "elsewhere:open"))
+        text = "[providers.echo]\nkind = 'contract-echo'\n" + ROUTE
+        settings = load(tmp_path, text, ECHO_KEY="echo-key-1")
+        ps = settings.provider_settings("echo")
+        assert ps.kind == "contract-echo" and ps.api_key == Secret("echo-key-1")
+        async with aiohttp.ClientSession() as session, open_provider(ps, session) as provider:
+            assert isinstance(provider, FakeProvider) and provider.name == "echo/echo-key-1"
+    finally:
+        del KINDS["contract-echo"]
+
+
+def test_an_unknown_kind_names_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"providers\.m\.kind: .*'emulator', 'mistral'"):
+        load(tmp_path, "[providers.m]\nkind = 'openai'\n")
+
+
+ROUTE = "[[routes]]\nname = 'r'\nspool = '/srv/r'\nprovider = 'echo'\n"
+
+
+@asynccontextmanager
+async def open_echo(
+    settings: ProviderSettings, session: aiohttp.ClientSession
+) -> AsyncIterator[BatchProvider]:
+    assert settings.api_key is not None
+    yield FakeProvider(name=f"{settings.name}/{settings.api_key.reveal()}")

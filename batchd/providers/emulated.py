@@ -1,0 +1,36 @@
+"""Provider kind ``emulator``: the in-process emulator behind a ``MistralProvider``.
+
+The emulator (``batchd.emulator.serve``) starts when the provider opens, with a freshly generated
+key (the only one it accepts), and stops when the context exits. Its handle is
+``provider.emulator``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+
+import aiohttp
+
+from batchd.emulator import EmulatorConfig, serve
+from batchd.providers.base import BatchProvider, ProviderSettings
+from batchd.providers.mistral import MistralProvider
+from batchd.secret import Secret
+
+
+@asynccontextmanager
+async def open_emulator(
+    settings: ProviderSettings, session: aiohttp.ClientSession
+) -> AsyncIterator[BatchProvider]:
+    key = f"emu-{secrets.token_urlsafe(24)}"
+    config = EmulatorConfig(
+        api_keys=(key,), speed=settings.emulator_speed, seed=settings.emulator_seed
+    )
+    async with serve(config) as emulator:
+        provider = MistralProvider(
+            replace(settings, base_url=emulator.url, api_key=Secret(key)), session
+        )
+        provider.emulator = emulator
+        yield provider
