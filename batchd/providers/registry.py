@@ -4,7 +4,7 @@ A kind is a ``ProviderKind``: its name (``kind = "..."`` in ``[providers.<name>]
 opener lives (``"module:function"``, imported lazily so that the CLI and the daemon pay only for
 what they use) and how its API key is found. A new provider adds its module, one
 ``register_kind`` line below, and its place in the provider contract suite
-(``tests/contract/providers``). Kinds:
+(``tests/integration/provider_contract``). Kinds:
 
 - ``mistral``: ``MistralProvider`` at ``settings.base_url`` with ``settings.api_key``.
 - ``emulator``: starts the in-process emulator and points a ``MistralProvider`` at it

@@ -1,0 +1,152 @@
+"""What the loops rely on from any provider, run against every implementation (``conftest``).
+
+The submitter stages input and creates a job tagged with batchd's metadata, and after an
+ambiguous create finds it again from that tag; the tracker refreshes many jobs by a tag and
+state filter, or one by id; the collector downloads the result files and reads their lines with
+the provider's own parser; cancels and deletes are safe to repeat."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from batchd.errors import NotFound, ProviderPermanent
+from batchd.models import ACTIVE, PROVIDER_STATES, TERMINAL, JobState
+from batchd.providers.base import BatchProvider, JobFilter, JobSpec, active_filter
+
+from .conftest import Contract
+
+ENDPOINT = "/v1/chat/completions"
+
+
+def requests(ids: list[str], bad: frozenset[str] = frozenset()) -> bytes:
+    lines = []
+    for custom_id in ids:
+        messages = "not a list" if custom_id in bad else [{"role": "user", "content": custom_id}]
+        body = {"messages": messages, "max_tokens": 4}
+        lines.append(json.dumps({"custom_id": custom_id, "body": body}).encode() + b"\n")
+    return b"".join(lines)
+
+
+async def created(
+    provider: BatchProvider,
+    tmp_path: Path,
+    tag: str,
+    ids: list[str],
+    bad: frozenset[str] = frozenset(),
+) -> str:
+    path = tmp_path / f"{tag}.jsonl"
+    path.write_bytes(requests(ids, bad))
+    ref = await provider.upload_file(path, filename=f"batchd-{tag}.jsonl")
+    spec = JobSpec(
+        endpoint=ENDPOINT,
+        model="mistral-small-latest",
+        input_files=(ref.id,),
+        metadata={
+            "batchd": "bdcontract",
+            "batchd_job": tag,
+        },
+    )
+    snap = await provider.create_job(spec)
+    assert snap.state in PROVIDER_STATES and snap.state not in TERMINAL
+    assert snap.input_files == (ref.id,) and snap.endpoint == ENDPOINT
+    assert snap.metadata["batchd_job"] == tag
+    return snap.id
+
+
+async def test_a_staged_input_is_found_by_name_and_read_back(
+    contract: Contract, tmp_path: Path
+) -> None:
+    provider = contract.provider
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(requests(["a", "b"]))
+    ref = await provider.upload_file(path, filename="batchd-sub1-0.jsonl")
+    assert ref.size_bytes == path.stat().st_size
+    assert [f.id for f in await provider.find_files("batchd-sub1-0")] == [ref.id]
+    assert (await provider.get_file(ref.id)).filename == "batchd-sub1-0.jsonl"
+    assert await provider.download_file(ref.id, tmp_path / "back.jsonl") == ref.size_bytes
+    assert (tmp_path / "back.jsonl").read_bytes() == path.read_bytes()
+
+
+async def test_a_job_is_found_again_from_its_tag_alone(contract: Contract, tmp_path: Path) -> None:
+    provider = contract.provider
+    mine = await created(provider, tmp_path, "job-1", ["a"])
+    await created(provider, tmp_path, "job-2", ["b"])
+    found = await provider.list_jobs(JobFilter(metadata={"batchd_job": "job-1"}))
+    assert [j.id for j in found.jobs] == [mine]
+    assert (await provider.get_job(mine)).id == mine
+
+
+async def test_many_jobs_are_refreshed_by_tag_and_state_over_every_page(
+    contract: Contract, tmp_path: Path
+) -> None:
+    provider = contract.provider
+    ids = [await created(provider, tmp_path, f"job-{i}", [f"r{i}"]) for i in range(5)]
+    tagged = JobFilter(metadata={"batchd": "bdcontract"}, page_size=2)
+    assert sorted([j.id async for j in provider.iter_jobs(tagged)]) == sorted(ids)
+    active = active_filter({"batchd": "bdcontract"}, sorted(ACTIVE))
+    assert {j.id async for j in provider.iter_jobs(active)} == set(ids)
+    ended = await contract.finish(ids[0])  # (an emulator's clock may end the others too)
+    assert ended.state in TERMINAL
+    assert ids[0] not in {j.id async for j in provider.iter_jobs(active)}
+
+
+async def test_results_are_fetched_and_read_by_the_providers_parser(
+    contract: Contract, tmp_path: Path
+) -> None:
+    provider = contract.provider
+    ids = ["ok-1", "ok-2", "bad-1"]
+    job_id = await created(provider, tmp_path, "job-r", ids, bad=frozenset({"bad-1"}))
+    snap = await contract.finish(job_id)
+    assert snap.state is JobState.SUCCEEDED
+    assert (snap.counts.total, snap.counts.succeeded, snap.counts.failed) == (3, 2, 1)
+    lines = {}
+    for file_id in (snap.output_file, snap.error_file):
+        assert file_id is not None
+        target = tmp_path / f"{file_id}.jsonl"
+        size = await provider.download_file(file_id, target)
+        assert size == target.stat().st_size
+        for raw in target.read_bytes().splitlines():
+            line = provider.parse_result_line(raw)
+            lines[line.custom_id] = line.ok
+    assert lines == {"ok-1": True, "ok-2": True, "bad-1": False}
+
+
+@pytest.mark.parametrize("raw", [b"not json", b"[1, 2]", b'{"no_custom_id": 1}'])
+def test_a_line_that_is_not_a_result_is_refused(contract: Contract, raw: bytes) -> None:
+    with pytest.raises(ProviderPermanent):
+        contract.provider.parse_result_line(raw)
+
+
+async def test_unknown_ids_are_not_found(contract: Contract, tmp_path: Path) -> None:
+    provider = contract.provider
+    unknown = "00000000-0000-4000-8000-000000000000"
+    with pytest.raises(NotFound):
+        await provider.get_job(unknown)
+    with pytest.raises(NotFound):
+        await provider.get_file(unknown)
+    with pytest.raises(NotFound):
+        await provider.download_file(unknown, tmp_path / "x")
+
+
+async def test_a_cancelled_job_ends_and_repeating_the_cancel_is_safe(
+    contract: Contract, tmp_path: Path
+) -> None:
+    provider = contract.provider
+    job_id = await created(provider, tmp_path, "job-c", ["a", "b"])
+    snap = await provider.cancel_job(job_id)
+    assert snap.state in {JobState.CANCELLING, JobState.CANCELLED}
+    again = await provider.cancel_job(job_id)
+    assert again.state in {JobState.CANCELLING, JobState.CANCELLED}
+
+
+async def test_a_deleted_input_is_gone(contract: Contract, tmp_path: Path) -> None:
+    provider = contract.provider
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(requests(["a"]))
+    ref = await provider.upload_file(path)
+    await provider.delete_file(ref.id)
+    with pytest.raises(NotFound):
+        await provider.download_file(ref.id, tmp_path / "back.jsonl")
