@@ -103,6 +103,9 @@ def _looks_numeric(host: str) -> bool:
 
 def check_url(url: str, *, allow_http: bool, allow_private: bool) -> None:
     """Refuse an unsafe webhook URL with a ``WebhookError`` (the message names the problem)."""
+    control = next((c for c in url if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if control is not None:  # a URL parser drops tabs and newlines silently: not as written
+        raise WebhookError(f"webhook url contains a control character ({control!r})")
     try:
         parsed = URL(url)
     except (ValueError, TypeError) as exc:

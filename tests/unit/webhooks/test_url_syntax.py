@@ -37,6 +37,21 @@ def test_a_disguised_host_is_refused(url: str, reason: str, allow_private: bool)
 @pytest.mark.parametrize(
     "url",
     [
+        "https://hooks.ex\tample.com/hook",  # a parser drops it: the host would be another
+        "https://hooks.example.com\n/hook",
+        "https://hooks.example.com/ho\rok",
+        "https://hooks.example.com/hook\x00",
+        "https://hooks.example.com/hook\x7f",
+    ],
+)
+def test_a_raw_control_character_anywhere_is_refused(url: str) -> None:
+    with pytest.raises(WebhookError, match="webhook url contains a control character"):
+        check_url(url, allow_http=False, allow_private=True)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
         "https://hooks.example.com/x",
         "https://xn--bcher-kva.example/x",  # bücher.example, a valid A-label
         "https://Bücher.example/x",  # written in Unicode: yarl encodes it to the A-label
