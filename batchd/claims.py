@@ -416,6 +416,7 @@ def duplicate_reason(earlier: Submission) -> str:
     where = f"results in {earlier.results_dir}" if earlier.results_dir else earlier.state
     return (
         f"duplicate: the same content was submitted as {earlier.name} "
-        f"(submission {earlier.id}, {where}); to submit it again anyway, "
-        'set duplicates = "allow" in [intake]'
+        f"(submission {earlier.id}, {where}); to submit it again anyway, drop it with "
+        'a sidecar {"allow_duplicate": true} (batchd submit --allow-duplicate), '
+        'or set duplicates = "allow" in [intake]'
     )

@@ -152,7 +152,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     try:
         ready = _prepare(settings, args)
     except IntakeRejected as exc:
-        print(f"batchd: {args.file} is not a valid batch file:", file=sys.stderr)
+        duplicate = any(str(p).startswith("duplicate:") for p in exc.problems)
+        why = "already ran (a duplicate)" if duplicate else "is not a valid batch file"
+        print(f"batchd: {args.file} {why}:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         if args.json:
