@@ -13,7 +13,7 @@ from batchd.cli._output import cell, console, print_rows
 from batchd.cli._paging import Page, check_cursor, collect
 from batchd.clock import utc_iso
 from batchd.errors import BatchdError, UsageError
-from batchd.models import Job, JobState, Submission, SubmissionState
+from batchd.models import Job, JobState, Outcome, Submission, SubmissionState
 from batchd.store.base import EventSpec, JobStore
 
 
@@ -67,32 +67,46 @@ def submission_row(sub: Submission, jobs: list[Job]) -> dict[str, Any]:
     }
 
 
-def state_filter(state: str | None) -> tuple[list[SubmissionState] | None, JobState | None]:
-    """``--state``: a submission state or a job state; a usage error lists the valid ones."""
+# Outcomes that are not also job states: ``--state partial`` lists what the state column shows.
+OUTCOME_FILTERS = (Outcome.COMPLETED_WITH_ERRORS, Outcome.PARTIAL)
+
+Filter = tuple[list[SubmissionState] | None, JobState | None, Outcome | None]
+
+
+def state_filter(state: str | None) -> Filter:
+    """``--state``: a submission state, a job state, or an outcome that is only an outcome
+    (``completed_with_errors``, ``partial``); a usage error lists the valid ones."""
     if not state:
-        return None, None
+        return None, None, None
     if state in {s.value for s in SubmissionState}:
-        return [SubmissionState(state)], None
+        return [SubmissionState(state)], None, None
     if state in {s.value for s in JobState}:
-        return None, JobState(state)
+        return None, JobState(state), None
+    if state in {o.value for o in OUTCOME_FILTERS}:
+        return [SubmissionState.DONE], None, Outcome(state)
     subs = ", ".join(s.value for s in SubmissionState)
     jobs = ", ".join(s.value for s in JobState)
+    outcomes = ", ".join(o.value for o in OUTCOME_FILTERS)
     raise UsageError(
-        f"--state {state!r}: not a state; submission states: {subs}; job states: {jobs}"
+        f"--state {state!r}: not a state; submission states: {subs}; job states: {jobs}; "
+        f"outcomes: {outcomes}"
     )
 
 
 async def list_page(
     store: JobStore, state: str | None, limit: int | None, cursor: str | None
 ) -> Page[Submission]:
-    """Submissions newest first (a job state keeps those with a job in it), cut at ``limit``."""
-    sub_states, job_state = state_filter(state)
+    """Submissions newest first (a job state keeps those with a job in it, an outcome those
+    that ended so), cut at ``limit``."""
+    sub_states, job_state, outcome = state_filter(state)
     await check_cursor(cursor, store.get_submission)
 
     async def fetch(after: str | None, n: int) -> list[Submission]:
         return await store.list_submissions(states=sub_states, limit=n, after=after)
 
     async def convert(sub: Submission) -> dict[str, Any] | None:
+        if outcome is not None and sub.outcome is not outcome:
+            return None
         jobs = await store.jobs_for_submission(sub.id)
         if job_state is None or any(j.state is job_state for j in jobs):
             return submission_row(sub, jobs)

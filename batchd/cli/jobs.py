@@ -37,8 +37,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_config_argument(listing)
     listing.add_argument(
         "--state",
-        help="a submission state (claiming, claimed, active, done, rejected, abandoned) or a "
-        "job state (pending, running, succeeded, failed, ...): submissions with a job in it",
+        help="a submission state (claiming, claimed, active, done, rejected, abandoned), a "
+        "job state (pending, running, succeeded, failed, ...): submissions with a job in it, "
+        "or an outcome: completed_with_errors, partial",
     )
     add_paging(listing, "submissions")
     add_json(listing)

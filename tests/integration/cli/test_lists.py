@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from batchd.cli import run
-from batchd.models import JobState
+from batchd.models import JobState, Outcome
 from batchd.store.base import EventSpec, JobStore
 
 from .conftest import NOW, accepted, with_store
@@ -75,6 +75,30 @@ def test_a_job_state_filter_is_applied_before_the_limit(config: Path, capsys: An
     assert page["truncated"] is False
 
 
+def test_an_outcome_the_state_column_shows_filters_the_list(config: Path, capsys: Any):
+    """The state column shows a finished run's outcome: ``--state partial`` (or
+    ``completed_with_errors``) lists those runs, not a usage error."""
+    ids = fill(config, 3)
+
+    async def finish(store: JobStore) -> None:
+        for sub_id, outcome in ((ids[0], Outcome.PARTIAL), (ids[1], Outcome.SUCCEEDED)):
+            [job] = await store.jobs_for_submission(sub_id)
+            job = await store.transition_job(job.id, JobState.RUNNING, JobState.FAILED, now=NOW)
+            await store.transition_job(
+                job.id, job.state, job.state, now=NOW, result_state="collected"
+            )
+            await store.finish_submission(sub_id, outcome, now=NOW + 9, event=EventSpec("x"))
+
+    with_store(config, finish)
+    page, _ = listing(capsys, "jobs", "list", "--json", "--state", "partial", "--limit", "1",
+                      "--config", str(config))  # fmt: skip
+    assert [(r["id"], r["outcome"]) for r in page["submissions"]] == [(ids[0], "partial")]
+    assert page["truncated"] is False
+    page, _ = listing(capsys, "jobs", "list", "--json", "--state", "completed_with_errors",
+                      "--config", str(config))  # fmt: skip
+    assert page["submissions"] == []
+
+
 def test_an_unknown_cursor_is_a_usage_error(config: Path, capsys: Any):
     fill(config, 1)
     assert run(["jobs", "list", "--cursor", "sub_nope", "--config", str(config)]) == 2
@@ -87,6 +111,7 @@ def test_a_bad_state_lists_the_valid_ones(config: Path, capsys: Any):
     assert "'runing'" in err
     assert "submission states: claiming, claimed, active, done" in err
     assert "job states: new, uploaded, creating, pending, running" in err
+    assert "outcomes: completed_with_errors, partial" in err
 
 
 def test_plain_rows_when_stdout_is_not_a_terminal(config: Path, capsys: Any):
