@@ -53,7 +53,7 @@ async def run_checks(config_path: Path | None) -> list[Result]:
     results = [Result("configuration", True, str(settings.source or "(built-in defaults)"))]
     results.append(check_data_dir(settings.daemon.data_dir))
     results.append(check_daemon(settings.daemon.data_dir))
-    results.append(await check_database(settings.daemon.database_path))
+    results.append(await check_database(settings.store.url))
     results += [check_spool(r, f"routes[{i}].spool") for i, r in enumerate(settings.routes)]
     results += await check_providers(settings)
     return results
@@ -77,13 +77,16 @@ def check_daemon(data_dir: Path) -> Result:
     return Result("daemon", True, f"{text[running]} {data_dir}")
 
 
-async def check_database(database: Path) -> Result:
-    if not await asyncio.to_thread(database.exists):
+async def check_database(url: str) -> Result:
+    from batchd.store.registry import describe, store_exists
+
+    database = describe(url)
+    if not await asyncio.to_thread(store_exists, url):
         # Before the first `batchd run`: nothing to check, and nothing to create here (a check
         # run as another user must not leave a database that the daemon cannot write).
         return Result("database", True, f"{database} (not created yet: batchd run creates it)")
     try:
-        await _integrity(database)
+        await _integrity(url)
     except SchemaMismatch as exc:
         if exc.found > exc.expected:
             return Result("database", False, str(exc), EXIT_CONFIG)
@@ -93,10 +96,10 @@ async def check_database(database: Path) -> Result:
     return Result("database", True, str(database))
 
 
-async def _integrity(path: Path) -> None:
-    from batchd.store.sqlite import SqliteJobStore
+async def _integrity(url: str) -> None:
+    from batchd.store.registry import StoreOptions, make_store
 
-    store = SqliteJobStore(path, migrate=False)
+    store = make_store(url, StoreOptions(migrate=False))
     await store.open()
     try:
         problems = await store.integrity_check()

@@ -31,6 +31,7 @@ from batchd.credentials import SecretSources, SecretSpec, api_key, webhook_secre
 from batchd.errors import ConfigError, WebhookError
 from batchd.providers.base import ProviderLimits, ProviderSettings
 from batchd.providers.registry import provider_kind, provider_kinds
+from batchd.store.registry import url_problem
 from batchd.webhooks.endpoint import WebhookEndpoint
 from batchd.webhooks.schedule import LADDER_S, MIN_SPAN_S, RetryLadder
 
@@ -126,10 +127,18 @@ class DaemonSettings(_Model):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().absolute()
 
-    @property
-    def database_path(self) -> Path:
-        """The job store: one SQLite file in the data folder."""
-        return self.data_dir / "batchd.sqlite3"
+
+class StoreSettings(_Model):
+    # Set when loaded: default sqlite:///<data_dir>/batchd.sqlite3, relative paths anchored.
+    url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        problem = url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class IntakeSettings(_Model):
@@ -190,6 +199,7 @@ class RetentionSettings(_Model):
 
 SECTIONS: Final[dict[str, type[_Model]]] = {
     "daemon": DaemonSettings,
+    "store": StoreSettings,
     "intake": IntakeSettings,
     "submit": SubmitSettings,
     "track": TrackSettings,
@@ -367,6 +377,7 @@ class WebhookConfig(_Model):
 
 class Settings(_Model):
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
     submit: SubmitSettings = Field(default_factory=SubmitSettings)
     track: TrackSettings = Field(default_factory=TrackSettings)

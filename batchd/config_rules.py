@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from batchd.store.registry import anchored, default_url
+
 
 class Named(Protocol):
     @property
@@ -51,12 +53,23 @@ def fill_defaults(data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(providers, dict) and "emulator" not in providers:
         data["providers"] = {"emulator": {"kind": "emulator"}, **providers}
     data_dir = _raw_data_dir(data.get("daemon"))
+    data["store"] = _store_url(data.get("store"), data_dir)
     routes = data.get("routes")
     if not routes:
         data["routes"] = [{"name": "default", "spool": data_dir / "spool", "provider": "emulator"}]
     elif isinstance(routes, list):
         data["routes"] = [_anchor_spool(route, data_dir) for route in routes]
     return data
+
+
+def _store_url(store: object, data_dir: Path) -> object:
+    """``[store] url``: the default SQLite file in ``data_dir``, or a relative path under it."""
+    if store is None:
+        store = {}
+    if not isinstance(store, dict):
+        return store
+    url = store.get("url", default_url(data_dir))
+    return {**store, "url": anchored(url, data_dir) if isinstance(url, str) else url}
 
 
 def _raw_data_dir(daemon: object) -> Path:

@@ -32,7 +32,7 @@ from batchd.log import configure_logging
 from batchd.loops import DEFAULT_MAX_PASS_S, DEFAULT_STALL_S, run_loop
 from batchd.providers.base import BatchProvider
 from batchd.providers.registry import open_provider
-from batchd.store.sqlite import SqliteJobStore
+from batchd.store.registry import StoreOptions, make_store
 from batchd.systemd import (
     SystemdNotifier,
     format_status,
@@ -107,7 +107,7 @@ class Daemon:
     async def _start(self) -> Runtime:
         settings = self.settings
         data_dir = settings.daemon.data_dir
-        store = SqliteJobStore(settings.daemon.database_path, on_migration=self._migrating)
+        store = make_store(settings.store.url, StoreOptions(on_migration=self._migrating))
         async with self._start_keeps_extending():
             await store.open()
         self._exit.push_async_callback(store.close)
@@ -345,6 +345,8 @@ class Daemon:
     def _check_reloadable(self, new: Settings) -> None:
         if new.daemon.data_dir != self.settings.daemon.data_dir:
             raise ConfigError("daemon.data_dir cannot change on reload; restart batchd instead")
+        if new.store.url != self.settings.store.url:
+            raise ConfigError("store.url cannot change on reload; restart batchd instead")
         problems = folder_problems(new)  # a new spool batchd cannot write refuses the reload
         if problems:
             raise ConfigError("; ".join(problems))

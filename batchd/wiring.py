@@ -33,7 +33,6 @@ from batchd.retention import Housekeeper, RetentionPolicy
 from batchd.safe_folder import make_folders
 from batchd.spool import GROUP_READABLE, PRIVATE, Modes, write_atomic
 from batchd.store.base import JobStore
-from batchd.store.sqlite import SqliteJobStore
 from batchd.submitter import SubmitPolicy, Submitter
 from batchd.systemd import Heartbeats
 from batchd.tracker import Tracker, TrackPolicy
@@ -162,7 +161,7 @@ class Policies:
 class Runtime:
     """Everything built at start-up, kept for reloads and shutdown."""
 
-    store: SqliteJobStore
+    store: JobStore
     providers: dict[str, BatchProvider]
     limits: dict[str, ProviderLimits]
     intake: Intake
@@ -190,7 +189,7 @@ class Runtime:
 
 def build_runtime(
     settings: Settings,
-    store: SqliteJobStore,
+    store: JobStore,
     providers: dict[str, BatchProvider],
     *,
     instance: str,

@@ -73,12 +73,11 @@ def view(sub: Submission) -> dict[str, Any]:
 # ------------------------------------------------------------------ the store, read-only
 async def _with_store(settings: Settings, action: Callable[[JobStore], Any]) -> Any:
     """``action(store)``, or None when there is no database yet."""
-    from batchd.store.sqlite import SqliteJobStore
+    from batchd.store.registry import StoreOptions, make_store, store_exists
 
-    path = settings.daemon.database_path
-    if not await asyncio.to_thread(path.exists):
+    if not await asyncio.to_thread(store_exists, settings.store.url):
         return None
-    store = SqliteJobStore(path, migrate=False)
+    store = make_store(settings.store.url, StoreOptions(migrate=False))
     await store.open()
     try:
         return await action(store)

@@ -43,11 +43,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 async def _run(config: Path | None, *, apply: bool, vacuum: bool) -> dict[str, Any]:
     from batchd.config_load import load_settings
     from batchd.retention import RetentionPolicy, collect_garbage
-    from batchd.store.sqlite import SqliteJobStore
+    from batchd.store.registry import StoreOptions, make_store
 
     settings = load_settings(config)
     policy = RetentionPolicy(**settings.retention.model_dump())
-    store = SqliteJobStore(settings.daemon.database_path, migrate=False)
+    store = make_store(settings.store.url, StoreOptions(migrate=False))
     await store.open()
     try:
         report = await collect_garbage(

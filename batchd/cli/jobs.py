@@ -89,12 +89,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _with_store(config: Path | None, action: Callable[[Any], Awaitable[T]]) -> T:
     from batchd.config_load import load_settings
-    from batchd.store.sqlite import SqliteJobStore
+    from batchd.store.registry import StoreOptions, make_store
 
     settings = load_settings(config)
 
     async def run() -> T:
-        store = SqliteJobStore(settings.daemon.database_path, migrate=False)
+        store = make_store(settings.store.url, StoreOptions(migrate=False))
         await store.open()
         try:
             return await action(store)

@@ -56,15 +56,14 @@ def figures(stats: Any, running: bool | None) -> dict[str, Any]:
 async def read_status(config: Any) -> dict[str, Any]:
     from batchd.config_load import load_settings
     from batchd.store.base import StoreStats
-    from batchd.store.sqlite import SqliteJobStore
+    from batchd.store.registry import StoreOptions, make_store, store_exists
     from batchd.wiring import daemon_running
 
     settings = load_settings(config)
-    path = settings.daemon.database_path
     running = daemon_running(settings.daemon.data_dir)
-    if not path.exists():
+    if not store_exists(settings.store.url):
         return figures(StoreStats(), running)
-    store = SqliteJobStore(path, migrate=False)
+    store = make_store(settings.store.url, StoreOptions(migrate=False))
     await store.open()
     try:
         return figures(await store.stats(), running)

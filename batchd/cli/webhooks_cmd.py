@@ -295,16 +295,16 @@ def _with_store(
 ) -> T:
     """Run ``action`` on the daemon's database; ``missing`` is the answer when there is no
     database yet (None: that is an error)."""
-    from batchd.store.sqlite import SqliteJobStore
+    from batchd.store.registry import StoreOptions, describe, make_store, store_exists
 
-    path = settings.daemon.database_path
-    if not path.exists():
+    url = settings.store.url
+    if not store_exists(url):
         if missing is not None:
             return missing
-        raise BatchdError(f"no database at {path} yet (has the daemon run?)")
+        raise BatchdError(f"no database at {describe(url)} yet (has the daemon run?)")
 
     async def run() -> T:
-        store = SqliteJobStore(path, migrate=False)
+        store = make_store(url, StoreOptions(migrate=False))
         await store.open()
         try:
             return await action(store)

@@ -1,5 +1,6 @@
-"""Fixtures for the command-line tests: a configuration file whose data folder holds a real
-SQLite database, filled through the store's public verbs; commands run in-process (``run``)."""
+"""Fixtures for the command-line tests: a configuration file whose store (by default a real
+SQLite database in its data folder) is filled through the store's public verbs, opened as the
+commands open it (``[store] url``); commands run in-process (``run``)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from batchd.config_load import load_settings
 from batchd.models import Job, JobState, Submission
 from batchd.store.base import ChunkPlan, EventSpec, JobStore, NewSubmission
-from batchd.store.sqlite import SqliteJobStore
+from batchd.store.registry import make_store
 
 NOW = 1_700_000_000.0
 
@@ -40,7 +42,7 @@ def config(tmp_path: Path) -> Path:
 
 def with_store(config: Path, action: Any) -> Any:
     async def go() -> Any:
-        store = SqliteJobStore(config.parent / "data" / "batchd.sqlite3")
+        store = make_store(load_settings(config, environ={}).store.url)
         await store.open()
         try:
             return await action(store)

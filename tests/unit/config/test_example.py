@@ -16,6 +16,7 @@ from batchd.config import (
     ProviderConfig,
     RetentionSettings,
     RouteConfig,
+    StoreSettings,
     SubmitSettings,
     TrackSettings,
     WebhookConfig,
@@ -51,12 +52,14 @@ def test_the_example_loads_and_states_the_defaults(tmp_path: Path) -> None:
     ]
     assert settings.webhooks == []
     assert settings.retention == RetentionSettings()
+    assert settings.store.url == f"sqlite:///{settings.daemon.data_dir}/batchd.sqlite3"
 
 
 @pytest.mark.parametrize(
     "model",
     [
         DaemonSettings,
+        StoreSettings,
         IntakeSettings,
         SubmitSettings,
         TrackSettings,

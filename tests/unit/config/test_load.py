@@ -17,6 +17,7 @@ from batchd.config import (
     RetentionSettings,
     RouteConfig,
     Settings,
+    StoreSettings,
     SubmitSettings,
     TrackSettings,
 )
@@ -129,7 +130,7 @@ def test_every_scalar_key_has_one_variable() -> None:
     assert env_var("daemon", "log_level") == "BATCHD_DAEMON__LOG_LEVEL"
     sections: dict[str, type[BaseModel]] = {"daemon": DaemonSettings, "intake": IntakeSettings}
     sections |= {"submit": SubmitSettings, "track": TrackSettings, "collect": CollectSettings}
-    sections |= {"retention": RetentionSettings}
+    sections |= {"retention": RetentionSettings, "store": StoreSettings}
     expected = {f"{s}.{k}" for s, model in sections.items() for k in model.model_fields}
     assert sorted(variables.values()) == sorted(expected)
 
