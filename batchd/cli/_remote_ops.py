@@ -16,7 +16,14 @@ from rich.table import Table
 
 from batchd.clock import utc_iso
 from batchd.errors import ProviderError, UsageError
-from batchd.providers.base import BatchProvider, FileRef, JobFilter, JobSnapshot, JobSpec
+from batchd.providers.base import BatchProvider, FileRef, JobFilter, JobSnapshot
+from batchd.providers.mistral import MistralProvider
+from batchd.providers.mistral_models import (
+    MistralFile,
+    MistralJob,
+    MistralJobFilter,
+    MistralJobSpec,
+)
 from batchd.providers.mistral_wire import FilePage, FileQuery
 
 Kind = Literal["job", "jobs", "file", "files", "done"]
@@ -54,13 +61,14 @@ def _iso(ts: float | None) -> str | None:
 
 
 def job_view(job: JobSnapshot) -> dict[str, Any]:
+    mistral = job if isinstance(job, MistralJob) else None
     view: dict[str, Any] = {
         "id": job.id,
         "state": job.state.value,
         "status": job.raw_status,
         "endpoint": job.endpoint,
         "model": job.model,
-        "agent_id": job.agent_id,
+        "agent_id": mistral.agent_id if mistral else None,
         "metadata": dict(job.metadata),
         "total_requests": job.counts.total,
         "completed_requests": job.counts.completed,
@@ -74,8 +82,8 @@ def job_view(job: JobSnapshot) -> dict[str, Any]:
         "started_at": _iso(job.started_at),
         "completed_at": _iso(job.completed_at),
     }
-    if job.outputs is not None:
-        view["outputs"] = [dict(o) for o in job.outputs]
+    if mistral and mistral.outputs is not None:
+        view["outputs"] = [dict(o) for o in mistral.outputs]
     return view
 
 
@@ -90,7 +98,7 @@ def file_view(ref: FileRef) -> dict[str, Any]:
         "source": ref.source,
         "num_lines": ref.num_lines,
         "mimetype": ref.mimetype,
-        "visibility": ref.visibility,
+        "visibility": ref.visibility if isinstance(ref, MistralFile) else None,
         "expires_at": _iso(ref.expires_at),
         "deleted": ref.deleted,
     }
@@ -100,7 +108,7 @@ def file_view(ref: FileRef) -> dict[str, Any]:
 
 
 def _job_filter(args: argparse.Namespace) -> JobFilter:
-    return JobFilter(
+    return MistralJobFilter(
         page=args.page,
         page_size=args.page_size,
         model=args.model,
@@ -157,7 +165,7 @@ async def create_job(provider: BatchProvider, args: argparse.Namespace) -> View:
     for path in args.input_file or []:
         ref = await provider.upload_file(path)
         file_ids.append(ref.id)
-    spec = JobSpec(
+    spec = MistralJobSpec(
         endpoint=args.endpoint,
         model=args.model,
         input_files=tuple(file_ids),
@@ -176,6 +184,10 @@ async def create_job(provider: BatchProvider, args: argparse.Namespace) -> View:
 
 
 async def get_job(provider: BatchProvider, args: argparse.Namespace) -> View:
+    if args.inline is None:
+        return View("job", job_view(await provider.get_job(args.job_id)))
+    if not isinstance(provider, MistralProvider):
+        raise UsageError(f"provider {provider.name!r} has no inline results (--inline)")
     return View("job", job_view(await provider.get_job(args.job_id, inline=args.inline)))
 
 

@@ -1,5 +1,8 @@
 """The provider seam: ``BatchProvider`` and the provider-neutral models it speaks.
 
+A provider's own fields and parameters extend these models in its module (Mistral's:
+``providers/mistral_models.py``); the loops only read the neutral ones.
+
 Loops talk to providers only through this protocol. Raw provider vocabulary (status strings,
 field names) never leaks past the provider module; the raw status is kept only for display.
 """
@@ -35,7 +38,6 @@ class FileRef:
     num_lines: int | None = None
     mimetype: str | None = None
     deleted: bool = False
-    visibility: str | None = None
     expires_at: float | None = None
 
 
@@ -48,14 +50,12 @@ class JobSnapshot:
     raw_status: str
     endpoint: str
     model: str | None = None
-    agent_id: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     counts: RequestCounts = RequestCounts()
     input_files: tuple[str, ...] = ()
     output_file: str | None = None
     error_file: str | None = None
     errors: tuple[ProviderJobError, ...] = ()
-    outputs: tuple[Mapping[str, Any], ...] | None = None  # inline results, when asked for
     created_at: float | None = None
     started_at: float | None = None
     completed_at: float | None = None
@@ -77,7 +77,6 @@ class JobSpec:
     requests: tuple[Mapping[str, Any], ...] | None = None  # inline: {"custom_id", "body"}
     metadata: Mapping[str, str] = field(default_factory=dict)
     timeout_hours: int = 24
-    agent_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +106,8 @@ class JobFilter:
     page: int = 0
     page_size: int = 100
     model: str | None = None
-    agent_id: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     created_after: float | None = None
-    created_by_me: bool = False
     states: tuple[JobState, ...] = ()
     order_by: OrderBy = "-created"
 
@@ -154,7 +151,7 @@ class BatchProvider(Protocol):
 
     # jobs
     async def create_job(self, spec: JobSpec) -> JobSnapshot: ...
-    async def get_job(self, job_id: str, *, inline: bool | None = None) -> JobSnapshot: ...
+    async def get_job(self, job_id: str) -> JobSnapshot: ...
     async def list_jobs(self, filters: JobFilter) -> JobPage:
         """One page; only jobs carrying every ``filters.metadata`` pair, even from a server
         that ignores that filter (``total`` is then the server's count, an upper bound)."""

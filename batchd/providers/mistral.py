@@ -37,6 +37,7 @@ from batchd.providers.base import (
     carries_metadata,
 )
 from batchd.providers.http import ProviderHttp
+from batchd.providers.mistral_models import MistralFile, MistralJob
 from batchd.providers.mistral_wire import FilePage, FileQuery
 
 log = structlog.get_logger(__name__)
@@ -124,7 +125,7 @@ class MistralProvider:
         purpose: str = "batch",
         visibility: str = "workspace",
         expiry: int | None = None,
-    ) -> FileRef:
+    ) -> MistralFile:
         """Multipart upload exactly like the SDK, streamed from disk; sent once. The filename
         goes out raw (UTF-8, quotes escaped), as the SDK sends it, not percent-encoded.
         ``expiry`` is sent only when given (its unit is undocumented; the emulator reads
@@ -168,7 +169,7 @@ class MistralProvider:
         """Every file whose name matches ``search`` (the API's ``search=``), over all pages."""
         return [ref async for ref in self.iter_files(FileQuery(search=search))]
 
-    async def get_file(self, file_id: str) -> FileRef:
+    async def get_file(self, file_id: str) -> MistralFile:
         return wire.parse_file(
             await self.http.call_json("get_file", "GET", f"{FILES}/{_seg(file_id)}")
         )
@@ -193,11 +194,13 @@ class MistralProvider:
 
     # ------------------------------------------------------------------ jobs
     async def create_job(self, spec: JobSpec) -> JobSnapshot:
-        """Sent once; an ambiguous failure (timeout, 5xx) is raised as ``ProviderTransient``."""
+        """Sent once; an ambiguous failure (timeout, 5xx) is raised as ``ProviderTransient``.
+        A ``MistralJobSpec`` may name an agent."""
         body = wire.create_body(spec)
         return wire.parse_job(await self.http.call_json("create_job", "POST", JOBS, body=body))
 
-    async def get_job(self, job_id: str, *, inline: bool | None = None) -> JobSnapshot:
+    async def get_job(self, job_id: str, *, inline: bool | None = None) -> MistralJob:
+        """``inline`` (Mistral only) asks for the inline results (``MistralJob.outputs``)."""
         query = [] if inline is None else [("inline", "true" if inline else "false")]
         data = await self.http.call_json("get_job", "GET", f"{JOBS}/{_seg(job_id)}", query=query)
         return wire.parse_job(data)

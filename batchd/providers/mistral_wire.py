@@ -21,10 +21,15 @@ from batchd.providers.base import (
     FileRef,
     JobFilter,
     JobPage,
-    JobSnapshot,
     JobSpec,
     ProviderJobError,
     ResultLine,
+)
+from batchd.providers.mistral_models import (
+    MistralFile,
+    MistralJob,
+    MistralJobFilter,
+    MistralJobSpec,
 )
 
 log = structlog.get_logger(__name__)
@@ -150,7 +155,7 @@ def _require_object(data: Any, what: str) -> Mapping[str, Any]:
 # ---------------------------------------------------------------------------- jobs
 
 
-def parse_job(data: Any) -> JobSnapshot:
+def parse_job(data: Any) -> MistralJob:
     """A ``BatchJob`` object, leniently: unknown fields ignored, optional ones defaulted, an
     unknown status mapped to ``UNKNOWN`` with a ``provider.unknown_status`` warning."""
     job = _require_object(data, "batch job")
@@ -159,7 +164,7 @@ def parse_job(data: Any) -> JobSnapshot:
     if state is JobState.UNKNOWN:
         log.warning("provider.unknown_status", provider_job_id=job["id"], status=raw_status)
     files = job.get("input_files")
-    return JobSnapshot(
+    return MistralJob(
         id=job["id"],
         state=state,
         raw_status=raw_status,
@@ -208,7 +213,7 @@ def create_body(spec: JobSpec) -> dict[str, Any]:
         body["requests"] = [dict(r) for r in spec.requests]
     if spec.model is not None:
         body["model"] = spec.model
-    if spec.agent_id is not None:
+    if isinstance(spec, MistralJobSpec) and spec.agent_id is not None:
         body["agent_id"] = spec.agent_id
     if spec.metadata:
         body["metadata"] = dict(spec.metadata)
@@ -236,12 +241,13 @@ def jobs_query(filters: JobFilter) -> list[tuple[str, str]]:
     pairs = [("page", str(filters.page)), ("page_size", str(filters.page_size))]
     if filters.model is not None:
         pairs.append(("model", filters.model))
-    if filters.agent_id is not None:
-        pairs.append(("agent_id", filters.agent_id))
+    mistral = filters if isinstance(filters, MistralJobFilter) else MistralJobFilter()
+    if mistral.agent_id is not None:
+        pairs.append(("agent_id", mistral.agent_id))
     pairs.extend((k, v) for k, v in filters.metadata.items())
     if filters.created_after is not None:
         pairs.append(("created_after", iso_utc(filters.created_after)))
-    pairs.append(("created_by_me", _bool(filters.created_by_me)))
+    pairs.append(("created_by_me", _bool(mistral.created_by_me)))
     pairs.extend(("status", s) for s in statuses_for(filters.states))
     pairs.append(("order_by", filters.order_by))
     return pairs
@@ -289,10 +295,10 @@ def files_query(query: FileQuery) -> list[tuple[str, str]]:
     return pairs
 
 
-def parse_file(data: Any) -> FileRef:
+def parse_file(data: Any) -> MistralFile:
     """A file object (upload, retrieve or list item); ``bytes`` may be null in the docs."""
     item = _require_object(data, "file object")
-    return FileRef(
+    return MistralFile(
         id=item["id"],
         filename=_opt_str(item.get("filename")) or "",
         size_bytes=_int(item.get("bytes")),

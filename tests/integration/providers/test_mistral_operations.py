@@ -13,6 +13,7 @@ from batchd.errors import AuthError, BatchdError, NotFound, ProviderPermanent
 from batchd.models import JobState, RequestCounts
 from batchd.providers.base import BatchProvider, JobFilter, JobSpec
 from batchd.providers.mistral import MistralProvider
+from batchd.providers.mistral_models import MistralJob, MistralJobFilter, MistralJobSpec
 from batchd.providers.mistral_wire import FileQuery
 from batchd.secret import Secret
 from tests.integration.providers.conftest import (
@@ -266,7 +267,8 @@ async def test_an_inline_job_whose_outputs_stay_null_is_read_from_its_output_fil
         created = await provider.create_job(JobSpec(endpoint=CHAT, model=MODEL, requests=requests))
         done = await finish(provider, emu, created.id)
         inline = await provider.get_job(created.id, inline=True)
-        assert (done.state, done.outputs, inline.outputs) == (JobState.SUCCEEDED, None, None)
+        plain = await provider.get_job(created.id)
+        assert (done.state, plain.outputs, inline.outputs) == (JobState.SUCCEEDED, None, None)
         assert inline.output_file is not None and inline.counts.completed == 3
         size = await provider.download_file(inline.output_file, tmp_path / "out.jsonl")
         assert size > 0
@@ -278,12 +280,13 @@ async def test_an_inline_job_whose_outputs_stay_null_is_read_from_its_output_fil
 
 async def test_agent_jobs(provider: MistralProvider) -> None:
     requests = ({"custom_id": "a", "body": {"inputs": "hello"}},)
-    spec = JobSpec(endpoint="/v1/conversations", requests=requests, agent_id="ag-1")
+    spec = MistralJobSpec(endpoint="/v1/conversations", requests=requests, agent_id="ag-1")
     created = await provider.create_job(spec)
+    assert isinstance(created, MistralJob)
     assert (created.agent_id, created.model) == ("ag-1", None)
-    found = await provider.list_jobs(JobFilter(agent_id="ag-1"))
+    found = await provider.list_jobs(MistralJobFilter(agent_id="ag-1"))
     assert [j.id for j in found.jobs] == [created.id]
-    assert (await provider.list_jobs(JobFilter(agent_id="ag-2"))).total == 0
+    assert (await provider.list_jobs(MistralJobFilter(agent_id="ag-2"))).total == 0
 
 
 async def test_list_jobs_with_every_filter(
@@ -332,7 +335,7 @@ async def test_list_jobs_with_every_filter(
         my_job = await create(mine, my_file)
         await create(theirs, their_file)
         assert (await mine.list_jobs(JobFilter())).total == 2
-        by_me = await mine.list_jobs(JobFilter(created_by_me=True))
+        by_me = await mine.list_jobs(MistralJobFilter(created_by_me=True))
         assert [j.id for j in by_me.jobs] == [my_job]
 
 

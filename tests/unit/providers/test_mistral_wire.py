@@ -12,15 +12,19 @@ from structlog.testing import capture_logs
 from batchd.errors import ProviderPermanent, ProviderTransient
 from batchd.models import PROVIDER_STATES, JobState, RequestCounts
 from batchd.providers.base import (
-    FileRef,
     JobFilter,
     JobPage,
-    JobSnapshot,
     JobSpec,
     ProviderJobError,
     ResultLine,
 )
 from batchd.providers.http import encode_query
+from batchd.providers.mistral_models import (
+    MistralFile,
+    MistralJob,
+    MistralJobFilter,
+    MistralJobSpec,
+)
 from batchd.providers.mistral_wire import (
     STATUS_TO_STATE,
     FileQuery,
@@ -115,7 +119,7 @@ FULL_JOB = {
 
 
 def test_parse_minimal_job() -> None:
-    assert parse_job(MINIMAL_JOB) == JobSnapshot(
+    assert parse_job(MINIMAL_JOB) == MistralJob(
         id="b1",
         state=JobState.PENDING,
         raw_status="QUEUED",
@@ -126,7 +130,7 @@ def test_parse_minimal_job() -> None:
 
 def test_parse_full_job_with_extra_fields() -> None:
     snap = parse_job(FULL_JOB)
-    assert snap == JobSnapshot(
+    assert snap == MistralJob(
         id="b1",
         state=JobState.SUCCEEDED,
         raw_status="SUCCESS",
@@ -225,7 +229,7 @@ def test_create_body_matches_the_sdk_captures() -> None:
 
 
 def test_create_body_sends_agent_id() -> None:
-    spec = JobSpec(endpoint="/v1/conversations", input_files=("f",), agent_id="ag")
+    spec = MistralJobSpec(endpoint="/v1/conversations", input_files=("f",), agent_id="ag")
     assert create_body(spec) == {
         "endpoint": "/v1/conversations",
         "input_files": ["f"],
@@ -253,7 +257,7 @@ def test_default_jobs_query_matches_the_capture() -> None:
 
 
 def test_full_jobs_query_matches_the_capture() -> None:
-    filters = JobFilter(
+    filters = MistralJobFilter(
         page=2,
         page_size=10,
         model="m",
@@ -317,7 +321,7 @@ FILE = {
 
 
 def test_parse_file() -> None:
-    assert parse_file(FILE) == FileRef(
+    assert parse_file(FILE) == MistralFile(
         id="f1",
         filename="file.jsonl",
         size_bytes=1769058,
