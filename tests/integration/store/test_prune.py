@@ -3,8 +3,11 @@ deletes, keeps every reference valid; ``compact`` gives space back (every store)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from batchd.models import JobState, Outcome
 from batchd.store.base import DeliveryState, DuplicateJob, EventSpec, JobStore, PruneCounts
+from batchd.store.sqlite import SqliteJobStore
 
 from .conftest import NOW, accepted, settle, snapshot
 
@@ -101,6 +104,31 @@ async def test_compact_returns_a_byte_count(store: JobStore) -> None:
     assert await store.compact() >= 0
     assert await store.compact(full=True) >= 0
     assert await store.get_submission("sub_nope") is None  # still usable afterwards
+
+
+async def test_compact_gives_the_space_of_pruned_history_back_to_the_file(tmp_path: Path) -> None:
+    """Not only a number: the file on disk is smaller once pruned history is compacted and
+    the database closed (the write-ahead log checkpointed), and a full rewrite keeps it so."""
+    path = tmp_path / "batchd.db"
+    store = SqliteJobStore(path)
+    await store.open()
+    try:
+        for i in range(60):
+            await finished(store, f"old-{i}.jsonl", now=NOW)
+        await deliver_all(store, now=NOW)
+        await store.close()
+        full_size = path.stat().st_size
+        await store.open()
+        await store.prune(events_before=NOW + DAY, rows_before=NOW + DAY, apply=True)
+        freed = await store.compact()
+        assert freed > 0
+        await store.close()
+        assert path.stat().st_size <= full_size - freed // 2
+        await store.open()
+        assert await store.compact(full=True) >= 0
+        assert await store.integrity_check() == []
+    finally:
+        await store.close()
 
 
 async def test_prune_removes_the_duplicates_recorded_for_a_removed_submission(
