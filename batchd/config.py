@@ -63,14 +63,29 @@ MetadataValue = Annotated[str, Field(min_length=1, max_length=512)]
 
 
 def _no_reserved_keys(value: dict[str, str]) -> dict[str, str]:
-    reserved = sorted(k for k in value if k.startswith("batchd_"))
+    reserved = sorted(k for k in value if k == "batchd" or k.startswith("batchd_"))
     if reserved:
-        raise ValueError(f"keys starting with batchd_ are reserved: {', '.join(reserved)}")
+        raise ValueError(
+            f"batchd and keys starting with batchd_ are reserved: {', '.join(reserved)}"
+        )
     return value
 
 
-# A route's or a file's metadata: batchd's own tags (batchd_*) cannot be set by hand.
+# A route's or a file's metadata: batchd's own tags (batchd, batchd_*) cannot be set by hand.
 Metadata = Annotated[dict[MetadataKey, MetadataValue], AfterValidator(_no_reserved_keys)]
+
+
+def _printable_word(value: str) -> str:
+    if not value.isprintable() or " " in value:
+        raise ValueError(
+            "must be one word of printable characters (no spaces, control or format characters)"
+        )
+    return value
+
+
+# A model name: it is sent to the provider and printed by the CLI, so nothing that could
+# reach a terminal as an escape sequence or forge a line.
+ModelName = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_printable_word)]
 
 
 def check_path_text(value: object) -> object:
@@ -289,7 +304,7 @@ class RouteConfig(_Model):
     spool: Path  # relative: under daemon.data_dir
     provider: Name
     endpoint: Endpoint = "/v1/chat/completions"
-    model: Annotated[str, Field(min_length=1)] | None = None
+    model: ModelName | None = None
     timeout_hours: Annotated[int, Field(ge=1, le=168)] = 24
     metadata: Metadata = Field(default_factory=dict)
 

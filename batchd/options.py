@@ -20,7 +20,7 @@ from typing import Annotated, Any, Final, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from batchd.config import Endpoint, Metadata
+from batchd.config import Endpoint, Metadata, ModelName
 from batchd.errors import IntakeRejected, Problem
 from batchd.spool import UnsafeFile, lstat_identity, move, name_allowed, open_dropped
 
@@ -32,7 +32,7 @@ OPTIONS_IN_RESULTS: Final = "options.json"
 class FileOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    model: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    model: ModelName | None = None
     endpoint: Endpoint | None = None
     metadata: Metadata = Field(default_factory=dict)
     timeout_hours: Annotated[int, Field(ge=1, le=168, strict=True)] | None = None

@@ -72,6 +72,12 @@ async def test_allow_duplicate_accepts_the_same_content_again(world: World) -> N
         ("[1]", "a.jsonl.json: must be a JSON object of options"),
         ('{"endpoint": "/v1/nope"}', "a.jsonl.json: endpoint: Input should be"),
         ('{"metadata": {"batchd_x": "1"}}', "keys starting with batchd_ are reserved"),
+        # batchd's instance tag: it would be overwritten silently
+        ('{"metadata": {"batchd": "mine"}}', "metadata: batchd and keys starting with batchd_"),
+        # a model is printed by jobs show: no escape sequence, no forged line
+        ('{"model": "m\\u001b[31m"}', "a.jsonl.json: model: must be one word of printable"),
+        ('{"model": "m\\nline 1: x"}', "a.jsonl.json: model: must be one word of printable"),
+        ('{"model": "m\\u202ex"}', "a.jsonl.json: model: must be one word of printable"),
         ('{"allow_duplicate": "yes"}', "a.jsonl.json: allow_duplicate: Input should be"),
         ('{"timeout_hours": 1.5}', "a.jsonl.json: timeout_hours: Input should be"),
     ],
