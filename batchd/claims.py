@@ -56,7 +56,7 @@ from batchd.spool import (
     name_allowed,
     open_dropped,
 )
-from batchd.store.base import ChunkPlan, EventSpec, JobStore, NewSubmission
+from batchd.store.base import ChunkPlan, DuplicateContent, EventSpec, JobStore, NewSubmission
 from batchd.workdir import WorkDir
 
 log = structlog.get_logger(__name__)
@@ -97,7 +97,6 @@ class Claimer:
         self._clock = clock
         self._reject_duplicates = reject_duplicates
         self._modes = modes
-        self._accepting = asyncio.Lock()
         self.settle = SettleGate(clock)
 
     def configure(
@@ -184,16 +183,15 @@ class Claimer:
             await self._reject(sub, paths, processing, result)
             return False
         parsed, chunks = result
-        # Files are processed concurrently: the duplicate check, the results folder and the
-        # accept must see every earlier accept.
-        async with self._accepting:
-            try:
-                if not (given and given.allow_duplicate):
-                    await self._check_duplicate(sub, parsed)
-            except IntakeRejected as exc:
-                await self._reject(sub, paths, processing, exc)
-                return False
-            await self._accept(sub, parsed, chunks, await self._results_dir(sub, paths))
+        # The store checks for duplicates in the accept's own transaction: files processed
+        # concurrently (here, or by another process on the same store) see every earlier accept.
+        unique = self._reject_duplicates and not (given and given.allow_duplicate)
+        try:
+            await self._accept(sub, parsed, chunks, await self._results_dir(sub, paths), unique)
+        except DuplicateContent as exc:
+            rejected = IntakeRejected([Problem(0, duplicate_reason(exc.earlier))])
+            await self._reject(sub, paths, processing, rejected)
+            return False
         return True
 
     async def _read(
@@ -225,7 +223,12 @@ class Claimer:
         return True
 
     async def _accept(
-        self, sub: Submission, parsed: ParsedFile, chunks: list[ChunkPlan], results_dir: Path
+        self,
+        sub: Submission,
+        parsed: ParsedFile,
+        chunks: list[ChunkPlan],
+        results_dir: Path,
+        unique: bool,
     ) -> None:
         mismatch = model_mismatch(sub.model, parsed.models)
         await self._store.accept_submission(
@@ -235,6 +238,7 @@ class Claimer:
             results_dir=str(results_dir),
             chunks=chunks,
             now=self._clock.now(),
+            unique=unique,
             event=EventSpec(
                 "submission.accepted",
                 {
@@ -291,13 +295,6 @@ class Claimer:
         for chunk in chunks:
             dest = self._work.chunk(sub.id, chunk.index)
             write_chunk(processing, parsed, chunk, dest, endpoint=sub.endpoint)
-
-    async def _check_duplicate(self, sub: Submission, parsed: ParsedFile) -> None:
-        if not self._reject_duplicates:
-            return
-        earlier = await self._store.find_duplicate(sub.route, parsed.sha256)
-        if earlier is not None and earlier.id != sub.id:
-            raise IntakeRejected([Problem(0, duplicate_reason(earlier))])
 
     async def _results_dir(self, sub: Submission, paths: SpoolPaths) -> Path:
         """``done/<name>/``: the collector puts the newest run of a name there and moves older

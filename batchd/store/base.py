@@ -7,6 +7,9 @@ Rules every implementation keeps (the behaviour suite in ``tests/integration/sto
 * Job and submission transitions are compare-and-set: the verb names the state it expects and
   raises ``StaleState`` (changing nothing) when the row is elsewhere. Job transitions must also be
   allowed by ``models.can_transition``; a forbidden one raises ``StoreError``.
+* The duplicate check is the store's: ``accept_submission(..., unique=True)`` refuses content
+  already accepted on the route in the same transaction as the accept, so two intakes (tasks,
+  or processes on one database) can never both accept it.
 * Reads return immutable ``models`` values, never rows or cursors.
 * No SQL (or any other storage detail) escapes the implementation.
 """
@@ -17,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from batchd.errors import StoreError
 from batchd.models import (
     Event,
     Job,
@@ -26,6 +30,15 @@ from batchd.models import (
     Submission,
     SubmissionState,
 )
+
+
+class DuplicateContent(StoreError):
+    """``accept_submission(..., unique=True)``: the same content is already accepted on the
+    route as ``earlier`` (what ``find_duplicate`` returns); nothing was changed."""
+
+    def __init__(self, earlier: Submission) -> None:
+        super().__init__(f"submission {earlier.id} already holds this content")
+        self.earlier = earlier
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +188,11 @@ class JobStore(Protocol):
         chunks: Sequence[ChunkPlan],
         now: float,
         event: EventSpec,
+        unique: bool = False,
     ) -> list[Job]:
-        """CLAIMED -> ACTIVE; insert one NEW job per chunk (ids from ``models.new_id('job')``)."""
+        """CLAIMED -> ACTIVE; insert one NEW job per chunk (ids from ``models.new_id('job')``).
+        ``unique``: raise ``DuplicateContent`` (changing nothing) when ``find_duplicate(route,
+        sha256)`` finds another submission, checked in the accept's own transaction."""
         ...
 
     async def reject_submission(

@@ -32,6 +32,7 @@ from batchd.store import rules
 from batchd.store.base import (
     ChunkPlan,
     DeliveryState,
+    DuplicateContent,
     DuplicateJob,
     EventSpec,
     NewSubmission,
@@ -136,7 +137,12 @@ class MemoryJobStore(MemoryOutbox):
         chunks: Sequence[ChunkPlan],
         now: float,
         event: EventSpec,
+        unique: bool = False,
     ) -> list[Job]:
+        current = self._sub(submission_id)
+        earlier = self._duplicate_of(current.route, sha256) if unique else None
+        if earlier is not None and earlier.id != submission_id:
+            raise DuplicateContent(_copy_submission(earlier))
         sub = rules.accepted(
             self._sub(submission_id),
             sha256=sha256,
@@ -224,15 +230,22 @@ class MemoryJobStore(MemoryOutbox):
         return [_copy_submission(s) for s in first(listed, limit)]
 
     async def find_duplicate(self, route: str, sha256: str) -> Submission | None:
-        found = await self.list_submissions(
-            states=[SubmissionState.ACTIVE, SubmissionState.DONE], route=route, limit=1_000_000
-        )
+        found = self._duplicate_of(route, sha256)
+        return None if found is None else _copy_submission(found)
+
+    def _duplicate_of(self, route: str, sha256: str) -> Submission | None:
+        """The newest ACTIVE or answered DONE submission of ``route`` with this content
+        (synchronous: a verb that checks it cannot be interleaved with another)."""
         return next(
             (
                 s
-                for s in found
-                if s.sha256 == sha256
-                and (s.state is SubmissionState.ACTIVE or s.outcome in ANSWERED)
+                for s in self._newestfirst(self._subs.values())
+                if s.route == route
+                and s.sha256 == sha256
+                and (
+                    s.state is SubmissionState.ACTIVE
+                    or (s.state is SubmissionState.DONE and s.outcome in ANSWERED)
+                )
             ),
             None,
         )

@@ -37,6 +37,7 @@ from batchd.store import rules, sqlite_prune
 from batchd.store.base import (
     ChunkPlan,
     DeliveryState,
+    DuplicateContent,
     EventSpec,
     NewSubmission,
     PruneCounts,
@@ -72,6 +73,12 @@ _FIND_DUPLICATE = (
     f"AND (state = ? OR (state = ? AND outcome IN {_in(_ANSWERED)})) "
     "ORDER BY created_at DESC, seq DESC LIMIT ?"
 )
+
+
+def _duplicate_params(route: str, sha256: str) -> tuple[object, ...]:
+    return (route, sha256, SubmissionState.ACTIVE, SubmissionState.DONE, *_ANSWERED, 1)
+
+
 _OPEN_JOBS = sorted(LOCAL | ACTIVE)
 _TERMINAL = sorted(TERMINAL)
 _STATS = (
@@ -215,10 +222,16 @@ class SqliteJobStore(SqliteOutbox, SqliteDuplicates):
         chunks: Sequence[ChunkPlan],
         now: float,
         event: EventSpec,
+        unique: bool = False,
     ) -> list[Job]:
         def body(tx: Tx) -> list[Job]:
+            current = self._submission(tx, submission_id)
+            if unique:  # inside BEGIN IMMEDIATE: no other writer can accept it meanwhile
+                rows = tx.rows(_FIND_DUPLICATE, _duplicate_params(current.route, sha256))
+                if rows and rows[0]["id"] != submission_id:
+                    raise DuplicateContent(submission_from_row(rows[0]))
             sub = rules.accepted(
-                self._submission(tx, submission_id),
+                current,
                 sha256=sha256,
                 line_count=line_count,
                 results_dir=results_dir,
@@ -311,10 +324,7 @@ class SqliteJobStore(SqliteOutbox, SqliteDuplicates):
         return [submission_from_row(r) for r in rows]
 
     async def find_duplicate(self, route: str, sha256: str) -> Submission | None:
-        row = await self._db.fetch_one(
-            _FIND_DUPLICATE,
-            (route, sha256, SubmissionState.ACTIVE, SubmissionState.DONE, *_ANSWERED, 1),
-        )
+        row = await self._db.fetch_one(_FIND_DUPLICATE, _duplicate_params(route, sha256))
         return None if row is None else submission_from_row(row)
 
     async def results_dir_taken(self, results_dir: str) -> bool:

@@ -10,7 +10,7 @@ import pytest
 from batchd import batchfile, claims, spool
 from batchd.claims import RouteLike
 from batchd.intake import Sighting, is_complete
-from batchd.models import JobState, Submission, SubmissionState
+from batchd.models import Job, JobState, Submission, SubmissionState
 from batchd.spool import GROUP_READABLE
 from batchd.store.memory import MemoryJobStore
 from tests.unit.loops.conftest import World, request_lines
@@ -169,12 +169,17 @@ async def passes(world: World, n: int = 3) -> int:
 
 
 class SlowDuplicateLookup(MemoryJobStore):
-    """A store whose duplicate lookup yields, as the SQLite store's does."""
+    """A store whose verbs yield, as the SQLite store's do (the answer travels back from the
+    database thread): a duplicate check made apart from the accept would let two through."""
 
     async def find_duplicate(self, route: str, sha256: str) -> Submission | None:
         found = await super().find_duplicate(route, sha256)
-        await asyncio.sleep(0.01)  # the answer travels back from the database thread
+        await asyncio.sleep(0.01)
         return found
+
+    async def accept_submission(self, submission_id: str, **kwargs: Any) -> list[Job]:
+        await asyncio.sleep(0.01)
+        return await super().accept_submission(submission_id, **kwargs)
 
 
 async def test_files_dropped_together_are_all_taken_in_one_pass(world: World) -> None:
@@ -196,6 +201,20 @@ async def test_identical_files_dropped_together_are_still_deduplicated(tmp_path:
     assert states == [SubmissionState.ACTIVE, SubmissionState.REJECTED, SubmissionState.REJECTED]
     rejected = [s for s in await world.store.list_submissions() if s.reason]
     assert all(not world.work.submission(s.id).exists() for s in rejected)
+
+
+async def test_two_intakes_on_one_store_accept_the_same_content_once(tmp_path: Path) -> None:
+    """Two daemons sharing one store (each its own spool, one route name): the duplicate check
+    is the store's, not a lock in one process, so only one of them accepts the content."""
+    store = SlowDuplicateLookup()
+    first, second = World(tmp_path / "a", store=store), World(tmp_path / "b", store=store)
+    first.drop("a.jsonl", request_lines(3))
+    second.drop("b.jsonl", request_lines(3))
+    await asyncio.gather(passes(first), passes(second))
+    subs = await store.list_submissions()
+    assert sorted(s.state for s in subs) == [SubmissionState.ACTIVE, SubmissionState.REJECTED]
+    [rejected] = [s for s in subs if s.state is SubmissionState.REJECTED]
+    assert rejected.reason is not None and rejected.reason.startswith("duplicate: ")
 
 
 async def test_a_failing_file_does_not_stop_the_others(
