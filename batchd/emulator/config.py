@@ -3,6 +3,7 @@ the documented choices for behaviours the reference marks unverified."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -10,6 +11,8 @@ from typing import Literal
 from batchd.emulator.faults import FaultConfig
 
 MIB = 1024 * 1024
+MAX_SPEED = 1_000_000.0  # as [providers.*] emulator_speed
+MAX_DURATION_S = 3_153_600_000.0  # 100 years, as POST /_emulator/advance
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,8 @@ class ProcessingModel:
 
     def __post_init__(self) -> None:
         for name in ("queue_s", "request_s", "min_run_s", "finalize_s", "cancel_s"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
+            if not 0 <= getattr(self, name) <= MAX_DURATION_S:  # NaN fails this too
+                raise ValueError(f"{name} must be >= 0 and <= {MAX_DURATION_S:.0f}")
         if self.parallelism < 1:
             raise ValueError("parallelism must be >= 1")
         if not 0 <= self.jitter < 1:
@@ -85,5 +88,5 @@ class EmulatorConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
-        if self.speed <= 0:
-            raise ValueError("speed must be > 0")
+        if not (math.isfinite(self.speed) and 0 < self.speed <= MAX_SPEED):
+            raise ValueError(f"speed must be > 0 and <= {MAX_SPEED:.0f} (got {self.speed:g})")

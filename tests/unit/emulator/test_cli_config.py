@@ -80,6 +80,13 @@ def test_metadata_filter_behaviour() -> None:
         ["--behaviour", "metadata_filter=sometimes"],
         ["--behaviour", "noequals"],
         ["--speed", "0"],
+        ["--speed", "inf"],  # the clock would be inf and every create a 500
+        ["--speed", "nan"],
+        ["--speed", "1e400"],
+        ["--speed", "1e7"],
+        ["--processing", "queue_s=nan"],
+        ["--processing", "request_s=inf"],
+        ["--processing", "finalize_s=-1"],
     ],
 )
 def test_bad_options_are_usage_errors(argv: list[str]) -> None:
@@ -105,3 +112,14 @@ def test_issue_13_options() -> None:
         parse("--behaviour", "outputs=sometimes")
     with pytest.raises(UsageError, match="delay_s"):
         parse("--fault", "latency:1,delay=inf")
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "65536"])
+def test_a_port_out_of_range_is_a_usage_error(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:  # argparse: exit 2 and one line, not a traceback
+        build_parser().parse_args(["emulator", "--port", port])
+    assert info.value.code == 2
+    assert "is not a port (0 to 65535)" in capsys.readouterr().err
+    assert build_parser().parse_args(["emulator", "--port", "65535"]).port == 65535
