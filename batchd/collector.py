@@ -8,9 +8,9 @@ with the problem recorded in the summary (files holding more lines than the job 
 accepted at once: downloading them again cannot change that). Requests without a result line
 are marked as such in results.jsonl, and the submission ends partial.
 
-When every job of a submission is settled, write its folder (results.jsonl in input order,
-errors.jsonl, summary.json; each atomic), move the input to ``input.jsonl`` in it, put the folder
-in place (``done/<name>/``, an older run of the name moved aside: ``batchd.placement``), then
+When every job of a submission is settled, hand the merged results to the submission's sink
+(``batchd.sinks``; the default ``FolderSink`` writes ``done/<name>/``: results.jsonl in input
+order, errors.jsonl, summary.json, input.jsonl, an older run of the name moved aside), then
 commit DONE with ``results.ready``. Every step is idempotent, so a restart redoes what a crash
 interrupted.
 """
@@ -18,8 +18,6 @@ interrupted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,17 +40,6 @@ from batchd.models import (
     backoff_s,
     outcome_for,
 )
-from batchd.options import OPTIONS_IN_RESULTS, sidecar_of
-from batchd.placement import (
-    SUMMARY,
-    Placement,
-    archive_dir,
-    decide,
-    owner,
-    placed,
-    retarget_summary,
-    staging_dir,
-)
 from batchd.providers.base import BatchProvider, ResultLine
 from batchd.results import (
     UNVERIFIED,
@@ -61,10 +48,10 @@ from batchd.results import (
     ResultsInvalid,
     ResultsUncounted,
     verify_job,
-    write_results,
 )
-from batchd.safe_folder import Folder, UnsafeFolder
-from batchd.spool import PRIVATE, Modes, lstat_identity
+from batchd.safe_folder import UnsafeFolder
+from batchd.sinks import FolderSink, ResultSink
+from batchd.spool import PRIVATE, Modes
 from batchd.store.base import EventSpec, JobStore
 from batchd.summary import build_summary, dump_summary, ready_event
 from batchd.workdir import WorkDir
@@ -110,8 +97,11 @@ class Collector:
         rng: random.Random | None = None,
         on_finished: Callable[[], None] = lambda: None,
         duplicates: Duplicates | None = None,
+        sink: ResultSink | None = None,
     ) -> None:
         self._store = store
+        # Where finished submissions' results go: done/<name>/ unless told otherwise.
+        self._sink = sink or FolderSink(store, work, modes=lambda: self._policy.modes)
         self._duplicates = duplicates  # settled for a submission before its summary is written
         self._providers = dict(providers)
         self._work = work
@@ -310,10 +300,7 @@ class Collector:
         self._wake.set()
 
     async def _finish(self, sub: Submission, jobs: list[Job]) -> None:
-        public = Path(sub.results_dir or self._work.submission(sub.id) / "results")
-        write_dir, placement = await asyncio.to_thread(_where, sub, public)
-        results_dir = placement.target
-        parse = parser_for(sub.provider, self._providers)
+        run = await self._sink.start(sub)
         items = [
             JobFiles(
                 j,
@@ -322,8 +309,7 @@ class Collector:
             )
             for j in jobs
         ]
-        modes = self._policy.modes
-        tally = await asyncio.to_thread(write_results, write_dir, items, parse, modes=modes)
+        tally = await run.write_results(items, parser_for(sub.provider, self._providers))
         counts = tally.counts()
         outcome = outcome_for(counts, cancel_requested=sub.cancel_requested_at is not None)
         if self._duplicates is not None and sub.provider in self._providers:
@@ -333,36 +319,21 @@ class Collector:
         now = self._clock.now()
         duplicates = await self._store.duplicates(submission_id=sub.id)
         summary = build_summary(
-            sub, jobs, tally, outcome, results_dir, now=now, duplicates=duplicates
+            sub, jobs, tally, outcome, run.location, now=now, duplicates=duplicates
         )
-        await asyncio.to_thread(_write_summary, write_dir, dump_summary(summary), modes)
-        await asyncio.to_thread(self._move_input, sub, write_dir)
-        if write_dir != results_dir:
-            await self._put_in_place(public, write_dir, placement)
+        remembered = await run.finish(dump_summary(summary))
         await self._delete_provider_files(jobs)
         await self._store.finish_submission(
             sub.id,
             outcome,
             now=now,
-            event=ready_event(sub, jobs, tally, outcome, results_dir),
+            event=ready_event(sub, jobs, tally, outcome, run.location),
             results=counts,
-            results_dir=str(results_dir) if sub.results_dir else None,
+            results_dir=remembered,
         )
         self._work.remove(sub.id)
         log.info("collect.finished", submission_id=sub.id, outcome=outcome.value)
         self._on_finished()
-
-    async def _put_in_place(self, public: Path, staging: Path, placement: Placement) -> None:
-        """Move the older run at ``done/<name>/`` aside (store first: a crash in between is
-        redone from the summary still there), then rename the new run into place."""
-        if placement.displace is not None:
-            older = archive_dir(public, placement.displace)
-            known = await self._store.get_submission(placement.displace)
-            if known is not None and known.state is SubmissionState.DONE:
-                await self._store.move_results(known.id, str(older))
-            await asyncio.to_thread(_move_aside, public, older, self._policy.modes)
-            log.info("collect.older_run_moved", submission_id=placement.displace, to=str(older))
-        await asyncio.to_thread(_rename_in_done, staging, placement.target)
 
     async def _delete_provider_files(self, jobs: list[Job]) -> None:
         """The provider's copies, once our results are written (before DONE, so that a crash
@@ -384,24 +355,6 @@ class Collector:
                     continue
                 log.info("collect.file_deleted", job_id=job.id, file_id=file_id)
 
-    def _move_input(self, sub: Submission, results_dir: Path) -> None:
-        source = Path(sub.processing_path or "")
-        with Folder.open(results_dir, below=2) as folder:  # done/ and the run's folder
-            if lstat_identity(sidecar_of(source)) is not None:  # the file's options, if any
-                folder.move_in(sidecar_of(source), OPTIONS_IN_RESULTS)
-            if lstat_identity(source) is not None:
-                folder.move_in(source, "input.jsonl", mode=self._policy.modes.file)
-
-
-def _where(sub: Submission, public: Path) -> tuple[Path, Placement]:
-    """Where to write this run's files, and where they end up (see ``batchd.placement``)."""
-    if sub.results_dir is None:
-        return public, Placement(public)
-    already = placed(public, sub.id)
-    if already is not None:  # renamed into place before a crash: finish it there
-        return already, Placement(already)
-    return staging_dir(public, sub.id), decide(public, sub.id, owner(public))
-
 
 def _files_to_delete(job: Job, policy: CollectPolicy) -> list[str]:
     """Provider files of a finished job to delete (pure): only after a successful collection
@@ -412,24 +365,6 @@ def _files_to_delete(job: Job, policy: CollectPolicy) -> list[str]:
     if policy.delete_result_files:
         found += [job.output_file_id, job.error_file_id]
     return [f for f in found if f]
-
-
-def _move_aside(public: Path, older: Path, modes: Modes) -> None:
-    _rename_in_done(public, older)
-    with contextlib.suppress(OSError, ValueError):
-        summary = json.loads((older / SUMMARY).read_bytes())
-        _write_summary(older, dump_summary(retarget_summary(summary, older)), modes)
-
-
-def _rename_in_done(old: Path, new: Path) -> None:
-    """Rename a run's folder within done/ (opened without following links)."""
-    with Folder.open(new.parent, below=1) as done:
-        done.rename(old.name, new.name)
-
-
-def _write_summary(folder: Path, data: bytes, modes: Modes) -> None:
-    with Folder.open(folder, below=2, mode=modes.folder) as run:  # done/ and the run's folder
-        run.write(SUMMARY, data, mode=modes.file)
 
 
 def _settled(job: Job) -> bool:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import pytest
 
 from batchd import collector as collector_module
 from batchd import results as results_module
+from batchd import sinks as sinks_module
 from batchd.collector import CollectPolicy
 from batchd.errors import ProviderPermanent, ProviderTransient
 from batchd.models import (
@@ -331,7 +332,7 @@ async def test_a_submission_whose_results_failed_to_write_is_finished_later(
             raise failures.pop()
         return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(collector_module, "write_results", write_results)
+    monkeypatch.setattr(sinks_module, "write_results", write_results)
     await world.submitter.run_once()
     (job,) = await world.jobs(sub.id)
     world.provider.finish(job.provider_job_id or "")
@@ -503,3 +504,61 @@ def test_result_lines_are_read_by_their_own_provider_only() -> None:
     parse = collector_module.parser_for("fake", {"other": other})  # never other's parser
     with pytest.raises(ProviderPermanent, match="'fake' is not open"):
         parse(line)
+
+
+class MemorySink:
+    """A sink that keeps results in memory: what a later source's own sink plugs in as."""
+
+    def __init__(self) -> None:
+        self.lines: dict[str, list[str]] = {}
+        self.summaries: dict[str, dict[str, Any]] = {}
+
+    async def start(self, sub: Submission) -> MemoryRun:
+        return MemoryRun(self, sub)
+
+
+class MemoryRun:
+    def __init__(self, sink: MemorySink, sub: Submission) -> None:
+        self.sink, self.sub = sink, sub
+
+    @property
+    def location(self) -> Path:
+        return Path(f"/memory/{self.sub.id}")
+
+    async def write_results(
+        self, jobs: Sequence[results_module.JobFiles], parse: results_module.ParseLine
+    ) -> results_module.Tally:
+        tally = results_module.Tally()
+        lines = self.sink.lines.setdefault(self.sub.id, [])
+        for item in jobs:
+            for path in item.files:
+                for raw in path.read_bytes().splitlines() if path.exists() else []:
+                    line = parse(raw)
+                    lines.append(line.custom_id)
+                    tally.requests += 1
+                    tally.succeeded += line.ok
+                    tally.failed += not line.ok
+        return tally
+
+    async def finish(self, summary: bytes) -> str | None:
+        self.sink.summaries[self.sub.id] = json.loads(summary)
+        return None
+
+
+async def test_results_go_to_the_collectors_sink(world: World) -> None:
+    from batchd.collector import Collector
+
+    sink = MemorySink()
+    world.collector = Collector(
+        world.store, {"fake": world.provider}, work=world.work, clock=world.clock, sink=sink
+    )
+    sub, _ = await ended(world)
+    await world.collector.run_once()
+    await world.collector.run_once()
+    done = await world.store.get_submission(sub.id)
+    assert done is not None and done.state is SubmissionState.DONE
+    assert sorted(sink.lines[sub.id]) == ["r0", "r1"]
+    assert sink.summaries[sub.id]["outcome"] == "succeeded"
+    assert not (world.route.spool / "done" / "two.jsonl").exists()  # not the folder sink
+    (event,) = [e for e in await world.store.list_events(limit=1000) if e.type == "results.ready"]
+    assert event.data["results_dir"] == f"/memory/{sub.id}"
