@@ -73,7 +73,9 @@ def _register_events(subparsers: Parsers) -> None:
     replay = sub.add_parser("replay", help="deliver events again (same ids) to every endpoint")
     add_config_argument(replay)
     replay.add_argument("ids", nargs="*", metavar="ID", help="event ids")
-    replay.add_argument("--since", type=parse_time, help="every event since this time")
+    replay.add_argument(
+        "--since", type=parse_time, help="every event since this time (ISO 8601, UTC if no offset)"
+    )
     add_json(replay)
     replay.set_defaults(handler=cmd_replay)
 
