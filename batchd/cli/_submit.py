@@ -71,11 +71,31 @@ def view(sub: Submission) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ the store, read-only
-async def _with_store(settings: Settings, action: Callable[[JobStore], Any]) -> Any:
-    """``action(store)``, or None when there is no database yet."""
-    from batchd.store.registry import StoreOptions, make_store, store_exists
+def unreadable(settings: Settings) -> tuple[str, bool] | None:
+    """Why this user cannot see the daemon's database, and whether it never will (denied);
+    None: it can. Under systemd the data folder is private to the daemon's user: a member of
+    the spool's group cannot read it."""
+    from batchd.errors import StoreError
+    from batchd.store.registry import store_exists
 
-    if not await asyncio.to_thread(store_exists, settings.store.url):
+    url = settings.store.url
+    try:
+        if store_exists(url):
+            return None
+    except (OSError, StoreError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return f"this user cannot read the database {url} ({reason})", True
+    return (
+        f"there is no database at {url} (is this the daemon's configuration and data_dir?)",
+        False,
+    )
+
+
+async def _with_store(settings: Settings, action: Callable[[JobStore], Any]) -> Any:
+    """``action(store)``, or None when there is no database yet (or it cannot be read)."""
+    from batchd.store.registry import StoreOptions, make_store
+
+    if await asyncio.to_thread(unreadable, settings) is not None:
         return None
     store = make_store(settings.store.url, StoreOptions(migrate=False))
     await store.open()
@@ -92,6 +112,10 @@ def earlier_duplicate(settings: Settings, route: str, sha256: str) -> Submission
     async def find(store: JobStore) -> Submission | None:
         return await store.find_duplicate(route, sha256)
 
+    problem = unreadable(settings)
+    if problem is not None:  # the daemon still refuses a duplicate when it claims the file
+        note(f"duplicate check skipped: {problem[0]}")
+        return None
     try:
         found: Submission | None = asyncio.run(_with_store(settings, find))
     except StoreError as exc:  # e.g. a daemon not yet migrated: the daemon will check
@@ -118,6 +142,13 @@ def wait(
 ) -> Submission | None:
     """Poll until the submission of ``name`` made after ``since`` has finished (None: the
     timeout passed first). On a terminal, a progress bar on stderr."""
+    from batchd.errors import BatchdError
+
+    problem = unreadable(settings)
+    if problem is not None and problem[1]:
+        raise BatchdError(f"cannot wait: {problem[0]}; {name} was submitted and carries on")
+    if problem is not None:
+        note(f"waiting, but {problem[0]}")
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     with _bar(name) as show:
 

@@ -98,3 +98,39 @@ def test_exit_codes_by_outcome():
     ]
     assert exit_code(done(None, SubmissionState.REJECTED)) == EXIT_REJECTED
     assert exit_code(done(None, SubmissionState.ABANDONED)) == EXIT_REJECTED
+
+
+def test_without_the_daemons_database_the_duplicate_check_says_it_was_skipped(
+    tmp_path: Path, config: Path, source: Path, capsys: Any
+):
+    """A wrong --config or data_dir used to skip the check in silence, and --wait then waited
+    for nothing: both say which database they looked for."""
+    assert run(["submit", "--config", str(config), str(source)]) == 0
+    err = capsys.readouterr().err
+    assert "duplicate check skipped: there is no database at sqlite:///" in err
+    assert inbox(tmp_path) == ["mine.jsonl"]
+
+
+def test_a_database_this_user_cannot_read_skips_the_check_and_refuses_to_wait(
+    tmp_path: Path, config: Path, source: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+):
+    """Under systemd the data folder is private to batchd: a member of the spool's group can
+    submit (the daemon checks duplicates when it claims the file) but never see the outcome."""
+    from batchd.store import registry
+
+    with_store(config, lambda store: accepted(store, "other.jsonl"))  # the database exists
+
+    def denied(url: str) -> bool:
+        raise PermissionError(13, "Permission denied", url)
+
+    monkeypatch.setattr(registry, "store_exists", denied)
+    assert run(["submit", "--as", "a.jsonl", "--config", str(config), str(source)]) == 0
+    err = capsys.readouterr().err
+    assert "duplicate check skipped: this user cannot read the database" in err
+    assert "(Permission denied)" in err
+    argv = ["submit", "--as", "b.jsonl", "--wait", "--wait-timeout", "30", "--config"]
+    assert run([*argv, str(config), str(source)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot wait: this user cannot read the database" in err
+    assert "b.jsonl was submitted and carries on" in err
+    assert inbox(tmp_path) == ["a.jsonl", "b.jsonl"]
