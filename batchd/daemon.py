@@ -122,11 +122,12 @@ class Daemon:
         )
         # LIFO: in-flight webhook attempts finish recording before the store closes.
         self._exit.push_async_callback(self._close_notifier, runtime)
-        runtime.intake.start()
-        self._exit.callback(runtime.intake.close)
-        async with self._start_keeps_extending():  # many files may wait after a downtime
-            await runtime.intake.run_once()  # finish half-done claims, first scan
-        runtime.heartbeats.beat("intake")
+        for source in runtime.sources:
+            source.start()
+            self._exit.callback(source.close)
+            async with self._start_keeps_extending():  # many files may wait after a downtime
+                await source.run_once()  # finish half-done claims, first scan
+            runtime.heartbeats.beat(source.name)
         self.runtime = runtime
         log.info(
             "daemon.started",

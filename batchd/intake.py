@@ -21,6 +21,7 @@ import structlog
 
 from batchd.claims import Claimer, RouteLike
 from batchd.clock import Clock
+from batchd.config import Settings
 from batchd.loops import Waker, gather_bounded
 from batchd.models import Submission, SubmissionState
 from batchd.retries import RetryBook
@@ -117,6 +118,11 @@ class Intake:
             self._watcher.stop()
             self._watcher.start(SpoolPaths(r.spool).inbox for r in routes)
         self._wake.set()
+
+    def apply(self, settings: Settings, modes: Modes) -> None:
+        """``sources.Source``: a reloaded configuration's modes and routes."""
+        self.modes = modes
+        self.set_routes(settings.routes)
 
     def start(self) -> None:
         for route in self._routes.values():

@@ -31,6 +31,7 @@ from batchd.notifier import Notifier
 from batchd.providers.base import BatchProvider, ProviderLimits
 from batchd.retention import Housekeeper, RetentionPolicy
 from batchd.safe_folder import make_folders
+from batchd.sources import Source
 from batchd.spool import GROUP_READABLE, PRIVATE, Modes, write_atomic
 from batchd.store.base import JobStore
 from batchd.submitter import SubmitPolicy, Submitter
@@ -164,7 +165,7 @@ class Runtime:
     store: JobStore
     providers: dict[str, BatchProvider]
     limits: dict[str, ProviderLimits]
-    intake: Intake
+    sources: list[Source]  # the drop folder first
     submitter: Submitter
     tracker: Tracker
     collector: Collector
@@ -178,7 +179,7 @@ class Runtime:
     @property
     def loops(self) -> list[Loop]:
         return [
-            self.intake,
+            *self.sources,
             self.submitter,
             self.tracker,
             self.collector,
@@ -256,7 +257,7 @@ def build_runtime(
         store=store,
         providers=providers,
         limits=limits,
-        intake=intake,
+        sources=[intake],
         submitter=submitter,
         tracker=tracker,
         collector=collector,
@@ -286,6 +287,6 @@ def apply_settings(rt: Runtime, new: Settings, providers: dict[str, BatchProvide
     )
     for loop in (rt.submitter, rt.tracker, rt.collector):
         loop.set_providers(providers)
-    rt.intake.modes = policies.modes
-    rt.intake.set_routes(new.routes)
+    for source in rt.sources:
+        source.apply(new, policies.modes)
     rt.notifier.set_endpoints(new.webhook_endpoints())
