@@ -22,6 +22,7 @@ from rich.console import RenderableType
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from batchd.cli import _output
 from batchd.cli._output import console
 from batchd.cli._submit import exit_code
 from batchd.cli._views import progress
@@ -149,6 +150,31 @@ def render(rows: list[Row]) -> RenderableType:
     return table
 
 
+PLAIN_COLUMNS: Final = ("id", "name", "done", "requests", "failed", "rate", "eta_s", "state")
+
+
+def plain(rows: list[Row]) -> str:
+    """A frame for a pipe or a file: a header line and tab-separated rows, values in full."""
+    from batchd.cli._output import tsv
+
+    return tsv(
+        [
+            {
+                "id": row.id,
+                "name": row.label,
+                "done": row.completed,
+                "requests": row.requests,
+                "failed": row.failed,
+                "rate": "" if row.rate is None else f"{row.rate:.1f}",
+                "eta_s": "" if row.eta_s is None else round(row.eta_s),
+                "state": row.state,
+            }
+            for row in rows
+        ],
+        PLAIN_COLUMNS,
+    )
+
+
 async def frame(store: JobStore) -> RenderableType:
     """One frame from a fresh watch (what ``--once`` prints)."""
     return render(await Watch(store).rows())
@@ -167,6 +193,8 @@ async def watch(
     from rich.live import Live
 
     state = Watch(store, keep_s=keep_s)
+    if not _output.is_terminal():
+        return await _watch_piped(state, interval_s, once=once, exit_when_done=exit_when_done)
     out = console()
     if once:
         out.print(render(await state.rows()))
@@ -179,3 +207,17 @@ async def watch(
         except (KeyboardInterrupt, asyncio.CancelledError):
             return 130
     return state.exit_code()
+
+
+async def _watch_piped(state: Watch, interval_s: float, *, once: bool, exit_when_done: bool) -> int:
+    """Not on a terminal: no live redraw; the last frame as tab-separated rows at the end."""
+    rows = await state.rows()
+    try:
+        while not once and not (exit_when_done and state.all_finished()):
+            await asyncio.sleep(interval_s)
+            rows = await state.rows()
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print(plain(rows))
+        return 130
+    print(plain(rows))
+    return 0 if once else state.exit_code()

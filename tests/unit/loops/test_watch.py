@@ -92,3 +92,25 @@ def test_rate_needs_two_samples_and_progress():
 
 def render_text(renderable: object) -> str:
     return render(renderable)
+
+
+async def test_piped_the_watch_prints_its_last_frame_as_tab_separated_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``batchd jobs watch --exit | cat`` used to print one 80-column table with every name
+    cut ("submis…", "a-rath…"): piped, it is the last frame as tab-separated rows in full."""
+    world = World(tmp_path, max_requests=100)
+    name = "a-rather-long-name-that-a-table-would-cut.jsonl"
+    sub = await world.accept(name, request_lines(3))
+    await world.submitter.run_once()
+    [job] = await world.jobs(sub.id)
+    world.provider.finish(job.provider_job_id or "", failing={"r1"})
+    await world.tracker.run_once()
+    await world.collector.run_once()
+    capsys.readouterr()
+    assert await watch_loop(world.store, 0.01, exit_when_done=True, keep_s=1e9) == 4
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split("\t") == ["id", "name", "done", "requests", "failed", "rate", "eta_s",
+                                  "state"]  # fmt: skip
+    assert row.split("\t") == [sub.id, f"{name} (chat)", "3", "3", "1", "", "",
+                               "completed_with_errors"]  # fmt: skip
