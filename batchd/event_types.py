@@ -42,10 +42,23 @@ def matches_any(pattern: str, types: Iterable[str] = EVENT_TYPES) -> bool:
     return any(fnmatch.fnmatchcase(t, pattern) for t in types)
 
 
+# Names people reach for that batchd does not use, and the event they mean (a spelling
+# suggestion would offer "submission.abandoned" for "submission.done").
+MEANT: Final = {
+    "submission.done": "results.ready",
+    "submission.finished": "results.ready",
+    "submission.completed": "results.ready",
+    "submission.succeeded": "results.ready",
+    "batch.completed": "batch.succeeded",
+    "batch.done": "batch.succeeded",
+}
+
+
 def pattern_problem(pattern: str) -> str | None:
     """Why ``pattern`` is useless (it matches no event type), with a suggestion; None if fine."""
     if matches_any(pattern):
         return None
     close = difflib.get_close_matches(pattern, sorted(EVENT_TYPES), n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    meant = MEANT.get(pattern)
+    hint = f"; did you mean {meant or close[0]!r}?" if meant or close else ""
     return f"{pattern!r} matches no event type{hint} (known: {', '.join(sorted(EVENT_TYPES))})"

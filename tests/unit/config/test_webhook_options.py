@@ -30,6 +30,8 @@ def test_an_event_pattern_that_matches_nothing_is_refused_naming_the_key(tmp_pat
         load(tmp_path, hook(events='["submission.done", "results.redy", "batch.*"]'))
     text = str(info.value)
     assert "webhooks[0].events: 'submission.done' matches no event type" in text
+    # what a user means by it, not the nearest spelling ('submission.abandoned')
+    assert "'submission.done' matches no event type; did you mean 'results.ready'?" in text
     assert "'results.redy' matches no event type; did you mean 'results.ready'?" in text
     assert "'batch.*'" not in text
     assert "results.unavailable" in text  # the known types are listed
