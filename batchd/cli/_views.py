@@ -179,11 +179,33 @@ async def describe(store: JobStore, ref: str) -> dict[str, Any] | None:
     return view
 
 
+async def open_by_name(store: JobStore, name: str) -> list[Submission]:
+    """The submissions of that file name still to finish (several: re-drops, other routes)."""
+    return [
+        sub
+        for sub in await store.list_submissions(
+            states=[SubmissionState.CLAIMED, SubmissionState.ACTIVE], limit=1_000_000
+        )
+        if sub.name == name
+    ]
+
+
 async def request_cancel(store: JobStore, ref: str) -> Submission:
+    """By file name: the one submission of that name still running (not merely the newest,
+    which may have finished while an earlier drop of the same name runs on)."""
     found = await resolve(store, ref)
     if found is None:
         raise BatchdError(f"no submission, job or file named {ref}")
     sub = found[0]
+    if found[1] is None and sub.id != ref:  # found by its file name
+        running = await open_by_name(store, PurePath(ref).name)
+        if len(running) > 1:
+            listed = ", ".join(f"{s.id} (route {s.route})" for s in running)
+            raise BatchdError(
+                f"several submissions named {sub.name} are open: {listed}; cancel one by its id"
+            )
+        if running:
+            sub = running[0]
     if sub.state not in {SubmissionState.CLAIMED, SubmissionState.ACTIVE}:
         raise BatchdError(f"submission {sub.id} is {sub.state.value}: nothing to cancel")
     import time

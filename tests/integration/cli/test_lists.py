@@ -99,6 +99,31 @@ def test_an_outcome_the_state_column_shows_filters_the_list(config: Path, capsys
     assert page["submissions"] == []
 
 
+def test_cancel_by_name_takes_the_run_still_open_not_merely_the_newest(config: Path, capsys: Any):
+    """A name dropped again: the newer run may finish while the older one runs on. Cancel by
+    name cancels the open one; with several open it names them and cancels none."""
+
+    async def two_runs(store: JobStore) -> list[str]:
+        older, _ = await accepted(store, "same.jsonl", now=NOW, sha256="a" * 64)
+        newer, job = await accepted(store, "same.jsonl", now=NOW + 1, sha256="b" * 64)
+        job = await store.transition_job(job.id, JobState.RUNNING, JobState.SUCCEEDED, now=NOW)
+        await store.transition_job(job.id, job.state, job.state, now=NOW, result_state="collected")
+        await store.finish_submission(
+            newer.id, Outcome.SUCCEEDED, now=NOW + 2, event=EventSpec("x")
+        )
+        return [older.id, newer.id]
+
+    older, _ = with_store(config, two_runs)
+    assert run(["cancel", "--json", "same.jsonl", "--config", str(config)]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == older
+
+    third = with_store(config, lambda store: accepted(store, "same.jsonl", now=NOW + 3))[0].id
+    assert run(["cancel", "same.jsonl", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "several submissions named same.jsonl are open" in err
+    assert older in err and third in err and "cancel one by its id" in err
+
+
 def test_an_unknown_cursor_is_a_usage_error(config: Path, capsys: Any):
     fill(config, 1)
     assert run(["jobs", "list", "--cursor", "sub_nope", "--config", str(config)]) == 2
