@@ -26,7 +26,7 @@ import structlog
 from batchd.clock import Clock
 from batchd.errors import ProviderError
 from batchd.models import ACTIVE, LOCAL, TERMINAL, Job, JobState
-from batchd.providers.base import BatchProvider, JobFilter, JobSnapshot
+from batchd.providers.base import BatchProvider, JobSnapshot, TagQuery
 from batchd.store.base import DuplicateJob, EventSpec, JobStore
 
 log = structlog.get_logger(__name__)
@@ -106,9 +106,9 @@ class Duplicates:
     async def check_submission(self, name: str, provider: BatchProvider, sub_id: str) -> None:
         """Settle the duplicates among the jobs tagged for one submission (the collector, just
         before it writes summary.json). A failed listing is logged: the tracker keeps looking."""
-        query = JobFilter(metadata={"batchd": self._instance_id, "batchd_submission": sub_id})
+        query = TagQuery({"batchd": self._instance_id, "batchd_submission": sub_id})
         try:
-            async for snap in provider.iter_jobs(query):
+            async for snap in provider.find_tagged(query):
                 await self.check(name, provider, snap)
         except ProviderError as exc:
             log.warning("duplicate.check_failed", submission_id=sub_id, error=str(exc))

@@ -39,9 +39,9 @@ from batchd.loops import Waker, gather_bounded
 from batchd.models import ACTIVE, LOCAL, Job, JobState, Submission, backoff_s
 from batchd.providers.base import (
     BatchProvider,
-    JobFilter,
     JobSnapshot,
     JobSpec,
+    TagQuery,
     carries_metadata,
 )
 from batchd.reconcile import (
@@ -281,10 +281,10 @@ class Submitter:
 
     async def _reconcile(self, job: Job, provider: BatchProvider) -> bool:
         """Look the job up by its tag; adopt it when the provider has it."""
-        query = JobFilter(metadata={"batchd_job": job.id})
+        query = TagQuery({"batchd_job": job.id})
         # Checked here too, whatever the provider implementation: adopting (or cancelling) a
         # job that is not this one's would be worse than a miss.
-        found = [s async for s in provider.iter_jobs(query) if carries_metadata(s, query.metadata)]
+        found = [s async for s in provider.find_tagged(query) if carries_metadata(s, query.tag)]
         if not found:
             return False
         found.sort(key=lambda s: (s.created_at or 0.0, s.id))

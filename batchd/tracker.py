@@ -43,7 +43,7 @@ from batchd.errors import AuthError, NotFound, ProviderError, RateLimited, Stale
 from batchd.health import ProviderGate
 from batchd.loops import Waker, gather_bounded, report_progress
 from batchd.models import ACTIVE, LOCAL, TERMINAL, Job, JobState, event_type_for
-from batchd.providers.base import BatchProvider, JobFilter, JobSnapshot
+from batchd.providers.base import BatchProvider, JobSnapshot, TagQuery
 from batchd.store.base import EventSpec, JobStore
 
 log = structlog.get_logger(__name__)
@@ -192,13 +192,11 @@ class Tracker:
         provider = self._providers[name]
         by_id = {j.provider_job_id: j for j in open_jobs if j.provider_job_id}
         seen: set[str] = set()
-        query = JobFilter(
-            metadata={"batchd": self._instance_id},
-            states=LISTABLE,
-            page_size=self._policy.page_size,
+        query = TagQuery(
+            {"batchd": self._instance_id}, states=LISTABLE, page_size=self._policy.page_size
         )
         try:
-            async for snap in provider.iter_jobs(query):
+            async for snap in provider.find_tagged(query):
                 report_progress()
                 job = by_id.get(snap.id)
                 if job is None:
@@ -228,14 +226,14 @@ class Tracker:
         if not open_jobs:
             return
         provider = self._providers[name]
-        query = JobFilter(
-            metadata={"batchd": self._instance_id},
+        query = TagQuery(
+            {"batchd": self._instance_id},
             created_after=min(j.created_at for j in open_jobs) - CLOCK_SKEW_S,
             page_size=self._policy.page_size,
         )
         listed = 0
         try:
-            async for snap in provider.iter_jobs(query):
+            async for snap in provider.find_tagged(query):
                 report_progress()
                 listed += 1
                 await self._duplicates.check(name, provider, snap)

@@ -9,7 +9,7 @@ field names) never leaks past the provider module; the raw status is kept only f
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -113,6 +113,18 @@ class JobFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class TagQuery:
+    """Jobs batchd created, found again by the tag it put on them (``batchd``, ``batchd_job``,
+    ``batchd_submission``). How is the provider's business: a server-side metadata filter
+    (Mistral), a scan of its recent jobs, or another means."""
+
+    tag: Mapping[str, str]
+    states: tuple[JobState, ...] = ()  # any state when empty
+    created_after: float | None = None  # a provider may return older jobs too
+    page_size: int = 100  # a hint, for providers that list in pages
+
+
+@dataclass(frozen=True, slots=True)
 class JobPage:
     jobs: tuple[JobSnapshot, ...]
     total: int
@@ -134,7 +146,7 @@ class ProviderLimits:
 @runtime_checkable
 class BatchProvider(Protocol):
     """One provider account. Upload and create are never retried blindly by the implementation:
-    the caller reconciles through ``list_jobs(metadata=...)`` / ``find_files`` instead."""
+    the caller reconciles through ``find_tagged`` / ``find_files`` instead."""
 
     name: str
     limits: ProviderLimits
@@ -162,6 +174,13 @@ class BatchProvider(Protocol):
         empty page and never loops."""
         ...
 
+    def find_tagged(self, query: TagQuery) -> AsyncIterator[JobSnapshot]:
+        """Every job carrying every pair of ``query.tag`` (checked by the implementation,
+        whatever its server did), in one of ``query.states`` (any when empty): how the loops
+        find a job after an ambiguous create, refresh many open jobs at once, and look for
+        duplicates. Bounded: never loops."""
+        ...
+
     async def cancel_job(self, job_id: str) -> JobSnapshot: ...
     async def delete_job(self, job_id: str) -> None: ...
 
@@ -170,11 +189,6 @@ class BatchProvider(Protocol):
         """Parse one line of an output/error file leniently. Raises ``ProviderPermanent`` when
         the line is not a JSON object with a ``custom_id``."""
         ...
-
-
-def active_filter(metadata: Mapping[str, str], states: Sequence[JobState]) -> JobFilter:
-    """The list query the tracker uses: batchd's tag plus a status filter, largest pages."""
-    return JobFilter(metadata=dict(metadata), states=tuple(states), page_size=100)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from batchd.providers.base import (
     ProviderLimits,
     ProviderSettings,
     ResultLine,
+    TagQuery,
     carries_metadata,
 )
 from batchd.providers.http import ProviderHttp
@@ -226,6 +227,18 @@ class MistralProvider:
 
         walk = walk_pages(fetch, start=filters.page, page_size=filters.page_size, what="list_jobs")
         return (job async for job in walk if _has(job, filters))
+
+    def find_tagged(self, query: TagQuery) -> AsyncIterator[JobSnapshot]:
+        """The jobs list with the tag as its metadata filter (checked here too: ``_has``) and
+        the states as its status filter."""
+        return self.iter_jobs(
+            JobFilter(
+                metadata=dict(query.tag),
+                states=query.states,
+                created_after=query.created_after,
+                page_size=query.page_size,
+            )
+        )
 
     async def _server_page(self, filters: JobFilter) -> JobPage:
         """One page as the server sent it; warns when it holds jobs the metadata filter should

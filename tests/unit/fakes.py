@@ -22,6 +22,8 @@ from batchd.providers.base import (
     JobSpec,
     ProviderLimits,
     ResultLine,
+    TagQuery,
+    carries_metadata,
 )
 
 
@@ -193,6 +195,15 @@ class FakeProvider:
             if not result.jobs or (page + 1) * filters.page_size >= result.total:
                 return
             page += 1
+
+    def find_tagged(self, query: TagQuery) -> AsyncIterator[JobSnapshot]:
+        filters = JobFilter(
+            metadata=dict(query.tag),
+            states=query.states,
+            created_after=query.created_after,
+            page_size=query.page_size,
+        )
+        return (s async for s in self.iter_jobs(filters) if carries_metadata(s, query.tag))
 
     async def cancel_job(self, job_id: str) -> JobSnapshot:
         self._enter("cancel_job")

@@ -14,7 +14,7 @@ import pytest
 
 from batchd.errors import NotFound, ProviderPermanent
 from batchd.models import ACTIVE, PROVIDER_STATES, TERMINAL, JobState
-from batchd.providers.base import BatchProvider, JobFilter, JobSpec, active_filter
+from batchd.providers.base import BatchProvider, JobSpec, TagQuery
 
 from .conftest import Contract
 
@@ -74,8 +74,8 @@ async def test_a_job_is_found_again_from_its_tag_alone(contract: Contract, tmp_p
     provider = contract.provider
     mine = await created(provider, tmp_path, "job-1", ["a"])
     await created(provider, tmp_path, "job-2", ["b"])
-    found = await provider.list_jobs(JobFilter(metadata={"batchd_job": "job-1"}))
-    assert [j.id for j in found.jobs] == [mine]
+    found = [j.id async for j in provider.find_tagged(TagQuery({"batchd_job": "job-1"}))]
+    assert found == [mine]
     assert (await provider.get_job(mine)).id == mine
 
 
@@ -84,13 +84,14 @@ async def test_many_jobs_are_refreshed_by_tag_and_state_over_every_page(
 ) -> None:
     provider = contract.provider
     ids = [await created(provider, tmp_path, f"job-{i}", [f"r{i}"]) for i in range(5)]
-    tagged = JobFilter(metadata={"batchd": "bdcontract"}, page_size=2)
-    assert sorted([j.id async for j in provider.iter_jobs(tagged)]) == sorted(ids)
-    active = active_filter({"batchd": "bdcontract"}, sorted(ACTIVE))
-    assert {j.id async for j in provider.iter_jobs(active)} == set(ids)
+    tagged = TagQuery({"batchd": "bdcontract"}, page_size=2)
+    assert sorted([j.id async for j in provider.find_tagged(tagged)]) == sorted(ids)
+    active = TagQuery({"batchd": "bdcontract"}, states=tuple(sorted(ACTIVE)), page_size=2)
+    assert {j.id async for j in provider.find_tagged(active)} == set(ids)
     ended = await contract.finish(ids[0])  # (an emulator's clock may end the others too)
     assert ended.state in TERMINAL
-    assert ids[0] not in {j.id async for j in provider.iter_jobs(active)}
+    assert ids[0] not in {j.id async for j in provider.find_tagged(active)}
+    assert [j.id async for j in provider.find_tagged(TagQuery({"batchd": "other"}))] == []
 
 
 async def test_results_are_fetched_and_read_by_the_providers_parser(

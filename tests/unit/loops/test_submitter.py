@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from structlog.testing import capture_logs
 
 from batchd.errors import AuthError, NotFound, ProviderPermanent, ProviderTransient, RateLimited
 from batchd.models import JobState
-from batchd.providers.base import JobFilter, JobSnapshot, JobSpec
+from batchd.providers.base import JobFilter, JobSnapshot, JobSpec, TagQuery
 from batchd.store.base import EventSpec
 from batchd.submitter import SubmitPolicy, Submitter
 from tests.unit.loops.conftest import World, request_lines
@@ -200,11 +199,11 @@ async def test_reconcile_ignores_jobs_that_are_not_tagged_with_this_job(world: W
     await world.submitter.run_once()
     iter_jobs = world.provider.iter_jobs
 
-    async def ignoring_the_filter(filters: JobFilter) -> AsyncIterator[JobSnapshot]:
-        async for snap in iter_jobs(replace(filters, metadata={})):
+    async def ignoring_the_tag(query: TagQuery) -> AsyncIterator[JobSnapshot]:
+        async for snap in iter_jobs(JobFilter(states=query.states)):
             yield snap
 
-    world.provider.iter_jobs = ignoring_the_filter  # type: ignore[method-assign]
+    world.provider.find_tagged = ignoring_the_tag  # type: ignore[method-assign]
     await pass_the_window(world)
 
     (job,) = await world.jobs(sub.id)
