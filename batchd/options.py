@@ -94,10 +94,29 @@ def read_options(batch: Path, name: str) -> FileOptions | None:
     except OSError as exc:
         raise IntakeRejected([Problem(0, f"{shown}: cannot read it ({exc.strerror})")]) from None
     try:
+        foreign = _foreign_owner(os.fstat(fd).st_uid, batch, name)
         data = os.read(fd, MAX_BYTES + 1)
     finally:
         os.close(fd)
+    if foreign is not None:
+        raise IntakeRejected([Problem(0, f"{shown}: {foreign}")])
     return parse_options(data, shown)
+
+
+def _foreign_owner(sidecar_uid: int, batch: Path, name: str) -> str | None:
+    """In a shared inbox anyone may create ``<name>.jsonl.json`` before another user's file
+    arrives, and the sticky bit keeps that user from removing it: a sidecar applies only when
+    its owner is the file's (or root, or batchd itself). None: it may apply."""
+    try:
+        owner = batch.lstat().st_uid
+    except OSError:
+        return None  # no file (yet): decided when the file is read
+    if sidecar_uid in {owner, 0, os.geteuid()}:
+        return None
+    return (
+        f"belongs to another user (uid {sidecar_uid}) than {name} (uid {owner}), so it is "
+        "not applied; remove it (its owner or root can), or drop the file under another name"
+    )
 
 
 def options_at_claim(batch: Path) -> FileOptions | None:

@@ -95,3 +95,41 @@ async def test_a_sidecar_that_is_a_symlink_is_refused(world: World, tmp_path: Pa
     sub = await world.accept("a.jsonl", request_lines(2))
     assert sub.state is SubmissionState.REJECTED
     assert "symbolic link" in (world.paths.rejected / "a.reason.txt").read_text()
+
+
+async def test_a_sidecar_of_another_user_is_not_applied(world: World) -> None:
+    """A shared inbox: mallory (uid 2001) plants report.jsonl.json before ana (uid 2000) drops
+    report.jsonl; ana cannot remove it (sticky bit). It must not choose ana's model, metadata
+    or duplicate override: the file is rejected saying whose sidecar it is."""
+    import os
+
+    planted = sidecar(world, "report.jsonl", {"model": "pricey", "allow_duplicate": True})
+    os.chown(planted, 2001, 2001)
+    staging = world.paths.inbox / ".report.part"
+    staging.write_text(request_lines(2))
+    os.chown(staging, 2000, 2000)
+    staging.rename(world.paths.inbox / "report.jsonl")
+    for _ in range(3):
+        await world.intake.run_once()
+        world.clock.advance(3)
+    [sub] = await world.store.list_submissions()
+    assert sub.state is SubmissionState.REJECTED and sub.model != "pricey"
+    reason = (world.paths.rejected / "report.reason.txt").read_text()
+    assert (
+        "report.jsonl.json: belongs to another user (uid 2001) than report.jsonl (uid 2000)"
+        in reason
+    )
+    assert not world.provider_jobs()
+
+    # the same user's sidecar applies as before
+    mine = sidecar(world, "own.jsonl", {"model": "big"})
+    os.chown(mine, 2000, 2000)
+    staging = world.paths.inbox / ".own.part"
+    staging.write_text(request_lines(3))
+    os.chown(staging, 2000, 2000)
+    staging.rename(world.paths.inbox / "own.jsonl")
+    for _ in range(3):
+        await world.intake.run_once()
+        world.clock.advance(3)
+    [own] = [s for s in await world.store.list_submissions() if s.name == "own.jsonl"]
+    assert (own.state, own.model) == (SubmissionState.ACTIVE, "big")
