@@ -163,6 +163,11 @@ class Job:
     # create is sent), and how many lookups by tag have missed since the last create.
     reconcile_until: float | None = None
     lookups: int = 0
+    # Claims (``store/leases.py``): the instance working on the job and until when; ``version``
+    # is bumped by every change and checked by every conditional update.
+    owner: str | None = None
+    lease_until: float | None = None
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)

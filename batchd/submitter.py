@@ -54,6 +54,7 @@ from batchd.reconcile import (
     window_end,
 )
 from batchd.store.base import EventSpec, JobStore
+from batchd.store.leases import LEASE_S
 from batchd.uploads import find_upload, upload_name
 from batchd.workdir import WorkDir
 
@@ -138,8 +139,8 @@ class Submitter:
     # ------------------------------------------------------------------ the pass
     async def run_once(self) -> int:
         now = self._clock.now()
-        jobs = await self._store.list_jobs(
-            states=sorted(LOCAL), due_before=now, limit=self._policy.batch_size
+        jobs = await self._store.claim_due(
+            "submit", self._instance_id, LEASE_S, now=now, limit=self._policy.batch_size
         )
         jobs = [j for j in jobs if self._gate.is_open(j.provider, now)]
         await gather_bounded(jobs, self._step, limit=self._policy.concurrency)
@@ -301,6 +302,7 @@ class Submitter:
             JobState.CREATING,
             adopted_state(snapshot),
             now=now,
+            owner=self._instance_id,
             provider_job_id=snapshot.id,
             raw_status=snapshot.raw_status,
             counts=snapshot.counts,
@@ -331,6 +333,7 @@ class Submitter:
             job.state,
             JobState.FAILED,
             now=self._clock.now(),
+            owner=self._instance_id,
             last_error=str(exc),
             event=EventSpec(
                 "batch.failed",
@@ -399,6 +402,7 @@ class Submitter:
             job.state,
             JobState.CANCELLED,
             now=self._clock.now(),
+            owner=self._instance_id,
             event=EventSpec(
                 "batch.cancelled",
                 {"submission_id": job.submission_id, "job_id": job.id, "sent": False},
@@ -414,5 +418,5 @@ class Submitter:
 
     async def _transition(self, job: Job, new: JobState, **fields: Any) -> Job:
         return await self._store.transition_job(
-            job.id, job.state, new, now=self._clock.now(), **fields
+            job.id, job.state, new, now=self._clock.now(), owner=self._instance_id, **fields
         )

@@ -34,6 +34,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -362,7 +363,7 @@ class Tracker:
         await gather_bounded(calls, run, limit=self._policy.concurrency)
 
 
-def _snapshot_fields(snap: JobSnapshot) -> dict[str, object]:
+def _snapshot_fields(snap: JobSnapshot) -> dict[str, Any]:
     return {
         "raw_status": snap.raw_status,
         "counts": snap.counts,

@@ -128,6 +128,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "terminal_at",
         "collected_at",
         "next_attempt_at",
+        "lease_until",
     ):
         view[key] = _iso(view[key])
     return view

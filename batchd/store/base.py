@@ -30,6 +30,7 @@ from batchd.models import (
     Submission,
     SubmissionState,
 )
+from batchd.store.leases import Stage
 
 
 class DuplicateContent(StoreError):
@@ -280,6 +281,21 @@ class JobStore(Protocol):
         are PENDING."""
         ...
 
+    async def claim_due(
+        self,
+        stage: Stage,
+        owner: str,
+        lease_s: float,
+        *,
+        now: float,
+        limit: int = 100,
+        provider: str | None = None,
+    ) -> list[Job]:
+        """Take the due jobs of ``stage`` (``leases.in_stage``; ``next_attempt_at <= now``)
+        that no other owner holds, ordered by ``next_attempt_at`` then id: each is returned
+        held by ``owner`` until ``now + lease_s``, its version bumped (``store/leases.py``)."""
+        ...
+
     async def transition_job(
         self,
         job_id: str,
@@ -288,9 +304,12 @@ class JobStore(Protocol):
         *,
         now: float,
         event: EventSpec | None = None,
+        owner: str | None = None,
         **fields: Any,
     ) -> Job:
         """Compare-and-set ``expected -> new`` (``new == expected`` updates fields only).
+        Every change bumps the job's version. With ``owner``: ``LeaseLost`` (changing nothing)
+        when another owner holds the job.
 
         ``fields`` may set any non-key ``Job`` attribute (``counts`` as a ``RequestCounts``,
         ``errors`` as a tuple of dicts). Entering a TERMINAL state sets ``terminal_at`` and moves

@@ -39,6 +39,7 @@ from batchd.store.base import (
     PruneCounts,
     StoreStats,
 )
+from batchd.store.memory_leases import MemoryLeases
 from batchd.store.memory_outbox import MemoryOutbox, first
 
 
@@ -51,7 +52,7 @@ def _copy_submission(sub: Submission) -> Submission:
     return replace(sub, metadata=dict(sub.metadata), results=results)
 
 
-class MemoryJobStore(MemoryOutbox):
+class MemoryJobStore(MemoryOutbox, MemoryLeases):
     """A ``JobStore`` held in memory. Same behaviour as ``SqliteJobStore``, no durability."""
 
     def __init__(self) -> None:
@@ -304,10 +305,11 @@ class MemoryJobStore(MemoryOutbox):
         *,
         now: float,
         event: EventSpec | None = None,
+        owner: str | None = None,
         **fields: Any,
     ) -> Job:
         job = self._job(job_id)
-        changed = rules.transitioned(job, expected, new, now=now, fields=fields)
+        changed = rules.transitioned(job, expected, new, now=now, fields=fields, owner=owner)
         built = (
             rules.build_event(event, now=now, submission_id=job.submission_id, job_id=job.id)
             if event
@@ -336,12 +338,6 @@ class MemoryJobStore(MemoryOutbox):
             if submission_id is None or d.submission_id == submission_id
         ]
         return sorted(found, key=lambda d: (d.found_at, d.provider_job_id))
-
-    async def reschedule_jobs(self, job_ids: Sequence[str], next_attempt_at: float) -> int:
-        found = [i for i in dict.fromkeys(job_ids) if i in self._jobs]
-        for job_id in found:
-            self._jobs[job_id] = replace(self._jobs[job_id], next_attempt_at=float(next_attempt_at))
-        return len(found)
 
     # ------------------------------------------------------------------ housekeeping
     async def prune(

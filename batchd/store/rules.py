@@ -29,6 +29,7 @@ from batchd.models import (
     can_transition,
     new_id,
 )
+from batchd.store import leases
 from batchd.store.base import (
     ChunkPlan,
     Delivery,
@@ -246,7 +247,9 @@ def new_jobs(sub: Submission, chunks: Sequence[ChunkPlan], *, now: float) -> lis
     ]
 
 
-JOB_KEYS = frozenset({"id", "submission_id", "chunk_index", "state"})
+JOB_KEYS = frozenset(
+    {"id", "submission_id", "chunk_index", "state", "owner", "lease_until", "version"}
+)
 JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(Job)) - JOB_KEYS
 _SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float)}
 
@@ -304,10 +307,18 @@ def job_state(value: JobState | str) -> JobState:
 
 
 def transitioned(
-    job: Job, expected: JobState, new: JobState, *, now: float, fields: Mapping[str, Any]
+    job: Job,
+    expected: JobState,
+    new: JobState,
+    *,
+    now: float,
+    fields: Mapping[str, Any],
+    owner: str | None = None,
 ) -> Job:
-    """The job after a compare-and-set ``expected -> new`` with ``fields`` applied."""
+    """The job after a compare-and-set ``expected -> new`` with ``fields`` applied (and its
+    version bumped); ``LeaseLost`` when ``owner`` is given and another owner holds it."""
     changes = checked_fields(fields)
+    leases.check_owner(job, owner, now)
     expected, new = job_state(expected), job_state(new)
     if job.state is not expected:
         raise StaleState(f"job {job.id}", expected, job.state)
@@ -318,7 +329,7 @@ def transitioned(
         changes.setdefault("terminal_at", now)
         if "result_state" not in changes and job.result_state is ResultState.NONE:
             changes["result_state"] = ResultState.PENDING
-    return replace(job, **{"updated_at": now, **changes, "state": new})
+    return replace(job, **{"updated_at": now, **changes, "state": new, "version": job.version + 1})
 
 
 # ---------------------------------------------------------------------------- outbox

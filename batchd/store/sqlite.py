@@ -46,12 +46,12 @@ from batchd.store.base import (
 from batchd.store.migrate import load_migrations, migrate, user_version
 from batchd.store.sqlite_db import Database, Tx
 from batchd.store.sqlite_duplicates import SqliteDuplicates
+from batchd.store.sqlite_leases import SqliteLeases, write_job
 from batchd.store.sqlite_outbox import SqliteOutbox, insert_event
 from batchd.store.sqlite_rows import (
     INSERT_JOB,
     INSERT_SUBMISSION,
     SELECT_JOBS,
-    UPDATE_JOB,
     UPDATE_SUBMISSION,
     job_from_row,
     job_params,
@@ -97,7 +97,7 @@ _CANCEL_JOBS = (
 )
 
 
-class SqliteJobStore(SqliteOutbox, SqliteDuplicates):
+class SqliteJobStore(SqliteOutbox, SqliteDuplicates, SqliteLeases):
     """A ``JobStore`` on the SQLite file at ``path``.
 
     ``on_migration(version)`` is called before each schema migration ``open()`` applies (the
@@ -375,6 +375,7 @@ class SqliteJobStore(SqliteOutbox, SqliteDuplicates):
         *,
         now: float,
         event: EventSpec | None = None,
+        owner: str | None = None,
         **fields: Any,
     ) -> Job:
         def body(tx: Tx) -> Job:
@@ -382,19 +383,13 @@ class SqliteJobStore(SqliteOutbox, SqliteDuplicates):
             if row is None:
                 raise StoreError(f"job {job_id} not found")
             job = job_from_row(row)
-            changed = rules.transitioned(job, expected, new, now=now, fields=fields)
+            changed = rules.transitioned(job, expected, new, now=now, fields=fields, owner=owner)
             ids = {"submission_id": job.submission_id, "job_id": job.id}
-            tx.run(UPDATE_JOB, job_params(changed))
+            write_job(tx, job, changed)
             insert_event(tx, rules.build_event(event, now=now, **ids) if event else None)
             return changed
 
         return await self._db.write(body)
-
-    async def reschedule_jobs(self, job_ids: Sequence[str], next_attempt_at: float) -> int:
-        rows = [(float(next_attempt_at), i) for i in dict.fromkeys(job_ids)]
-        return await self._db.write(
-            lambda tx: tx.many("UPDATE jobs SET next_attempt_at = ? WHERE id = ?", rows)
-        )
 
     # ------------------------------------------------------------------ housekeeping
     async def prune(

@@ -132,7 +132,7 @@ _RESULT_STATES = {s.value: s for s in ResultState}
 
 SELECT_JOBS = _select("jobs", JOB_COLUMNS)
 INSERT_JOB = _insert("jobs", JOB_COLUMNS)
-UPDATE_JOB = _update("jobs", _JOB_CHANGES, "id = :id")
+UPDATE_JOB_AT_VERSION = _update("jobs", _JOB_CHANGES, "id = :id AND version = :read_version")
 
 
 def job_params(job: Job) -> dict[str, Any]:

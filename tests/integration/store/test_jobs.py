@@ -48,6 +48,7 @@ async def test_transition_sets_fields_and_appends_its_event(store: JobStore) -> 
         counts=RequestCounts(total=10),
         next_attempt_at=NOW + 30,
         updated_at=NOW + 2,
+        version=creating.version + 1,  # every change bumps it
     )
     assert await store.get_job(job.id) == pending
     last = (await store.list_events())[-1]
@@ -119,6 +120,7 @@ async def test_same_state_updates_fields_even_when_terminal(store: JobStore) -> 
         collected_at=NOW + 50,
         errors=({"code": 1, "message": "x"},),
         updated_at=NOW + 50,
+        version=done.version + 1,
     )
     assert await store.get_job(job.id) == updated
 
@@ -258,6 +260,7 @@ async def test_list_jobs_by_cancel_request(store: JobStore) -> None:
 
 
 async def test_reschedule_jobs_moves_only_next_attempt_at(store: JobStore) -> None:
+    """(and bumps the version, as every change does)"""
     _, jobs = await accepted(store, 3)
     running = await drive(store, jobs[0], JobState.RUNNING, now=NOW + 1)
 
@@ -266,8 +269,12 @@ async def test_reschedule_jobs_moves_only_next_attempt_at(store: JobStore) -> No
     )
 
     assert changed == 2
-    assert await store.get_job(jobs[0].id) == replace(running, next_attempt_at=NOW + 60)
-    assert await store.get_job(jobs[1].id) == replace(jobs[1], next_attempt_at=NOW + 60)
+    assert await store.get_job(jobs[0].id) == replace(
+        running, next_attempt_at=NOW + 60, version=running.version + 1
+    )
+    assert await store.get_job(jobs[1].id) == replace(
+        jobs[1], next_attempt_at=NOW + 60, version=jobs[1].version + 1
+    )
     assert await store.get_job(jobs[2].id) == jobs[2]
     assert await store.reschedule_jobs([], NOW) == 0
 

@@ -1,0 +1,47 @@
+"""The job-claim verbs of ``MemoryJobStore`` (the rules are ``store/leases.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from batchd.models import Job
+from batchd.store import leases
+from batchd.store.leases import Stage
+
+
+class MemoryLeases:
+    """Mixed into ``MemoryJobStore``: like its other verbs, each decides and changes its dict
+    without awaiting in between, so a claim is atomic among tasks."""
+
+    _jobs: dict[str, Job]
+
+    async def claim_due(
+        self,
+        stage: Stage,
+        owner: str,
+        lease_s: float,
+        *,
+        now: float,
+        limit: int = 100,
+        provider: str | None = None,
+    ) -> list[Job]:
+        due = sorted(
+            (j for j in self._jobs.values() if leases.claimable(j, stage, owner, now, provider)),
+            key=lambda j: (j.next_attempt_at, j.id),
+        )
+        taken = []
+        for job in due[: max(0, limit)]:
+            new = leases.claimed(job, owner, now + lease_s)
+            self._jobs[job.id] = new
+            taken.append(replace(new, errors=tuple(dict(e) for e in new.errors)))
+        return taken
+
+    async def reschedule_jobs(self, job_ids: Sequence[str], next_attempt_at: float) -> int:
+        found = [i for i in dict.fromkeys(job_ids) if i in self._jobs]
+        for job_id in found:
+            job = self._jobs[job_id]
+            self._jobs[job_id] = replace(
+                job, next_attempt_at=float(next_attempt_at), version=job.version + 1
+            )
+        return len(found)

@@ -1,0 +1,85 @@
+"""The job-claim verbs of ``SqliteJobStore`` (columns ``owner``, ``lease_until``, ``version``,
+migration 0004; the rules are ``store/leases.py``).
+
+Each runs in one ``BEGIN IMMEDIATE`` transaction, and every row it changes is written with
+``WHERE version = <the version read>``: the same conditional update another engine (one
+without a database-wide write lock) would need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from batchd.errors import StaleState
+from batchd.models import Job, ResultState
+from batchd.store import leases
+from batchd.store.leases import Stage
+from batchd.store.sqlite_db import Database, Tx
+from batchd.store.sqlite_rows import SELECT_JOBS, UPDATE_JOB_AT_VERSION, job_from_row, job_params
+
+_CLAIM = "UPDATE jobs SET owner = ?, lease_until = ?, version = ? WHERE id = ? AND version = ?"
+_FREE = "(owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until <= ?)"
+
+
+def _claim_query(
+    stage: Stage, owner: str, now: float, provider: str | None, limit: int
+) -> tuple[str, list[object]]:
+    states = sorted(s.value for s in leases.STAGE_STATES[stage])
+    where = [f"state IN ({', '.join('?' * len(states))})", "next_attempt_at <= ?", _FREE]
+    params: list[object] = [*states, now, owner, now]
+    if stage == "collect":
+        where.append("result_state = ?")
+        params.append(ResultState.PENDING.value)
+    if provider is not None:
+        where.append("provider = ?")
+        params.append(provider)
+    sql = f"{SELECT_JOBS} WHERE {' AND '.join(where)} ORDER BY next_attempt_at, id LIMIT ?"
+    return sql, [*params, max(0, limit)]
+
+
+def write_job(tx: Tx, read: Job, changed: Job) -> None:
+    """``changed`` written where the row is still at ``read``'s version."""
+    params = job_params(changed)
+    params["read_version"] = read.version
+    if tx.run(UPDATE_JOB_AT_VERSION, params) != 1:
+        raise StaleState(f"job {read.id}", f"version {read.version}", "a newer version")
+
+
+class SqliteLeases:
+    """Mixed into ``SqliteJobStore``."""
+
+    _db: Database
+
+    async def claim_due(
+        self,
+        stage: Stage,
+        owner: str,
+        lease_s: float,
+        *,
+        now: float,
+        limit: int = 100,
+        provider: str | None = None,
+    ) -> list[Job]:
+        sql, params = _claim_query(stage, owner, now, provider, limit)
+
+        def body(tx: Tx) -> list[Job]:
+            taken = []
+            for row in tx.rows(sql, params):
+                job = job_from_row(row)
+                if not leases.claimable(job, stage, owner, now, provider):
+                    continue
+                new = leases.claimed(job, owner, now + lease_s)
+                values = (owner, new.lease_until, new.version, job.id, job.version)
+                if tx.run(_CLAIM, values) == 1:
+                    taken.append(new)
+            return taken
+
+        return await self._db.write(body)
+
+    async def reschedule_jobs(self, job_ids: Sequence[str], next_attempt_at: float) -> int:
+        rows = [(float(next_attempt_at), i) for i in dict.fromkeys(job_ids)]
+        return await self._db.write(
+            lambda tx: tx.many(
+                "UPDATE jobs SET next_attempt_at = ?, version = version + 1 WHERE id = ?", rows
+            )
+        )

@@ -1,0 +1,73 @@
+"""Two instances on one store (the memory store, and a real SQLite file): their loops take work
+with ``claim_due``, so a job is uploaded and created by one of them only, never by both."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from batchd.models import JobState
+from batchd.providers.base import FileRef, JobSnapshot, JobSpec
+from batchd.store.base import JobStore
+from batchd.store.memory import MemoryJobStore
+from batchd.store.sqlite import SqliteJobStore
+from batchd.submitter import SubmitPolicy, Submitter
+from tests.unit.fakes import FakeProvider
+from tests.unit.loops.conftest import World, request_lines
+
+CHUNKS = 4
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStore]:
+    s: JobStore = MemoryJobStore() if request.param == "memory" else SqliteJobStore(tmp_path / "db")
+    await s.open()
+    yield s
+    await s.close()
+
+
+def slow(provider: FakeProvider) -> None:
+    """Every upload and create takes a moment, as over a network: the other instance runs."""
+    upload, create = provider.upload_file, provider.create_job
+
+    async def upload_file(path: Path, *, filename: str | None = None) -> FileRef:
+        await asyncio.sleep(0.02)
+        return await upload(path, filename=filename)
+
+    async def create_job(spec: JobSpec) -> JobSnapshot:
+        await asyncio.sleep(0.02)
+        return await create(spec)
+
+    provider.upload_file = upload_file  # type: ignore[method-assign]
+    provider.create_job = create_job  # type: ignore[method-assign]
+
+
+async def test_two_submitters_upload_and_create_each_job_once(
+    tmp_path: Path, store: JobStore
+) -> None:
+    world = World(tmp_path, max_requests=2, store=store)
+    sub = await world.accept("a.jsonl", request_lines(2 * CHUNKS))
+    assert len(await world.jobs(sub.id)) == CHUNKS
+    slow(world.provider)
+    other = Submitter(
+        store,
+        {"fake": world.provider},
+        work=world.work,
+        clock=world.clock,
+        instance_id="bdother",
+        policy=SubmitPolicy(reconcile_delay_s=5.0),
+        gate=world.gate,
+    )
+    for _ in range(3):
+        await asyncio.gather(world.submitter.run_once(), other.run_once())
+        world.clock.advance(1)
+
+    jobs = await world.jobs(sub.id)
+    assert {j.state for j in jobs} == {JobState.PENDING}
+    assert world.provider.calls["upload_file"] == CHUNKS
+    assert world.provider.calls["create_job"] == CHUNKS
+    assert len(world.provider.jobs) == CHUNKS
+    assert sorted(j.provider_job_id or "" for j in jobs) == sorted(world.provider.jobs)
