@@ -21,7 +21,6 @@ import asyncio
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import structlog
 
@@ -40,7 +39,7 @@ from batchd.models import (
     backoff_s,
     outcome_for,
 )
-from batchd.providers.base import BatchProvider, ResultLine
+from batchd.providers.base import BatchProvider, ResultLine, ResultRefs
 from batchd.results import (
     UNVERIFIED,
     JobFiles,
@@ -148,9 +147,8 @@ class Collector:
         if job.state is JobState.LOST:
             await self._unavailable(job, "the provider no longer knows this job")
             return
-        files = self._files(job)
         try:
-            await self._download(job, files)
+            await self._download(job)
         except NotFound as exc:
             await self._unavailable(job, str(exc))
             return
@@ -162,7 +160,11 @@ class Collector:
         try:
             if provider is not None:
                 await asyncio.to_thread(
-                    verify_job, job, chunk, [p for _, p in files], provider.parse_result_line
+                    verify_job,
+                    job,
+                    chunk,
+                    self._work.result_files(job.submission_id, job.id),
+                    provider.parse_result_line,
                 )
         except ResultsInvalid as exc:
             failures = self._verify_failures.get(job.id, 0) + 1
@@ -177,20 +179,17 @@ class Collector:
         self._verify_failures.pop(job.id, None)
         await self._settle(job, ResultState.COLLECTED, last_error=None)
 
-    def _files(self, job: Job) -> list[tuple[str | None, Path]]:
-        return [
-            (job.output_file_id, self._work.output(job.submission_id, job.id)),
-            (job.error_file_id, self._work.errors(job.submission_id, job.id)),
-        ]
-
-    async def _download(self, job: Job, files: list[tuple[str | None, Path]]) -> None:
+    async def _download(self, job: Job) -> None:
+        """The provider fetches the job's results into its folder in the work folder."""
         if job.provider_job_id is None:
             return
         provider = self._providers[job.provider]
-        for file_id, path in files:
-            if file_id:
-                size = await provider.download_file(file_id, path)
-                log.info("collect.downloaded", job_id=job.id, file_id=file_id, size_bytes=size)
+        refs = ResultRefs(job.provider_job_id, job.output_file_id, job.error_file_id)
+        folder = self._work.results(job.submission_id, job.id)
+        for got in await provider.fetch_results(refs, folder):
+            log.info(
+                "collect.downloaded", job_id=job.id, file_id=got.source, size_bytes=got.size_bytes
+            )
 
     async def _settle(self, job: Job, state: ResultState, *, last_error: str | None) -> None:
         try:
@@ -305,7 +304,7 @@ class Collector:
             JobFiles(
                 j,
                 self._work.chunk(sub.id, j.chunk_index),
-                tuple(p for _, p in self._files(j)),
+                self._work.result_files(sub.id, j.id),
             )
             for j in jobs
         ]

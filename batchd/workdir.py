@@ -18,11 +18,17 @@ class WorkDir:
     def chunk(self, submission_id: str, index: int) -> Path:
         return self.submission(submission_id) / f"chunk-{index:04d}.jsonl"
 
-    def output(self, submission_id: str, job_id: str) -> Path:
-        return self.submission(submission_id) / f"{job_id}.output.jsonl"
+    def results(self, submission_id: str, job_id: str) -> Path:
+        """The folder a job's results are fetched into (``BatchProvider.fetch_results``)."""
+        return self.submission(submission_id) / job_id
 
-    def errors(self, submission_id: str, job_id: str) -> Path:
-        return self.submission(submission_id) / f"{job_id}.errors.jsonl"
+    def result_files(self, submission_id: str, job_id: str) -> tuple[Path, ...]:
+        """The job's fetched results files, by name (not the temporary dotfiles of a fetch
+        that was interrupted)."""
+        folder = self.results(submission_id, job_id)
+        if not folder.is_dir():
+            return ()
+        return tuple(sorted(p for p in folder.glob("*.jsonl") if not p.name.startswith(".")))
 
     def remove(self, submission_id: str) -> None:
         shutil.rmtree(self.submission(submission_id), ignore_errors=True)

@@ -80,6 +80,24 @@ class JobSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ResultRefs:
+    """Where one ended job's results are at the provider, as recorded when it ended."""
+
+    job_id: str  # the provider's job id
+    output_file: str | None = None
+    error_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One results file ``fetch_results`` wrote."""
+
+    path: Path
+    size_bytes: int
+    source: str  # the provider's id for what was fetched (a file id, a job id)
+
+
+@dataclass(frozen=True, slots=True)
 class ResultLine:
     """One line of an output or error file, in neutral form.
 
@@ -184,7 +202,14 @@ class BatchProvider(Protocol):
     async def cancel_job(self, job_id: str) -> JobSnapshot: ...
     async def delete_job(self, job_id: str) -> None: ...
 
-    # result files
+    # results
+    async def fetch_results(self, refs: ResultRefs, folder: Path) -> list[Fetched]:
+        """Fetch an ended job's results into ``folder`` (made if missing) as visible
+        ``*.jsonl`` files in the provider's line format, replacing what an earlier fetch left
+        there; return what was written. Each file is whole or absent (verified length, then
+        renamed). Raises ``NotFound`` when the content is gone."""
+        ...
+
     def parse_result_line(self, raw: bytes) -> ResultLine:
         """Parse one line of an output/error file leniently. Raises ``ProviderPermanent`` when
         the line is not a JSON object with a ``custom_id``."""

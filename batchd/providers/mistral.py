@@ -26,6 +26,7 @@ from batchd.models import TERMINAL, JobState
 from batchd.providers import mistral_wire as wire
 from batchd.providers.base import (
     BatchProvider,
+    Fetched,
     FileRef,
     JobFilter,
     JobPage,
@@ -34,12 +35,14 @@ from batchd.providers.base import (
     ProviderLimits,
     ProviderSettings,
     ResultLine,
+    ResultRefs,
     TagQuery,
     carries_metadata,
 )
 from batchd.providers.http import ProviderHttp
 from batchd.providers.mistral_models import MistralFile, MistralJob
 from batchd.providers.mistral_wire import FilePage, FileQuery
+from batchd.providers.result_files import fetch_result_files
 
 log = structlog.get_logger(__name__)
 
@@ -272,7 +275,11 @@ class MistralProvider:
     async def delete_job(self, job_id: str) -> None:
         await self.http.call_json("delete_job", "DELETE", f"{JOBS}/{_seg(job_id)}")
 
-    # ------------------------------------------------------------------ result files
+    # ------------------------------------------------------------------ results
+    async def fetch_results(self, refs: ResultRefs, folder: Path) -> list[Fetched]:
+        """The output and error files (``result_files``)."""
+        return await fetch_result_files(self.download_file, refs, folder)
+
     def parse_result_line(self, raw: bytes) -> ResultLine:
         return wire.parse_result_line(raw)
 

@@ -15,6 +15,7 @@ from typing import Any
 from batchd.errors import NotFound, ProviderError, ProviderPermanent, ProviderTransient
 from batchd.models import JobState, RequestCounts
 from batchd.providers.base import (
+    Fetched,
     FileRef,
     JobFilter,
     JobPage,
@@ -22,9 +23,11 @@ from batchd.providers.base import (
     JobSpec,
     ProviderLimits,
     ResultLine,
+    ResultRefs,
     TagQuery,
     carries_metadata,
 )
+from batchd.providers.result_files import fetch_result_files
 
 
 @dataclass
@@ -218,6 +221,9 @@ class FakeProvider:
     async def delete_job(self, job_id: str) -> None:
         self._enter("delete_job")
         self.jobs.pop(job_id, None)
+
+    async def fetch_results(self, refs: ResultRefs, folder: Path) -> list[Fetched]:
+        return await fetch_result_files(self.download_file, refs, folder)
 
     def parse_result_line(self, raw: bytes) -> ResultLine:
         try:

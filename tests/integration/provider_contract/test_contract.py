@@ -14,7 +14,7 @@ import pytest
 
 from batchd.errors import NotFound, ProviderPermanent
 from batchd.models import ACTIVE, PROVIDER_STATES, TERMINAL, JobState
-from batchd.providers.base import BatchProvider, JobSpec, TagQuery
+from batchd.providers.base import BatchProvider, JobSpec, ResultRefs, TagQuery
 
 from .conftest import Contract
 
@@ -103,16 +103,19 @@ async def test_results_are_fetched_and_read_by_the_providers_parser(
     snap = await contract.finish(job_id)
     assert snap.state is JobState.SUCCEEDED
     assert (snap.counts.total, snap.counts.succeeded, snap.counts.failed) == (3, 2, 1)
+    folder = tmp_path / "results"
+    refs = ResultRefs(job_id, snap.output_file, snap.error_file)
+    fetched = await provider.fetch_results(refs, folder)
+    again = await provider.fetch_results(refs, folder)  # a retried fetch replaces, never adds
+    assert [f.path for f in again] == [f.path for f in fetched]
     lines = {}
-    for file_id in (snap.output_file, snap.error_file):
-        assert file_id is not None
-        target = tmp_path / f"{file_id}.jsonl"
-        size = await provider.download_file(file_id, target)
-        assert size == target.stat().st_size
-        for raw in target.read_bytes().splitlines():
+    for got in fetched:
+        assert got.path.parent == folder and got.size_bytes == got.path.stat().st_size
+        for raw in got.path.read_bytes().splitlines():
             line = provider.parse_result_line(raw)
             lines[line.custom_id] = line.ok
     assert lines == {"ok-1": True, "ok-2": True, "bad-1": False}
+    assert sorted(folder.glob("*.jsonl")) == sorted(f.path for f in fetched)
 
 
 @pytest.mark.parametrize("raw", [b"not json", b"[1, 2]", b'{"no_custom_id": 1}'])
