@@ -65,7 +65,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "none given: any non-empty key is accepted",
     )
     parser.add_argument(
-        "--speed", type=float, default=60.0, help="emulated seconds per real second (default 60)"
+        "--speed",
+        type=float,
+        default=60.0,
+        help="emulated seconds per real second (default 60; over 0, at most 1000000)",
     )
     parser.add_argument("--seed", type=int, default=None, help="seed for ids, jitter and faults")
     parser.add_argument(
