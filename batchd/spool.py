@@ -25,8 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import structlog
+
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.jsonl")
 SIDECAR_SUFFIX = ".json"  # <name>.jsonl.json overrides the route for one submission
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +63,16 @@ class SpoolPaths:
 
         folder = (modes or PRIVATE).folder
         make_folders(self.root, 0o750)
-        with contextlib.suppress(PermissionError):  # not ours: the writers still refuse links
+        try:
             sticky_if_shared(self.root)
+        except PermissionError:  # not ours: the writers still refuse links, but say so
+            log.warning(
+                "spool.root_unprotected",
+                spool=str(self.root),
+                problem="group- or world-writable without the sticky bit, and not batchd's to "
+                "change: another user can replace done/ or rejected/ (results then wait)",
+                fix=f"chmod +t {self.root}",
+            )
         for path, mode in (
             (self.inbox, 0o3770),
             (self.processing, 0o700),

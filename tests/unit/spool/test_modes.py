@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from batchd.safe_folder import Folder, UnsafeFolder, make_folders, sticky_if_shared
 from batchd.spool import GROUP_READABLE, PRIVATE, Modes, SpoolPaths
@@ -142,3 +143,27 @@ async def test_the_database_and_its_wal_files_are_0600(tmp_path: Path, umask: in
     await store.open()
     await store.close()
     assert mode(path) == 0o600
+
+
+def test_a_shared_root_batchd_cannot_make_sticky_is_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A world-writable spool root owned by another user: batchd cannot add the sticky bit, so
+    anyone may replace done/ or rejected/ there. It says so instead of going on silently."""
+    root = tmp_path / "spool"
+    root.mkdir()
+    root.chmod(0o777)
+
+    chmod = os.chmod
+
+    def not_the_owner(path: Path, mode: int) -> None:
+        if Path(path) == root:
+            raise PermissionError(1, "Operation not permitted", str(path))
+        chmod(path, mode)
+
+    monkeypatch.setattr("batchd.safe_folder.os.chmod", not_the_owner)
+    with capture_logs() as logs:
+        SpoolPaths(root).ensure()
+    (warning,) = [e for e in logs if e["event"] == "spool.root_unprotected"]
+    assert warning["log_level"] == "warning" and warning["spool"] == str(root)
+    assert warning["fix"] == f"chmod +t {root}"
