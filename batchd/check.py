@@ -132,7 +132,6 @@ async def check_providers(settings: Settings) -> list[Result]:
 
 
 async def check_provider(settings: Settings, name: str, session: Any) -> Result:
-    from batchd.providers.base import JobFilter
     from batchd.providers.registry import open_provider
 
     try:
@@ -148,7 +147,7 @@ async def check_provider(settings: Settings, name: str, session: Any) -> Result:
     where = "in-process emulator" if probe.kind == "emulator" else probe.base_url
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_S), open_provider(probe, session) as provider:
-            page = await provider.list_jobs(JobFilter(page_size=1))
+            jobs = await provider.probe()
     except ConfigError as exc:
         return Result(f"provider {name}", False, str(exc), EXIT_CONFIG)
     except ProviderError as exc:
@@ -156,4 +155,4 @@ async def check_provider(settings: Settings, name: str, session: Any) -> Result:
     except TimeoutError:
         detail = f"{where}: no answer within {PROBE_TIMEOUT_S:g} s"
         return Result(f"provider {name}", False, detail, EXIT_UNREACHABLE)
-    return Result(f"provider {name}", True, f"{where}: {page.total} jobs")
+    return Result(f"provider {name}", True, f"{where}: {jobs} jobs" if jobs is not None else where)

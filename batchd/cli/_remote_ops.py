@@ -16,7 +16,7 @@ from rich.table import Table
 
 from batchd.clock import utc_iso
 from batchd.errors import ProviderError, UsageError
-from batchd.providers.base import BatchProvider, FileRef, JobFilter, JobSnapshot
+from batchd.providers.base import BatchProvider, FileRef, JobFilter, JobPage, JobSnapshot
 from batchd.providers.mistral import MistralProvider
 from batchd.providers.mistral_models import (
     MistralFile,
@@ -51,6 +51,14 @@ class RemoteFiles(Protocol):
     async def list_files(self, query: FileQuery = ...) -> FilePage: ...
     def iter_files(self, query: FileQuery = ...) -> AsyncIterator[FileRef]: ...
     async def file_url(self, file_id: str, *, expiry_hours: int = ...) -> str: ...
+
+
+@runtime_checkable
+class RemoteJobs(Protocol):
+    """The paged jobs list beyond the ``BatchProvider`` seam (Mistral has it)."""
+
+    async def list_jobs(self, filters: JobFilter) -> JobPage: ...
+    def iter_jobs(self, filters: JobFilter) -> AsyncIterator[JobSnapshot]: ...
 
 
 # ---------------------------------------------------------------------------- views
@@ -122,6 +130,8 @@ def _job_filter(args: argparse.Namespace) -> JobFilter:
 
 
 async def list_jobs(provider: BatchProvider, args: argparse.Namespace) -> View:
+    if not isinstance(provider, RemoteJobs):
+        raise UsageError(f"provider {provider.name!r} does not offer the jobs list")
     filters = _job_filter(args)
     if args.all:
         jobs = [job_view(j) async for j in provider.iter_jobs(filters)]

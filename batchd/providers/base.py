@@ -119,7 +119,9 @@ OrderBy = Literal["created", "-created"]
 
 @dataclass(frozen=True, slots=True)
 class JobFilter:
-    """List filters. ``states`` are neutral; the provider maps them to its own statuses."""
+    """Filters of a provider's paged jobs list (Mistral's ``list_jobs``/``iter_jobs``, which
+    ``batchd remote`` uses; the loops use ``find_tagged``). ``states`` are neutral; the
+    provider maps them to its own statuses."""
 
     page: int = 0
     page_size: int = 100
@@ -169,6 +171,12 @@ class BatchProvider(Protocol):
     name: str
     limits: ProviderLimits
 
+    async def probe(self) -> int | None:
+        """One cheap authenticated call (``batchd check``): how many jobs the account has, or
+        None when the provider does not say. Raises ``AuthError`` for a refused key and
+        ``ProviderError`` when the provider cannot be reached."""
+        ...
+
     # files
     async def upload_file(self, path: Path, *, filename: str | None = None) -> FileRef: ...
     async def find_files(self, search: str) -> list[FileRef]: ...
@@ -182,16 +190,6 @@ class BatchProvider(Protocol):
     # jobs
     async def create_job(self, spec: JobSpec) -> JobSnapshot: ...
     async def get_job(self, job_id: str) -> JobSnapshot: ...
-    async def list_jobs(self, filters: JobFilter) -> JobPage:
-        """One page; only jobs carrying every ``filters.metadata`` pair, even from a server
-        that ignores that filter (``total`` is then the server's count, an upper bound)."""
-        ...
-
-    def iter_jobs(self, filters: JobFilter) -> AsyncIterator[JobSnapshot]:
-        """Every matching job over every page, from ``filters.page``; stops on ``total`` or an
-        empty page and never loops."""
-        ...
-
     def find_tagged(self, query: TagQuery) -> AsyncIterator[JobSnapshot]:
         """Every job carrying every pair of ``query.tag`` (checked by the implementation,
         whatever its server did), in one of ``query.states`` (any when empty): how the loops

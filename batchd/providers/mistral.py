@@ -120,6 +120,10 @@ class MistralProvider:
         """Requests sent per operation (every attempt)."""
         return self.http.calls
 
+    async def probe(self) -> int | None:
+        """The jobs list, one job long: its ``total``."""
+        return (await self.list_jobs(JobFilter(page_size=1))).total
+
     # ------------------------------------------------------------------ files
     async def upload_file(
         self,

@@ -106,6 +106,10 @@ class FakeProvider:
     def by_tag(self, batchd_job: str) -> list[FakeJob]:
         return [j for j in self.jobs.values() if j.spec.metadata.get("batchd_job") == batchd_job]
 
+    async def probe(self) -> int | None:
+        self._enter("probe")
+        return len(self.jobs)
+
     # ------------------------------------------------------------------ files
     async def upload_file(self, path: Path, *, filename: str | None = None) -> FileRef:
         self._enter("upload_file")

@@ -154,3 +154,13 @@ async def test_a_deleted_input_is_gone(contract: Contract, tmp_path: Path) -> No
     await provider.delete_file(ref.id)
     with pytest.raises(NotFound):
         await provider.download_file(ref.id, tmp_path / "back.jsonl")
+
+
+async def test_a_probe_answers_with_the_account_s_job_count(
+    contract: Contract, tmp_path: Path
+) -> None:
+    provider = contract.provider
+    before = await provider.probe()
+    await created(provider, tmp_path, "job-p", ["a"])
+    after = await provider.probe()
+    assert before is None or after == before + 1
