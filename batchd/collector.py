@@ -52,6 +52,7 @@ from batchd.safe_folder import UnsafeFolder
 from batchd.sinks import FolderSink, ResultSink
 from batchd.spool import PRIVATE, Modes
 from batchd.store.base import EventSpec, JobStore
+from batchd.store.leases import LEASE_S
 from batchd.summary import build_summary, dump_summary, ready_event
 from batchd.workdir import WorkDir
 
@@ -97,8 +98,10 @@ class Collector:
         on_finished: Callable[[], None] = lambda: None,
         duplicates: Duplicates | None = None,
         sink: ResultSink | None = None,
+        instance_id: str,
     ) -> None:
         self._store = store
+        self._owner = instance_id  # holds the jobs it downloads (claim_due)
         # Where finished submissions' results go: done/<name>/ unless told otherwise.
         self._sink = sink or FolderSink(store, work, modes=lambda: self._policy.modes)
         self._duplicates = duplicates  # settled for a submission before its summary is written
@@ -126,7 +129,7 @@ class Collector:
     # ------------------------------------------------------------------ the pass
     async def run_once(self) -> int:
         now = self._clock.now()
-        jobs = await self._store.list_jobs(result_pending=True, due_before=now, limit=100)
+        jobs = await self._store.claim_due("collect", self._owner, LEASE_S, now=now, limit=100)
         await gather_bounded(jobs, self._collect, limit=self._policy.concurrency)
         return len(jobs) + await self._finish_ready({j.submission_id for j in jobs})
 
@@ -198,6 +201,7 @@ class Collector:
                 job.state,
                 job.state,
                 now=self._clock.now(),
+                owner=self._owner,
                 result_state=state,
                 collected_at=self._clock.now(),
                 attempts=0,
@@ -213,6 +217,7 @@ class Collector:
             job.state,
             job.state,
             now=self._clock.now(),
+            owner=self._owner,
             result_state=ResultState.UNAVAILABLE,
             collected_at=self._clock.now(),
             last_error=reason,
@@ -240,6 +245,7 @@ class Collector:
             job.state,
             job.state,
             now=self._clock.now(),
+            owner=self._owner,
             attempts=job.attempts + 1,
             next_attempt_at=self._clock.now() + delay,
             last_error=reason,

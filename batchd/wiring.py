@@ -209,6 +209,7 @@ def build_runtime(
         clock=clock,
         policy=policies.collect,
         duplicates=Duplicates(store, clock=clock, instance_id=instance),
+        instance_id=instance,
     )
     tracker = Tracker(
         store,

@@ -1,5 +1,5 @@
 """Two instances on one store (the memory store, and a real SQLite file): their loops take work
-with ``claim_due``, so a job is uploaded and created by one of them only, never by both."""
+with ``claim_due``, so a job is uploaded and created, or downloaded, by one of them only."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from batchd.models import JobState
+from batchd.collector import Collector
+from batchd.duplicates import Duplicates
+from batchd.models import JobState, ResultState
 from batchd.providers.base import FileRef, JobSnapshot, JobSpec
 from batchd.store.base import JobStore
+from batchd.store.leases import LEASE_S
 from batchd.store.memory import MemoryJobStore
 from batchd.store.sqlite import SqliteJobStore
 from batchd.submitter import SubmitPolicy, Submitter
@@ -71,3 +74,38 @@ async def test_two_submitters_upload_and_create_each_job_once(
     assert world.provider.calls["create_job"] == CHUNKS
     assert len(world.provider.jobs) == CHUNKS
     assert sorted(j.provider_job_id or "" for j in jobs) == sorted(world.provider.jobs)
+
+
+async def test_two_collectors_download_each_job_once(tmp_path: Path, store: JobStore) -> None:
+    world = World(tmp_path, max_requests=2, store=store)
+    sub = await world.accept("a.jsonl", request_lines(2 * CHUNKS))
+    await world.submitter.run_once()
+    for job in await world.jobs(sub.id):
+        world.provider.finish(job.provider_job_id or "")
+    await world.tracker.run_once()
+    world.clock.advance(LEASE_S + 1)  # the submitter's claims have run out: both may take them
+    downloads: list[str] = []
+    download = world.provider.download_file
+
+    async def download_file(file_id: str, to_path: Path) -> int:
+        downloads.append(file_id)
+        await asyncio.sleep(0.02)
+        return await download(file_id, to_path)
+
+    world.provider.download_file = download_file  # type: ignore[method-assign]
+    other = Collector(
+        store,
+        {"fake": world.provider},
+        work=world.work,
+        clock=world.clock,
+        duplicates=Duplicates(store, clock=world.clock, instance_id="bdother"),
+        instance_id="bdother",
+    )
+    for _ in range(3):
+        await asyncio.gather(world.collector.run_once(), other.run_once(), return_exceptions=True)
+        world.clock.advance(1)
+
+    jobs = await world.jobs(sub.id)
+    assert {j.result_state for j in jobs} == {ResultState.COLLECTED}
+    assert sorted(downloads) == sorted(set(downloads))
+    assert len(downloads) == len({j.output_file_id for j in jobs})

@@ -111,6 +111,7 @@ class World:
             clock=self.clock,
             policy=CollectPolicy(retry_base_s=1.0),
             duplicates=Duplicates(self.store, clock=self.clock, instance_id="bdtest"),
+            instance_id="bdtest",
         )
         self.intake.start()
 

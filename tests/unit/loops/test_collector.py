@@ -241,7 +241,13 @@ async def test_finishing_is_redone_after_a_crash(world: World) -> None:
     world.store.finish_submission = real_finish  # type: ignore[method-assign]
     from batchd.collector import Collector
 
-    restarted = Collector(world.store, {"fake": world.provider}, work=world.work, clock=world.clock)
+    restarted = Collector(
+        world.store,
+        {"fake": world.provider},
+        work=world.work,
+        clock=world.clock,
+        instance_id="bdtest",
+    )
     await restarted.run_once()  # start-up looks at every ACTIVE submission
     done = await world.store.get_submission(sub.id)
     assert done is not None and done.state is SubmissionState.DONE
@@ -438,7 +444,13 @@ async def test_a_crash_after_the_run_was_put_in_place_is_finished_there(world: W
     world.store.finish_submission = real_finish  # type: ignore[method-assign]
     from batchd.collector import Collector
 
-    restarted = Collector(world.store, {"fake": world.provider}, work=world.work, clock=world.clock)
+    restarted = Collector(
+        world.store,
+        {"fake": world.provider},
+        work=world.work,
+        clock=world.clock,
+        instance_id="bdtest",
+    )
     await restarted.run_once()
     second = await world.store.get_submission(sub.id)
     assert second is not None and second.state is SubmissionState.DONE
@@ -550,7 +562,12 @@ async def test_results_go_to_the_collectors_sink(world: World) -> None:
 
     sink = MemorySink()
     world.collector = Collector(
-        world.store, {"fake": world.provider}, work=world.work, clock=world.clock, sink=sink
+        world.store,
+        {"fake": world.provider},
+        work=world.work,
+        clock=world.clock,
+        sink=sink,
+        instance_id="bdtest",
     )
     sub, _ = await ended(world)
     await world.collector.run_once()
