@@ -44,7 +44,8 @@ Choices where the reference is silent or unverified (``Behaviour`` makes most co
 - Outputs are byte-for-byte reproducible: the response body depends only on (endpoint, model,
   body); ``created`` is a fixed epoch (``stable_created=False``: the job's end time); line ids
   are ``<index>-<uuid derived from the request>``. Chat/FIM content has exactly ``max_tokens``
-  words (default ``default_max_tokens``), one token per word, with matching usage; embeddings
+  words (default ``default_max_tokens``; at most 32,768, as a context window would stop it), one
+  token per word, with matching usage; embeddings
   have ``embedding_dim`` components (or ``output_dimension``) and norm ~1.
 - OCR: one page object per page asked for in ``pages`` (a list of indexes from 0, or a string
   like ``"0,2-4"``; at most 1,000; the first page when not given), ``pages_processed`` to

@@ -24,6 +24,10 @@ from batchd.emulator.schema_fill import fill_schema
 from batchd.emulator.validation import Endpoint
 
 STABLE_CREATED = 1_700_000_000
+# No completion is longer than a model's context window; the emulator answers at most this many
+# tokens (a conservative context size), finish_reason "length", so that a huge max_tokens cannot
+# write hundreds of megabytes for one line.
+MAX_COMPLETION_TOKENS = 32_768
 ECHO_WORDS = 8
 MODERATION_CATEGORIES = (
     "sexual",
@@ -139,6 +143,7 @@ class Responder:
     ) -> dict[str, Any]:
         limit = body.get("max_tokens")
         tokens = limit if isinstance(limit, int) else self.default_max_tokens
+        tokens = min(tokens, MAX_COMPLETION_TOKENS)  # a model stops at its context's end
         content = compose(prompt, max(tokens, 0), digest)  # exactly `tokens` words
         message = {"role": "assistant", "content": content, "tool_calls": None}
         return {

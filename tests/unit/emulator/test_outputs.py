@@ -12,6 +12,7 @@ from mistralai.extra import response_format_from_pydantic_model as response_form
 from pydantic import BaseModel, Field
 
 from batchd.emulator.outputs import (
+    MAX_COMPLETION_TOKENS,
     MODERATION_CATEGORIES,
     STABLE_CREATED,
     Responder,
@@ -61,6 +62,13 @@ def test_chat_completion_follows_max_tokens_with_consistent_usage() -> None:
     default = respond("/v1/chat/completions", chat("hi"))
     assert default["usage"]["completion_tokens"] == 16
     assert default["choices"][0]["finish_reason"] == "stop"
+
+
+def test_a_huge_max_tokens_stops_at_the_context_window() -> None:
+    body = respond("/v1/chat/completions", chat("hi", max_tokens=30_000_000))
+    assert body["usage"]["completion_tokens"] == MAX_COMPLETION_TOKENS
+    assert len(body["choices"][0]["message"]["content"].split()) == MAX_COMPLETION_TOKENS
+    assert body["choices"][0]["finish_reason"] == "length"
 
 
 def test_same_request_same_bytes_different_request_different_output() -> None:
