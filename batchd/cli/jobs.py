@@ -82,7 +82,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "cancel", help="cancel a submission (all its jobs); partial results are still collected"
     )
     add_config_argument(cancel)
-    cancel.add_argument("id", help=REF_HELP)
+    cancel.add_argument(
+        "id",
+        help="a submission id, a job id, a provider job id, or the file's name (the submission "
+        "of that name still open)",
+    )
     add_json(cancel)
     cancel.set_defaults(handler=cmd_cancel)
 
