@@ -46,6 +46,7 @@ from batchd.loops import Waker, gather_bounded, report_progress
 from batchd.models import ACTIVE, LOCAL, TERMINAL, Job, JobState, event_type_for
 from batchd.providers.base import BatchProvider, JobSnapshot, TagQuery
 from batchd.store.base import EventSpec, JobStore
+from batchd.store.leases import LEASE_S
 
 log = structlog.get_logger(__name__)
 
@@ -179,12 +180,17 @@ class Tracker:
         return any(j.id not in self._cancels_seen for j in wanted)
 
     async def _refresh_provider(self, name: str, now: float) -> int:
+        """Poll the due jobs, or sweep every open job, that this instance holds (claim_due)."""
         open_jobs = await self._store.list_jobs(states=sorted(ACTIVE), provider=name)
-        if len(open_jobs) > self._policy.list_threshold:
+        sweep = len(open_jobs) > self._policy.list_threshold
+        mine = await self._store.claim_due(
+            "track", self._instance_id, LEASE_S, now=now, provider=name,
+            limit=len(open_jobs), due_only=not sweep,
+        )  # fmt: skip
+        if sweep:
             self._sweeps.due_at[name] = now + sweep_interval(len(open_jobs), self._policy, name)
-            return await self._sweep(name, open_jobs)
+            return await self._sweep(name, mine)
         self._sweeps.due_at.pop(name, None)
-        mine = [j for j in open_jobs if j.next_attempt_at <= now]
         await self._bounded(self._poll(name, job) for job in mine)
         return len(mine)
 
@@ -277,6 +283,7 @@ class Tracker:
                 job.state,
                 snap.state,
                 now=now,
+                owner=self._instance_id,
                 event=event,
                 poll_interval_s=interval,
                 next_attempt_at=due_at,
@@ -294,6 +301,7 @@ class Tracker:
             job.state,
             JobState.LOST,
             now=self._clock.now(),
+            owner=self._instance_id,
             event=EventSpec(
                 "batch.lost",
                 {
@@ -351,6 +359,7 @@ class Tracker:
                     job.state,
                     job.state,
                     now=now,
+                    owner=self._instance_id,
                     next_attempt_at=now + interval,
                     poll_interval_s=interval,
                     last_error=str(exc),

@@ -290,10 +290,12 @@ class JobStore(Protocol):
         now: float,
         limit: int = 100,
         provider: str | None = None,
+        due_only: bool = True,
     ) -> list[Job]:
-        """Take the due jobs of ``stage`` (``leases.in_stage``; ``next_attempt_at <= now``)
-        that no other owner holds, ordered by ``next_attempt_at`` then id: each is returned
-        held by ``owner`` until ``now + lease_s``, its version bumped (``store/leases.py``)."""
+        """Take the due jobs of ``stage`` (``leases.in_stage``; ``next_attempt_at <= now``
+        unless ``due_only`` is False: the tracker's sweep) that no other owner holds, ordered by
+        ``next_attempt_at`` then id: each is returned held by ``owner`` until ``now +
+        lease_s``, its version bumped (``store/leases.py``)."""
         ...
 
     async def transition_job(

@@ -53,10 +53,12 @@ def held_by_other(job: Job, owner: str, now: float) -> bool:
     )
 
 
-def claimable(job: Job, stage: Stage, owner: str, now: float, provider: str | None) -> bool:
+def claimable(
+    job: Job, stage: Stage, owner: str, now: float, provider: str | None, *, due_only: bool = True
+) -> bool:
     return (
         in_stage(job, stage)
-        and job.next_attempt_at <= now
+        and (job.next_attempt_at <= now or not due_only)
         and (provider is None or job.provider == provider)
         and not held_by_other(job, owner, now)
     )

@@ -25,9 +25,13 @@ class MemoryLeases:
         now: float,
         limit: int = 100,
         provider: str | None = None,
+        due_only: bool = True,
     ) -> list[Job]:
+        def free(j: Job) -> bool:
+            return leases.claimable(j, stage, owner, now, provider, due_only=due_only)
+
         due = sorted(
-            (j for j in self._jobs.values() if leases.claimable(j, stage, owner, now, provider)),
+            filter(free, self._jobs.values()),
             key=lambda j: (j.next_attempt_at, j.id),
         )
         taken = []

@@ -22,11 +22,14 @@ _FREE = "(owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until <= ?)
 
 
 def _claim_query(
-    stage: Stage, owner: str, now: float, provider: str | None, limit: int
+    stage: Stage, owner: str, now: float, *, provider: str | None, limit: int, due_only: bool
 ) -> tuple[str, list[object]]:
     states = sorted(s.value for s in leases.STAGE_STATES[stage])
-    where = [f"state IN ({', '.join('?' * len(states))})", "next_attempt_at <= ?", _FREE]
-    params: list[object] = [*states, now, owner, now]
+    where = [f"state IN ({', '.join('?' * len(states))})", _FREE]
+    params: list[object] = [*states, owner, now]
+    if due_only:
+        where.append("next_attempt_at <= ?")
+        params.append(now)
     if stage == "collect":
         where.append("result_state = ?")
         params.append(ResultState.PENDING.value)
@@ -59,14 +62,17 @@ class SqliteLeases:
         now: float,
         limit: int = 100,
         provider: str | None = None,
+        due_only: bool = True,
     ) -> list[Job]:
-        sql, params = _claim_query(stage, owner, now, provider, limit)
+        sql, params = _claim_query(
+            stage, owner, now, provider=provider, limit=limit, due_only=due_only
+        )
 
         def body(tx: Tx) -> list[Job]:
             taken = []
             for row in tx.rows(sql, params):
                 job = job_from_row(row)
-                if not leases.claimable(job, stage, owner, now, provider):
+                if not leases.claimable(job, stage, owner, now, provider, due_only=due_only):
                     continue
                 new = leases.claimed(job, owner, now + lease_s)
                 values = (owner, new.lease_until, new.version, job.id, job.version)

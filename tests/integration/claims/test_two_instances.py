@@ -1,5 +1,6 @@
 """Two instances on one store (the memory store, and a real SQLite file): their loops take work
-with ``claim_due``, so a job is uploaded and created, or downloaded, by one of them only."""
+with ``claim_due``, so a job is uploaded and created, polled and applied, or downloaded, by one
+of them only."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from batchd.store.leases import LEASE_S
 from batchd.store.memory import MemoryJobStore
 from batchd.store.sqlite import SqliteJobStore
 from batchd.submitter import SubmitPolicy, Submitter
+from batchd.tracker import Tracker, TrackPolicy
 from tests.unit.fakes import FakeProvider
 from tests.unit.loops.conftest import World, request_lines
 
@@ -109,3 +111,39 @@ async def test_two_collectors_download_each_job_once(tmp_path: Path, store: JobS
     assert {j.result_state for j in jobs} == {ResultState.COLLECTED}
     assert sorted(downloads) == sorted(set(downloads))
     assert len(downloads) == len({j.output_file_id for j in jobs})
+
+
+@pytest.mark.parametrize("list_threshold", [10, 2], ids=["polls", "sweeps"])
+async def test_two_trackers_poll_and_apply_each_job_once(
+    tmp_path: Path, store: JobStore, list_threshold: int
+) -> None:
+    world = World(tmp_path, max_requests=2, store=store, list_threshold=list_threshold)
+    sub = await world.accept("a.jsonl", request_lines(2 * CHUNKS))
+    await world.submitter.run_once()
+    for job in await world.jobs(sub.id):
+        world.provider.finish(job.provider_job_id or "")
+    world.clock.advance(LEASE_S + 1)  # the submitter's claims have run out: both may take them
+    polled: list[str] = []
+    get_job = world.provider.get_job
+
+    async def slow_get_job(job_id: str, *, inline: bool | None = None) -> JobSnapshot:
+        polled.append(job_id)
+        await asyncio.sleep(0.02)
+        return await get_job(job_id, inline=inline)
+
+    world.provider.get_job = slow_get_job  # type: ignore[method-assign]
+    other = Tracker(
+        store,
+        {"fake": world.provider},
+        clock=world.clock,
+        instance_id="bdother",
+        policy=TrackPolicy(list_threshold=list_threshold, poll_initial_s=5.0),
+        gate=world.gate,
+    )
+    await asyncio.gather(world.tracker.run_once(), other.run_once())
+
+    jobs = await world.jobs(sub.id)
+    assert {j.state for j in jobs} == {JobState.SUCCEEDED}
+    assert sorted(polled) == sorted(set(polled))  # no job polled by both
+    ended = [e for e in await store.list_events(limit=1000) if e.type == "batch.succeeded"]
+    assert len(ended) == CHUNKS
