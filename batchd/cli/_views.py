@@ -40,6 +40,9 @@ def results(sub: Submission) -> dict[str, Any]:
     if found is None:
         return {"missing": None, "usage": None}
     return {
+        # answered in the results, not what the provider's counters said (a lost job's
+        # counters may show progress its results never delivered)
+        "completed": found.succeeded + found.failed,
         "succeeded": found.succeeded,
         "failed": found.failed,
         "missing": found.missing,

@@ -102,6 +102,8 @@ class Watch:
         figures = progress(jobs)
         finished = sub.state in FINISHED
         failed = sub.results.failed if finished and sub.results else figures["failed"]
+        if finished and sub.results:  # answered in the results, not the provider's counters
+            figures["completed"] = sub.results.succeeded + sub.results.failed
         samples = self.samples.setdefault(sub.id, deque())
         if not finished:
             samples.append((now, figures["completed"]))

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from batchd.cli import run
-from batchd.models import JobState, Outcome
+from batchd.models import JobState, Outcome, RequestCounts, ResultCounts
 from batchd.store.base import EventSpec, JobStore
 
 from .conftest import NOW, accepted, with_store
@@ -122,6 +122,36 @@ def test_cancel_by_name_takes_the_run_still_open_not_merely_the_newest(config: P
     err = capsys.readouterr().err
     assert "several submissions named same.jsonl are open" in err
     assert older in err and third in err and "cancel one by its id" in err
+
+
+def test_a_finished_runs_progress_is_what_its_results_hold(config: Path, capsys: Any):
+    """The provider counted 4 of 10 done, then lost the job: nothing came back. The list must
+    not say 4/10 for a run whose results answered none (outcome failed, 10 missing)."""
+    [sub_id] = fill(config, 1)
+
+    async def lost(store: JobStore) -> None:
+        [job] = await store.jobs_for_submission(sub_id)
+        counts = RequestCounts(total=10, completed=4, succeeded=4)
+        job = await store.transition_job(job.id, JobState.RUNNING, JobState.LOST, now=NOW,
+                                         counts=counts)  # fmt: skip
+        await store.transition_job(job.id, job.state, job.state, now=NOW, result_state="collected")
+        await store.finish_submission(sub_id, Outcome.FAILED, now=NOW + 9, event=EventSpec("x"),
+                                      results=ResultCounts(0, 0, 10))  # fmt: skip
+
+    with_store(config, lost)
+    page, _ = listing(capsys, "jobs", "list", "--json", "--config", str(config))
+    [row] = page["submissions"]
+    assert (row["completed"], row["succeeded"], row["missing"]) == (0, 0, 10)
+    assert run(["jobs", "list", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split("\t")[3:5] == ["failed", "0/10"]
+
+    async def watched(store: JobStore) -> Any:
+        from batchd.cli._watch import Watch
+
+        return await Watch(store, keep_s=1e9).rows()
+
+    [shown] = with_store(config, watched)
+    assert (shown.completed, shown.requests, shown.state) == (0, 10, "failed")
 
 
 def test_an_unknown_cursor_is_a_usage_error(config: Path, capsys: Any):
