@@ -153,7 +153,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         ready = _prepare(settings, args)
     except IntakeRejected as exc:
         duplicate = any(str(p).startswith("duplicate:") for p in exc.problems)
-        why = "already ran (a duplicate)" if duplicate else "is not a valid batch file"
+        why = "is a duplicate" if duplicate else "is not a valid batch file"
         print(f"batchd: {args.file} {why}:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)

@@ -45,7 +45,7 @@ def test_content_batchd_already_runs_is_refused_before_the_copy(
     assert run(["submit", "--config", str(config), str(source)]) == EXIT_REJECTED
     err = capsys.readouterr().err
     assert f"duplicate: the same content was submitted as first.jsonl (submission {first.id}" in err
-    assert "already ran (a duplicate)" in err and "not a valid batch file" not in err
+    assert "mine.jsonl is a duplicate:" in err and "not a valid batch file" not in err
     assert "batchd submit --allow-duplicate" in err  # the per-file way round it, not only [intake]
     assert run(["submit", "--allow-duplicate", "--config", str(config), str(source)]) == 0
     assert inbox(tmp_path) == ["mine.jsonl", "mine.jsonl.json"]
