@@ -3,9 +3,11 @@
 Per terminal job: download the output and error files (streamed to the work folder), verify them
 against the job (line count, every custom_id known and unique), mark the job COLLECTED. A 404 on
 the content makes the job's results UNAVAILABLE (with ``results.unavailable``); other failures
-retry with backoff; files that keep failing verification are accepted after ``verify_attempts``
-with the problem recorded in the summary (files holding more lines than the job counted are
-accepted at once: downloading them again cannot change that). Requests without a result line
+retry with backoff (a 401/403 pauses the provider, as in the submitter and tracker: one
+``provider.auth_failed`` event, and its jobs wait for the pause to end); files that keep
+failing verification are accepted after ``verify_attempts`` with the problem recorded in the
+summary (files holding more lines than the job counted are accepted at once: downloading them
+again cannot change that). Requests without a result line
 are marked as such in results.jsonl, and the submission ends partial.
 
 When every job of a submission is settled, hand the merged results to the submission's sink
@@ -26,7 +28,8 @@ import structlog
 
 from batchd.clock import Clock
 from batchd.duplicates import Duplicates
-from batchd.errors import NotFound, ProviderError, ProviderPermanent, StaleState
+from batchd.errors import AuthError, NotFound, ProviderError, ProviderPermanent, StaleState
+from batchd.health import ProviderGate
 from batchd.loops import Waker, gather_bounded, report_progress
 from batchd.models import (
     SUBMISSION_OPEN,
@@ -99,8 +102,10 @@ class Collector:
         duplicates: Duplicates | None = None,
         sink: ResultSink | None = None,
         instance_id: str,
+        gate: ProviderGate | None = None,
     ) -> None:
         self._store = store
+        self._gate = gate or ProviderGate()  # shared with the submitter and tracker
         self._owner = instance_id  # holds the jobs it downloads (claim_due)
         # Where finished submissions' results go: done/<name>/ unless told otherwise.
         self._sink = sink or FolderSink(store, work, modes=lambda: self._policy.modes)
@@ -130,12 +135,18 @@ class Collector:
     async def run_once(self) -> int:
         now = self._clock.now()
         jobs = await self._store.claim_due("collect", self._owner, LEASE_S, now=now, limit=100)
+        jobs = [j for j in jobs if self._gate.is_open(j.provider, now)]
         await gather_bounded(jobs, self._collect, limit=self._policy.concurrency)
         return len(jobs) + await self._finish_ready({j.submission_id for j in jobs})
 
     async def wait(self) -> None:
-        pending = await self._store.list_jobs(result_pending=True, limit=1)
-        delay = 30.0 if not pending else pending[0].next_attempt_at - self._clock.now()
+        # Per provider: the first job of a paused provider is due only when the pause ends.
+        ready = []
+        for name in sorted(self._providers):
+            first = await self._store.list_jobs(result_pending=True, provider=name, limit=1)
+            if first:
+                ready.append(self._gate.ready_at(name, first[0].next_attempt_at))
+        delay = 30.0 if not ready else min(ready) - self._clock.now()
         await self._wake.wait(max(0.05, delay))
 
     # ------------------------------------------------------------------ one job
@@ -155,7 +166,11 @@ class Collector:
         except NotFound as exc:
             await self._unavailable(job, str(exc))
             return
+        except AuthError as exc:
+            await self._pause(job, exc)
+            return
         except ProviderError as exc:
+            self._gate.record_error(job.provider, str(exc))
             await self._retry(job, f"download failed: {exc}")
             return
         chunk = self._work.chunk(job.submission_id, job.chunk_index)
@@ -249,6 +264,26 @@ class Collector:
             attempts=job.attempts + 1,
             next_attempt_at=self._clock.now() + delay,
             last_error=reason,
+        )
+
+    async def _pause(self, job: Job, exc: AuthError) -> None:
+        """The key was refused: pause the provider (announced once per pause) and let the job
+        wait until the pause ends; the refusal is not the job's fault, so no attempt is counted."""
+        now = self._clock.now()
+        if self._gate.pause_for_auth(job.provider, now, str(exc)):
+            log.error("collect.paused", provider=job.provider, error=str(exc))
+            await self._store.append_event(
+                EventSpec("provider.auth_failed", {"provider": job.provider, "error": str(exc)}),
+                now=now,
+            )
+        await self._store.transition_job(
+            job.id,
+            job.state,
+            job.state,
+            now=now,
+            owner=self._owner,
+            next_attempt_at=self._gate.open_at(job.provider),
+            last_error=f"download refused: {exc}",
         )
 
     # ------------------------------------------------------------------ submissions

@@ -210,6 +210,7 @@ def build_runtime(
         policy=policies.collect,
         duplicates=Duplicates(store, clock=clock, instance_id=instance),
         instance_id=instance,
+        gate=gate,
     )
     tracker = Tracker(
         store,

@@ -112,6 +112,7 @@ class World:
             policy=CollectPolicy(retry_base_s=1.0),
             duplicates=Duplicates(self.store, clock=self.clock, instance_id="bdtest"),
             instance_id="bdtest",
+            gate=self.gate,
         )
         self.intake.start()
 

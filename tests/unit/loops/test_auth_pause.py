@@ -114,3 +114,56 @@ async def test_the_tracker_sleeps_through_an_auth_pause(world: World) -> None:
     assert world.gate.paused_until
     counted = Counted(world.tracker)
     assert await run_for(counted, 0.6) == 1  # the job is due, its provider paused: asleep
+
+
+async def finished_job(world: World) -> str:
+    """A submission whose one job the provider finished and the tracker saw end."""
+    sub = await world.accept("a.jsonl", request_lines(2))
+    await world.submitter.run_once()
+    (job,) = await world.store.jobs_for_submission(sub.id)
+    world.provider.finish(job.provider_job_id or "")
+    await world.tracker.run_once()
+    return sub.id
+
+
+async def test_a_refused_download_pauses_the_provider_once(world: World) -> None:
+    sub_id = await finished_job(world)
+    refuse_the_key(world, "download_file")
+    await world.collector.run_once()
+    assert world.gate.paused_until["fake"] > world.clock.now()
+    assert (await world.events()).count("provider.auth_failed") == 1
+    (job,) = await world.store.jobs_for_submission(sub_id)
+    assert job.next_attempt_at == world.gate.paused_until["fake"]  # waits out the pause
+    assert job.attempts == 0  # the key, not the job: no download attempt is used up
+    world.clock.advance(1)
+    assert await world.collector.run_once() == 0  # paused: not even tried
+    assert world.provider.calls["download_file"] == 1
+    assert (await world.events()).count("provider.auth_failed") == 1
+
+
+async def test_the_collector_sleeps_through_an_auth_pause(world: World) -> None:
+    await finished_job(world)
+    refuse_the_key(world, "download_file")
+    await world.collector.run_once()
+    counted = Counted(world.collector)
+    assert await run_for(counted, 0.6) == 1  # one pass, then asleep until the pause ends
+    assert world.provider.calls["download_file"] == 1
+
+
+async def test_the_collector_waits_out_a_pause_another_loop_started(world: World) -> None:
+    await finished_job(world)  # its results are due for download now
+    world.gate.pause_for_auth("fake", world.clock.now(), "401 Unauthorized")  # the submitter's
+    counted = Counted(world.collector)
+    assert await run_for(counted, 0.6) == 1  # a due job of a paused provider: asleep
+    assert world.provider.calls["download_file"] == 0  # the refused key is not tried again
+
+
+async def test_the_collector_downloads_once_the_pause_ends(world: World) -> None:
+    sub_id = await finished_job(world)
+    world.provider.fail_before["download_file"].append(AuthError("403 Forbidden", status=403))
+    await world.collector.run_once()
+    world.clock.advance(world.gate.auth_pause_s)
+    await world.collector.run_once()
+    sub = await world.store.get_submission(sub_id)
+    assert sub is not None and sub.outcome is not None  # collected and handed back
+    assert (await world.events()).count("provider.auth_failed") == 1
