@@ -73,6 +73,7 @@ class SubmitPolicy:
     reconcile_window_s: float = 120.0  # provider grace beyond the create timeout
     create_timeout_s: Mapping[str, float] = field(default_factory=dict)  # per provider
     batch_size: int = 500
+    input_reuploads: int = 3  # in a row, each answered "input gone", before the chunk fails
 
     def window(self, provider: str) -> ReconcileWindow:
         return ReconcileWindow(
@@ -125,6 +126,9 @@ class Submitter:
         self._gate = gate or ProviderGate()
         self._wake = Waker()
         self._duplicates = Duplicates(store, clock=clock, instance_id=instance_id)
+        # Creates refused in a row because the uploaded input is gone, per job; lost on a
+        # restart, which only means a few more uploads (each after a longer wait).
+        self._inputs_lost: dict[str, int] = {}
 
     def set_policy(self, policy: SubmitPolicy) -> None:
         self._policy = policy
@@ -268,10 +272,7 @@ class Submitter:
         if not had_no_effect(exc):  # ambiguous: reconcile over the window before anything else
             await self._ambiguous(job, exc)
         elif input_file_gone(exc, job.input_file_id):  # the uploaded input is gone: upload again
-            log.warning("submit.input_gone", job_id=job.id, error=str(exc))
-            await self._transition(
-                job, JobState.NEW, input_file_id=None, attempts=0, next_attempt_at=self._clock.now()
-            )
+            await self._input_gone(job, exc)
         elif isinstance(exc, AuthError):  # nothing was created; the provider pauses
             await self._transition(job, JobState.UPLOADED, last_error=str(exc))
             raise exc
@@ -279,6 +280,36 @@ class Submitter:
             await self._refused(job, exc)
         else:  # 429: nothing was created; back off, then create as usual
             await self._not_sent(job, exc)
+
+    async def _input_gone(self, job: Job, exc: ProviderError) -> None:
+        """Upload again (at once the first time, then after a growing wait), at most
+        ``input_reuploads`` times in a row; after that the chunk fails: the provider keeps losing
+        what it was given, and uploading again cannot be trusted to help."""
+        lost = self._inputs_lost.get(job.id, 0) + 1
+        if lost > self._policy.input_reuploads:
+            self._inputs_lost.pop(job.id, None)
+            reason = (
+                f"the provider kept losing the uploaded input: {lost} creates in a row were "
+                f"refused because the input file was gone, each after a new upload (last: {exc})"
+            )
+            await self._refused(job, ProviderPermanent(reason, status=exc.status))
+            return
+        self._inputs_lost[job.id] = lost
+        delay = 0.0 if lost == 1 else self._backoff(lost - 2)
+        log.warning(
+            "submit.input_gone",
+            job_id=job.id,
+            error=str(exc),
+            reupload=lost,
+            retry_in_s=round(delay, 1),
+        )
+        await self._transition(
+            job,
+            JobState.NEW,
+            input_file_id=None,
+            attempts=0,
+            next_attempt_at=self._clock.now() + delay,
+        )
 
     async def _reconcile(self, job: Job, provider: BatchProvider) -> bool:
         """Look the job up by its tag; adopt it when the provider has it."""
@@ -296,6 +327,7 @@ class Submitter:
         return True
 
     async def _adopt(self, job: Job, snapshot: JobSnapshot) -> None:
+        self._inputs_lost.pop(job.id, None)
         now = self._clock.now()
         await self._store.transition_job(
             job.id,
@@ -410,10 +442,11 @@ class Submitter:
         )
 
     def _delay(self, job: Job) -> float:
+        return self._backoff(job.attempts - 1)
+
+    def _backoff(self, attempt: int) -> float:
         return backoff_s(
-            max(0, job.attempts - 1),
-            base_s=self._policy.retry_base_s,
-            cap_s=self._policy.retry_max_s,
+            max(0, attempt), base_s=self._policy.retry_base_s, cap_s=self._policy.retry_max_s
         )
 
     async def _transition(self, job: Job, new: JobState, **fields: Any) -> Job:

@@ -357,6 +357,58 @@ async def test_a_400_naming_the_missing_input_file_uploads_again(world: World) -
     assert world.provider.calls["upload_file"] == 2
 
 
+def lose_every_input(world: World) -> None:
+    """The provider answers every create: the input file is not found."""
+
+    async def input_gone(spec: JobSpec) -> JobSnapshot:
+        world.provider.calls["create_job"] += 1
+        raise NotFound(f"HTTP 404: file {spec.input_files[0]} not found", status=404)
+
+    world.provider.create_job = input_gone  # type: ignore[method-assign]
+
+
+async def test_an_input_lost_again_and_again_fails_the_chunk(world: World) -> None:
+    sub = await world.accept("one.jsonl", request_lines(3))
+    lose_every_input(world)
+    await world.submitter.run_once()  # created, refused: the input is gone
+    await world.submitter.run_once()  # the first upload again is sent at once, and refused
+    assert world.provider.calls["upload_file"] == 2
+    (job,) = await world.jobs(sub.id)
+    assert job.state is JobState.NEW and job.next_attempt_at > world.clock.now()
+    await world.submitter.run_once()  # the next one waits (backoff): nothing sent
+    assert world.provider.calls["upload_file"] == 2
+    for _ in range(5):
+        world.clock.advance(60)
+        await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    assert job.state is JobState.FAILED
+    assert job.last_error is not None and "kept losing the uploaded input" in job.last_error
+    assert world.provider.calls["upload_file"] == 4  # the first upload and 3 more, no more
+    assert world.provider.calls["create_job"] == 4
+    assert (await world.events()).count("batch.failed") == 1
+
+
+async def test_an_input_lost_three_times_is_still_created_on_the_fourth(world: World) -> None:
+    sub = await world.accept("one.jsonl", request_lines(3))
+    create = world.provider.create_job
+    lost = [3]  # the provider loses the first three uploads, then keeps one
+
+    async def input_gone(spec: JobSpec) -> JobSnapshot:
+        if lost[0]:
+            lost[0] -= 1
+            world.provider.calls["create_job"] += 1
+            raise NotFound(f"HTTP 404: file {spec.input_files[0]} not found", status=404)
+        return await create(spec)
+
+    world.provider.create_job = input_gone  # type: ignore[method-assign]
+    for _ in range(6):
+        await world.submitter.run_once()
+        world.clock.advance(60)
+    (job,) = await world.jobs(sub.id)
+    assert job.state is JobState.PENDING
+    assert world.provider.calls["upload_file"] == 4
+
+
 async def test_a_cancel_during_the_window_is_not_followed_by_a_new_create(world: World) -> None:
     sub = await world.accept("one.jsonl", request_lines(3))
     world.provider.fail_before["create_job"].append(ProviderTransient("connection reset"))
