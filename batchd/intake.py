@@ -6,7 +6,9 @@ scans (writers that write in place, network filesystems, files found at start-up
 ``*.part`` and sidecars are ignored. inotify only wakes the loop; a full rescan runs at start-up,
 after an overflow and every ``scan_interval_s``. A claimed file that turns out to be still
 written is waited for and read again (``batchd.settle``); one whose claim or validation raises
-is retried a few times, then moved to rejected/ (``batchd.retries``).
+is retried a few times, then moved to rejected/ (``batchd.retries``); if even that fails
+(rejected/ replaced by a link, a full disk) it stays in processing/ and is tried again with
+backoff until rejected/ can take it.
 """
 
 from __future__ import annotations
@@ -104,7 +106,6 @@ class Intake:
         self._retries = RetryBook()
         self._held: set[tuple[str, str]] = set()  # (route, name) of a claim being retried
         self._given_up: set[tuple[str, str, int]] = set()  # (route, name, inode) left alone
-        self._stuck: set[str] = set()  # submissions given up whose rejection failed too
         self._folders: set[tuple[str, str]] = set()  # folders in an inbox, logged once
         self.scans = 0
 
@@ -168,7 +169,7 @@ class Intake:
                 log.warning("intake.route_missing", submission_id=sub.id, route=sub.route)
                 continue
             key = ("submission", sub.id)
-            if sub.id in self._stuck or not self._retries.due(key, now):
+            if not self._retries.due(key, now):
                 self._schedule_retry(key)
             elif await self._process(sub, route):
                 done += not self._claimer.settle.waiting(sub.id)
@@ -210,14 +211,19 @@ class Intake:
             self._schedule(when)
 
     async def _give_up(self, sub: Submission, route: RouteLike, exc: Exception, tries: int) -> None:
-        self._retries.forget(("submission", sub.id))
+        key = ("submission", sub.id)
         try:
             await self._claimer.give_up(sub, route, _give_up_reason(exc, tries))
-        except Exception as again:
-            self._stuck.add(sub.id)
-            log.exception(
-                "intake.give_up_failed", submission_id=sub.id, name=sub.name, error=_error(again)
-            )
+        except Exception as again:  # rejected/ is unusable now (a link, a full disk): the
+            # failure stays counted, so the next try comes after the backoff (at most a minute)
+            fields: dict[str, object] = {"submission_id": sub.id, "name": sub.name}
+            fields |= {"error": _error(again), "retry_at": self._retries.next_at(key)}
+            if tries == self._retries.max_tries:  # the traceback once, then one line per try
+                log.exception("intake.give_up_failed", **fields)
+            else:
+                log.warning("intake.give_up_failed", **fields)
+            return
+        self._retries.forget(key)
 
     async def _scan_route(self, route: RouteLike) -> int:
         inbox = SpoolPaths(route.spool).inbox

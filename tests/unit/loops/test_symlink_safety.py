@@ -75,3 +75,35 @@ async def test_reasons_are_not_written_through_a_linked_rejected_folder(
     assert list(elsewhere.iterdir()) == []
     text = json.dumps(logs, default=str)
     assert f"{world.paths.rejected} is a symbolic link; batchd does not write through it" in text
+
+
+async def test_a_rejection_refused_by_a_linked_folder_lands_once_it_is_repaired(
+    tmp_path: Path, world: World
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    swap_for_link(world.paths.rejected, elsewhere)
+    world.drop("bad.jsonl", "not json\n")
+    with capture_logs() as logs:
+        for _ in range(60):  # 3 minutes: past the tries and the give-up
+            await world.intake.run_once()
+            world.clock.advance(3)
+    assert list(elsewhere.iterdir()) == []
+    (sub,) = await world.store.list_submissions()
+    assert sub.state is SubmissionState.CLAIMED  # waits in processing/, not lost
+    assert Path(sub.processing_path or "").exists()
+    events = [e["event"] for e in logs]
+    # tried again after the give-up failed, but with backoff (at most once a minute), not
+    # every scan
+    assert 2 <= events.count("intake.give_up_failed") <= 4
+
+    world.paths.rejected.unlink()  # the administrator repairs it
+    world.paths.rejected.mkdir()
+    for _ in range(25):  # the next try is at most a minute away
+        await world.intake.run_once()
+        world.clock.advance(3)
+    current = await world.store.get_submission(sub.id)
+    assert current is not None and current.state is SubmissionState.REJECTED
+    assert (world.paths.rejected / "bad.jsonl").read_text() == "not json\n"
+    assert "line 1" in (world.paths.rejected / "bad.reason.txt").read_text()  # its own reason
+    assert list(world.paths.processing.iterdir()) == []
+    assert list(elsewhere.iterdir()) == []
