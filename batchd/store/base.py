@@ -294,8 +294,9 @@ class JobStore(Protocol):
     ) -> list[Job]:
         """Take the due jobs of ``stage`` (``leases.in_stage``; ``next_attempt_at <= now``
         unless ``due_only`` is False: the tracker's sweep) that no other owner holds, ordered by
-        ``next_attempt_at`` then id: each is returned held by ``owner`` until ``now +
-        lease_s``, its version bumped (``store/leases.py``)."""
+        ``next_attempt_at`` then id: each is returned held by ``owner`` for at least ``lease_s /
+        2`` more (renewed to ``now + lease_s``, its version bumped, when it had less:
+        ``leases.renewal_due``)."""
         ...
 
     async def transition_job(

@@ -64,6 +64,13 @@ def claimable(
     )
 
 
+def renewal_due(job: Job, owner: str, now: float, lease_s: float) -> bool:
+    """Whether a claim must write the job: another owner's (or nobody's) job, or one of
+    ``owner``'s with less than half its lease left. A job held with more is returned as it is:
+    a sweep over 10,000 jobs every 40 s rewrites each only every ``lease_s / 2``."""
+    return job.owner != owner or job.lease_until is None or job.lease_until < now + lease_s / 2
+
+
 def claimed(job: Job, owner: str, until: float) -> Job:
     return replace(job, owner=owner, lease_until=until, version=job.version + 1)
 

@@ -36,7 +36,9 @@ class MemoryLeases:
         )
         taken = []
         for job in due[: max(0, limit)]:
-            new = leases.claimed(job, owner, now + lease_s)
+            new = job
+            if leases.renewal_due(job, owner, now, lease_s):
+                new = leases.claimed(job, owner, now + lease_s)
             self._jobs[job.id] = new
             taken.append(replace(new, errors=tuple(dict(e) for e in new.errors)))
         return taken

@@ -74,6 +74,9 @@ class SqliteLeases:
                 job = job_from_row(row)
                 if not leases.claimable(job, stage, owner, now, provider, due_only=due_only):
                     continue
+                if not leases.renewal_due(job, owner, now, lease_s):
+                    taken.append(job)
+                    continue
                 new = leases.claimed(job, owner, now + lease_s)
                 values = (owner, new.lease_until, new.version, job.id, job.version)
                 if tx.run(_CLAIM, values) == 1:

@@ -106,3 +106,13 @@ async def test_two_connections_to_one_database_never_take_the_same_job(tmp_path:
     finally:
         await one.close()
         await two.close()
+
+
+async def test_a_held_job_is_rewritten_only_when_half_its_lease_is_gone(store: JobStore) -> None:
+    _, [job] = await accepted(store, 1)
+    [first] = await store.claim_due("submit", "a", LEASE, now=NOW)
+    [same] = await store.claim_due("submit", "a", LEASE, now=NOW + LEASE / 2 - 1)
+    assert same == first  # more than half left: returned as it is, no write
+    [renewed] = await store.claim_due("submit", "a", LEASE, now=NOW + LEASE / 2 + 1)
+    assert (renewed.lease_until, renewed.version) == (NOW + LEASE * 1.5 + 1, first.version + 1)
+    assert await store.get_job(job.id) == renewed
