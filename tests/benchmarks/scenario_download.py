@@ -16,13 +16,14 @@ import time
 import urllib.request
 from typing import Any
 
+from batchd.emulator.outputs import MAX_COMPLETION_TOKENS
 from tests.benchmarks.configs import ENDPOINT, MODEL
 from tests.benchmarks.plan import Context
 from tests.benchmarks.procs import API_KEY, Emulator, child_env, python_module
 from tests.benchmarks.stats import ratio, summary
 
 VARIANTS = ("batchd", "aiohttp", "aiohttp-fsync", "sdk")
-LINES = 1024
+LINES = 1024  # at least; more when a line would pass MAX_COMPLETION_TOKENS
 BYTES_PER_TOKEN = 5.15  # the emulator's filler words with their spaces, and the JSON around them
 
 
@@ -37,7 +38,11 @@ def _api(emu: Emulator, method: str, path: str, body: bytes | None, ctype: str) 
 def make_big_output(emu: Emulator, target_bytes: int) -> tuple[str, int, float]:
     """Create and finish a job whose output is about ``target_bytes``; returns (file id,
     size, seconds the emulator took)."""
-    tokens = math.ceil(target_bytes / LINES / BYTES_PER_TOKEN)
+    # At least LINES lines, and enough that no line asks for more tokens than the emulator
+    # answers (a context window's worth; 90 % of it, to stay under it after rounding).
+    per_line = int(MAX_COMPLETION_TOKENS * 0.9) * BYTES_PER_TOKEN
+    count = max(LINES, math.ceil(target_bytes / per_line))
+    tokens = math.ceil(target_bytes / count / BYTES_PER_TOKEN)
     lines = [
         json.dumps(
             {
@@ -48,7 +53,7 @@ def make_big_output(emu: Emulator, target_bytes: int) -> tuple[str, int, float]:
                 },
             }
         )
-        for i in range(LINES)
+        for i in range(count)
     ]
     boundary = "benchboundary"
     body = (
