@@ -18,6 +18,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal, get_args
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -98,6 +99,11 @@ def check_path_text(value: object) -> object:
     return value
 
 
+# A path given in the configuration: never empty, never with a NUL (``check_path_text``).
+PathText = Annotated[Path, BeforeValidator(check_path_text)]
+OptionalPathText = Annotated[Path | None, BeforeValidator(check_path_text)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     _ranges: ClassVar[tuple[tuple[str, str], ...]] = ()  # (low, high) keys: high >= low
@@ -111,7 +117,7 @@ class _Model(BaseModel):
 
 
 class DaemonSettings(_Model):
-    data_dir: Path = Field(default_factory=lambda: default_data_dir(os.environ))
+    data_dir: PathText = Field(default_factory=lambda: default_data_dir(os.environ))
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     shutdown_grace_s: Annotated[float, Field(gt=0, le=600)] = 5.0
@@ -131,11 +137,6 @@ class DaemonSettings(_Model):
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
-
-    @field_validator("data_dir", mode="before")
-    @classmethod
-    def _not_empty(cls, value: object) -> object:
-        return check_path_text(value)
 
     @field_validator("data_dir")
     @classmethod
@@ -227,7 +228,7 @@ class ProviderConfig(_Model):
     kind: str = "mistral"  # a registered kind (``batchd.providers.registry``)
     base_url: str = "https://api.mistral.ai"
     api_key_credential: FileName | None = None  # default "<name>_api_key" (kind mistral)
-    api_key_file: Path | None = None
+    api_key_file: OptionalPathText = None
     api_key_env: EnvName | None = None  # default MISTRAL_API_KEY (kind mistral)
     requests_per_second: Annotated[float, Field(ge=0, le=10_000)] = 5.0
     timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
@@ -247,11 +248,6 @@ class ProviderConfig(_Model):
     @classmethod
     def _url(cls, value: str) -> str:
         return check_base_url(value)
-
-    @field_validator("api_key_file", mode="before")
-    @classmethod
-    def _not_empty(cls, value: object) -> object:
-        return check_path_text(value)
 
     @field_validator("kind")
     @classmethod
@@ -301,17 +297,12 @@ def check_base_url(value: str) -> str:
 
 class RouteConfig(_Model):
     name: Name
-    spool: Path  # relative: under daemon.data_dir
+    spool: PathText  # relative: under daemon.data_dir
     provider: Name
     endpoint: Endpoint = "/v1/chat/completions"
     model: ModelName | None = None
     timeout_hours: Annotated[int, Field(ge=1, le=168)] = 24
     metadata: Metadata = Field(default_factory=dict)
-
-    @field_validator("spool", mode="before")
-    @classmethod
-    def _not_empty(cls, value: object) -> object:
-        return check_path_text(value)
 
     @field_validator("spool")
     @classmethod
@@ -328,7 +319,7 @@ class WebhookConfig(_Model):
     allow_private: bool = False
     url: str
     secret_credential: FileName | None = None  # default "webhook_<name>"
-    secret_file: Path | None = None
+    secret_file: OptionalPathText = None
     secret_env: EnvName | None = None
     events: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] = ["*"]
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 15.0
@@ -375,11 +366,6 @@ class WebhookConfig(_Model):
         except WebhookError as exc:
             raise ValueError(str(exc)) from None
         return value
-
-    @field_validator("secret_file", mode="before")
-    @classmethod
-    def _not_empty(cls, value: object) -> object:
-        return check_path_text(value)
 
     def secret_spec(self, what: str) -> SecretSpec:
         return SecretSpec(
