@@ -366,7 +366,8 @@ class MemoryJobStore(MemoryOutbox, MemoryLeases):
             for s in self._subs.values()
             if rules.submission_prunable(s, rows_before) and s.id not in referred
         ]
-        jobs = [j.id for j in self._jobs.values() if j.submission_id in set(subs)]
+        removed = set(subs)
+        jobs = [j.id for j in self._jobs.values() if j.submission_id in removed]
         counts = PruneCounts(
             len(subs), len(jobs), len(events), sum(len(states.get(e, [])) for e in events)
         )
@@ -377,7 +378,7 @@ class MemoryJobStore(MemoryOutbox, MemoryLeases):
                 del self._events[event_id]
             for job_id in jobs:
                 del self._jobs[job_id]
-            for dup_id in [k for k, d in self._duplicates.items() if d.submission_id in set(subs)]:
+            for dup_id in [k for k, d in self._duplicates.items() if d.submission_id in removed]:
                 del self._duplicates[dup_id]
             for sub_id in subs:
                 del self._subs[sub_id]
