@@ -17,6 +17,8 @@ settings.load_profile("batchd")
 @pytest.fixture(autouse=True)
 def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
+        if key.startswith("BATCHD_TEST_"):
+            continue  # the test run's own settings (tests/services.py)
         if key.startswith("BATCHD_") or key in {
             "CREDENTIALS_DIRECTORY",
             "NOTIFY_SOCKET",
@@ -24,6 +26,9 @@ def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
             "WATCHDOG_PID",
             "JOURNAL_STREAM",
             "MISTRAL_API_KEY",
+            "OPENAI_API_KEY",
+            "ANTHROPIC_API_KEY",
+            "PGPASSWORD",
             "STATE_DIRECTORY",
         }:
             monkeypatch.delenv(key, raising=False)
