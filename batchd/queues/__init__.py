@@ -1,0 +1,1 @@
+"""Queue intake: requests and batches from RabbitMQ (AMQP 0-9-1) and Redis Streams (issue 19)."""
