@@ -1,4 +1,4 @@
-"""``python -m tests.benchmarks [--quick] [--out DIR] [--only NAME ...] [--keep]``
+"""``python -m tests.benchmarks [--quick] [--runs N] [--out DIR] [--only NAME ...] [--keep]``
 
 Runs every scenario in turn (intake, tracking and scale, download, end to end), then writes
 ``<out>/latest.json`` (everything measured, every setting) and ``<out>/latest.md`` (the table
@@ -8,6 +8,7 @@ for the README's Performance section).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -42,6 +43,9 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, one run (smoke test)")
+    parser.add_argument(
+        "--runs", type=int, default=None, help="runs of every figure (default: the plan's)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the report goes")
     parser.add_argument(
         "--only", nargs="+", choices=sorted(SCENARIOS), help="run only these scenarios"
@@ -55,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     configure_logging(level="warning", fmt="console")
     plan = QUICK if args.quick else FULL
+    if args.runs is not None:
+        if args.runs < 1:
+            raise SystemExit("--runs must be at least 1")
+        plan = dataclasses.replace(plan, runs=args.runs, download_runs=args.runs)
     work = args.work or Path(tempfile.mkdtemp(prefix="batchd-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

@@ -26,6 +26,7 @@ class Plan:
     windows: int  # measurement windows per fleet (the "runs" of tracking)
     # download
     download_bytes: int
+    download_runs: int  # interleaved runs of every variant (the bare figure swings 2x)
     # end to end
     e2e_lines: int
     e2e_speed: float
@@ -47,6 +48,7 @@ FULL = Plan(
     calibrate_s=45.0,
     windows=3,
     download_bytes=1024 * MIB,
+    download_runs=5,
     e2e_lines=100,
     e2e_speed=60.0,
 )
@@ -64,6 +66,7 @@ QUICK = Plan(
     calibrate_s=15.0,
     windows=1,
     download_bytes=64 * MIB,
+    download_runs=1,
     e2e_lines=100,
     e2e_speed=60.0,
 )

@@ -192,8 +192,13 @@ class Daemon:
         return psutil.Process(self.proc.pid)
 
     def cpu_s(self) -> float:
+        user, system = self.cpu_times()
+        return user + system
+
+    def cpu_times(self) -> tuple[float, float]:
+        """CPU seconds of the daemon so far: (user, system)."""
         times = self.ps.cpu_times()
-        return float(times.user + times.system)
+        return float(times.user), float(times.system)
 
     def rss_bytes(self) -> int:
         return int(self.ps.memory_info().rss)
