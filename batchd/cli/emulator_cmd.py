@@ -40,6 +40,7 @@ FAULT_HELP = (
 )
 
 T = TypeVar("T")
+PROVIDERS = ("mistral", "anthropic")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,6 +48,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "emulator",
         help="run a local Mistral Files + Batch API emulator",
         description="A faithful local Mistral Files + Batch API server. State is in memory.",
+    )
+    parser.add_argument(
+        "--provider",
+        choices=PROVIDERS,
+        default="mistral",
+        help="which API to serve (default mistral; anthropic: /v1/messages/batches)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
@@ -145,9 +152,20 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         raise UsageError(str(exc)) from exc
 
 
-async def run_emulator(config: EmulatorConfig, host: str, port: int) -> int:
+def _server(provider: str) -> Any:
+    if provider == "anthropic":
+        from batchd.emulator.anthropic import serve_anthropic
+
+        return serve_anthropic
     from batchd.emulator import serve
 
+    return serve
+
+
+async def run_emulator(
+    config: EmulatorConfig, host: str, port: int, provider: str = "mistral"
+) -> int:
+    serve = _server(provider)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -175,4 +193,4 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
     configure_logging(level="info", fmt="auto")
     config = build_config(args)
-    return asyncio.run(run_emulator(config, args.host, args.port))
+    return asyncio.run(run_emulator(config, args.host, args.port, args.provider))
