@@ -40,27 +40,32 @@ FAULT_HELP = (
 )
 
 T = TypeVar("T")
-PROVIDERS = ("mistral", "anthropic")
+PROVIDERS = ("mistral", "openai", "anthropic")
+# each emulated provider on its own port by default, so that they can run side by side
+PORTS = {"mistral": DEFAULT_PORT, "openai": DEFAULT_PORT + 1, "anthropic": DEFAULT_PORT + 2}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "emulator",
-        help="run a local Mistral Files + Batch API emulator",
-        description="A faithful local Mistral Files + Batch API server. State is in memory.",
+        help="run a local provider emulator (Mistral by default, or --provider openai|anthropic)",
+        description="A faithful local Mistral Files + Batch API server (or OpenAI's Files + "
+        "Batch API, or Anthropic's Message Batches, with --provider). State is in memory.",
     )
     parser.add_argument(
         "--provider",
         choices=PROVIDERS,
         default="mistral",
-        help="which API to serve (default mistral; anthropic: /v1/messages/batches)",
+        help="which API to serve (default mistral; openai: /v1/files and /v1/batches, base URL "
+        "<url>/v1 for the openai SDK; anthropic: /v1/messages/batches)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
         "--port",
         type=_port,
-        default=DEFAULT_PORT,
-        help=f"port (default {DEFAULT_PORT}; 0 = any)",
+        default=None,
+        help=f"port (default {DEFAULT_PORT}; openai {PORTS['openai']}, anthropic "
+        f"{PORTS['anthropic']}; 0 = any)",
     )
     parser.add_argument(
         "--api-key",
@@ -157,6 +162,10 @@ def _server(provider: str) -> Any:
         from batchd.emulator.anthropic import serve_anthropic
 
         return serve_anthropic
+    if provider == "openai":
+        from batchd.emulator.openai import serve_openai
+
+        return serve_openai
     from batchd.emulator import serve
 
     return serve
@@ -193,4 +202,9 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
     configure_logging(level="info", fmt="auto")
     config = build_config(args)
-    return asyncio.run(run_emulator(config, args.host, args.port, args.provider))
+    return asyncio.run(run_emulator(config, args.host, listen_port(args), args.provider))
+
+
+def listen_port(args: argparse.Namespace) -> int:
+    """``--port``, or the emulated provider's own default port."""
+    return PORTS[args.provider] if args.port is None else int(args.port)

@@ -75,7 +75,7 @@ class FileRecord:
 
 
 @dataclass
-class _Received:
+class Received:
     path: Path
     filename: str
     content_type: str | None
@@ -146,7 +146,7 @@ class FileStore:
     # ---------------------------------------------------------------- upload
     async def upload(self, request: web.Request) -> FileRecord:
         file_id = self._ids.new()
-        fields, received = await self._read_form(request, self.new_path(file_id))
+        fields, received = await self.read_form(request, self.new_path(file_id))
         if received is None:
             missing = detail_item("missing", ["body", "file"], "Field required", None)
             raise validation_error([missing])
@@ -157,7 +157,7 @@ class FileStore:
             raise
         return self.add(self._record(file_id, form, received))
 
-    def _record(self, file_id: str, form: UploadForm, received: _Received) -> FileRecord:
+    def _record(self, file_id: str, form: UploadForm, received: Received) -> FileRecord:
         now = int(self._clock.now())
         suffix = PurePosixPath(received.filename).suffix.lower()
         mimetype = _MIMETYPES.get(suffix) or received.content_type or "application/octet-stream"
@@ -176,11 +176,12 @@ class FileStore:
             expires_at=now + form.expiry * 3600 if form.expiry else None,
         )
 
-    async def _read_form(
+    async def read_form(
         self, request: web.Request, target: Path
-    ) -> tuple[dict[str, str], _Received | None]:
+    ) -> tuple[dict[str, str], Received | None]:
+        """The form fields, and the file part streamed to ``target`` (None: no file part)."""
         fields: dict[str, str] = {}
-        received: _Received | None = None
+        received: Received | None = None
         try:
             reader = await request.multipart()
         except (AssertionError, ValueError, KeyError):
@@ -199,7 +200,7 @@ class FileStore:
             raise
         return fields, received
 
-    async def _receive(self, part: BodyPartReader, target: Path) -> _Received:
+    async def _receive(self, part: BodyPartReader, target: Path) -> Received:
         size = lines = 0
         last = b"\n"
         with target.open("wb") as sink:
@@ -213,7 +214,7 @@ class FileStore:
         if size and last != b"\n":
             lines += 1
         ctype = part.headers.get("Content-Type")
-        return _Received(target, part.filename or "file", ctype, size, lines)
+        return Received(target, part.filename or "file", ctype, size, lines)
 
 
 async def _parts(reader: MultipartReader) -> Any:

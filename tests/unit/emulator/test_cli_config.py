@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from batchd.cli import build_parser
-from batchd.cli.emulator_cmd import API_KEYS_ENV, build_config
+from batchd.cli.emulator_cmd import API_KEYS_ENV, build_config, listen_port
 from batchd.emulator import Behaviour, EmulatorConfig, FaultKind, FaultRule, Phase, ProcessingModel
 from batchd.errors import UsageError
 
@@ -18,7 +18,9 @@ def parse(*argv: str) -> EmulatorConfig:
 
 def test_defaults() -> None:
     args = build_parser().parse_args(["emulator"])
-    assert (args.host, args.port) == ("127.0.0.1", 8089)
+    assert (args.host, listen_port(args)) == ("127.0.0.1", 8089)
+    openai = build_parser().parse_args(["emulator", "--provider", "openai"])
+    assert (openai.provider, listen_port(openai)) == ("openai", 8090)
     config = build_config(args)
     assert config.speed == 60 and config.api_keys == () and config.faults.rules == ()
     assert config.processing == ProcessingModel() and config.behaviour == Behaviour()
