@@ -60,6 +60,10 @@ class ParsedFile:
     # body.model of the requests that name one: model -> (requests, first line), the first
     # MAX_MODELS_TRACKED distinct names only
     models: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # each request's normalized line (what ``normalized_sizes`` counts), kept only when the
+    # parse was asked to (``keep_lines_up_to``): ``chunks.write_chunk`` then writes these bytes
+    # instead of reading and parsing the file a second time
+    normalized: Sequence[bytes] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,9 +274,10 @@ def assign_custom_id(line_no: int, taken: set[str] | frozenset[str]) -> str:
 class _Scan:
     """The state of one parse: problems, ids and sizes, in input order."""
 
-    def __init__(self, endpoint: str, limits: FileLimits) -> None:
+    def __init__(self, endpoint: str, limits: FileLimits, *, keep: bool = False) -> None:
         self.endpoint = endpoint
         self.limits = limits
+        self.kept: list[bytes] | None = [] if keep else None
         self.problems: list[Problem] = []
         self.truncated = False
         self.ids: list[str | None] = []
@@ -303,11 +308,12 @@ class _Scan:
             raise _Stop
         try:
             custom_id, body = parse_request(line.content, self.endpoint)
-            size = len(normalized_line(custom_id or custom_id_for_line(line.number), body))
+            data = normalized_line(custom_id or custom_id_for_line(line.number), body)
         except (BadLine, ValueError) as exc:  # ValueError: normalized_line (NaN/inf, surrogates)
             self.problem(line.number, str(exc))
             return
-        self.request(line, custom_id, size)
+        if self.request(line, custom_id, len(data)) and self.kept is not None:
+            self.kept.append(data)
         self.model(body.get("model"), line.number)
 
     def model(self, name: object, line: int) -> None:
@@ -317,16 +323,17 @@ class _Scan:
         if count or len(self.models) < MAX_MODELS_TRACKED:
             self.models[name] = (count + 1, first)
 
-    def request(self, line: Line, custom_id: str | None, size: int) -> None:
+    def request(self, line: Line, custom_id: str | None, size: int) -> bool:
         if custom_id is not None:
             first = self.first_line.setdefault(custom_id, line.number)
             if first != line.number:
                 self.problem(line.number, f"duplicate custom_id {custom_id[:60]!r} (line {first})")
-                return
+                return False
         self.ids.append(custom_id)
         self.lines.append(line.number)
         self.sizes.append(size)
         self.offsets.append(line.offset)
+        return True
 
     def resolve_ids(self) -> tuple[list[str], list[int], int]:
         """Fill in assigned ids (never colliding with explicit ones); fix their line sizes."""
@@ -339,9 +346,21 @@ class _Scan:
                 continue
             assigned = assign_custom_id(self.lines[i], taken)
             taken.add(assigned)
-            sizes[i] += len(assigned) - len(custom_id_for_line(self.lines[i]))
+            provisional = custom_id_for_line(self.lines[i])
+            sizes[i] += len(assigned) - len(provisional)
             ids.append(assigned)
+            if self.kept is not None and assigned != provisional:
+                self.kept[i] = _with_id(self.kept[i], provisional, assigned)
         return ids, sizes, sum(1 for x in self.ids if x is None)
+
+
+def _with_id(data: bytes, old: str, new: str) -> bytes:
+    """A normalized line with its (assigned, plain ASCII) custom_id replaced: the line opens
+    with ``{"custom_id":"<old>",`` (``normalized_line``)."""
+    head = b'{"custom_id":"' + old.encode() + b'",'
+    if not data.startswith(head):  # cannot happen: normalized_line writes the id first
+        raise ValueError("normalized line does not open with its custom_id")
+    return b'{"custom_id":"' + new.encode() + b'",' + data[len(head) :]
 
 
 def parse_batch_file(
@@ -350,16 +369,19 @@ def parse_batch_file(
     endpoint: str,
     limits: FileLimits,
     progress: Callable[[int], None] | None = None,
+    keep_lines_up_to: int = 0,
 ) -> ParsedFile:
     """Validate ``path`` (streamed). ``IntakeRejected`` lists every problem, up to the cap.
     ``progress`` is called with the bytes read so far, about every MiB (``batchd submit``'s
-    progress bar)."""
-    scan = _Scan(endpoint, limits)
+    progress bar). A file of at most ``keep_lines_up_to`` bytes keeps its normalized lines in
+    the result (``ParsedFile.normalized``), so that writing its chunks reads nothing again."""
     reported = 0
     with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        scan = _Scan(endpoint, limits, keep=size <= keep_lines_up_to)
         reader = _Counting(handle)
         with contextlib.suppress(_Stop):
-            if os.fstat(handle.fileno()).st_size > limits.max_file_bytes:
+            if size > limits.max_file_bytes:
                 scan.too_large()
             for line in read_lines(reader, limits.max_line_bytes):
                 if reader.count > limits.max_file_bytes:
@@ -383,6 +405,7 @@ def parse_batch_file(
         assigned_ids=assigned,
         byte_offsets=scan.offsets,
         models=scan.models,
+        normalized=scan.kept,
     )
 
 

@@ -1,8 +1,9 @@
 """Split a validated batch file into provider-sized chunks, and write each chunk's file.
 
-``plan_chunks`` is pure. ``write_chunk`` re-reads the input (from the byte offsets the parse
-recorded), writes the chunk's requests as normalized Mistral lines atomically, and refuses with
-``IntakeRejected`` a file that no longer matches its ``ParsedFile``.
+``plan_chunks`` is pure. ``write_chunk`` writes the normalized lines the parse kept, or else
+re-reads the input (from the byte offsets the parse recorded); it writes the chunk's requests
+as normalized Mistral lines atomically, and refuses with ``IntakeRejected`` a file that no
+longer matches its ``ParsedFile``.
 """
 
 from __future__ import annotations
@@ -84,6 +85,11 @@ def _chunk_lines(
     path: Path, parsed: ParsedFile, chunk: ChunkPlan, endpoint: str
 ) -> Iterator[bytes]:
     index, end = chunk.line_start, chunk.line_start + chunk.line_count
+    if parsed.normalized is not None:  # the lines the parse kept: the file is not read again
+        if end > len(parsed.normalized):
+            raise ValueError(f"chunk {chunk.index} ends after the file's last request")
+        yield b"".join(parsed.normalized[index:end])
+        return
     with path.open("rb") as handle:
         number = offset = 0
         if len(parsed.byte_offsets) == parsed.request_count and index < end:

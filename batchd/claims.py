@@ -61,6 +61,11 @@ from batchd.workdir import WorkDir
 
 log = structlog.get_logger(__name__)
 
+# A file up to this size keeps its normalized lines from the parse (at most about twice this in
+# memory while its chunks are written): they are written from memory instead of reading and
+# parsing the file a second time. Larger files are read again, line by line.
+PARSE_ONCE_UP_TO = 16 * 1024 * 1024
+
 UNREADABLE = (
     "batchd cannot read this file (permission denied): in a shared drop folder, make it "
     "readable by the folder's group (mode 0640) before you drop it"
@@ -274,7 +279,12 @@ class Claimer:
         except PermissionError as exc:
             raise IntakeRejected([Problem(0, UNREADABLE)]) from exc
         os.close(fd)
-        parsed = parse_batch_file(processing, endpoint=sub.endpoint, limits=self._limits)
+        parsed = parse_batch_file(
+            processing,
+            endpoint=sub.endpoint,
+            limits=self._limits,
+            keep_lines_up_to=PARSE_ONCE_UP_TO,
+        )
         provider = self._limits_for(sub.provider)
         chunks = plan_chunks(
             parsed.normalized_sizes,

@@ -182,3 +182,37 @@ def test_a_truncated_file_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"\xef\xbb\xbf" + b"\n".join(SAMPLE[:3]) + b"\n")
     with pytest.raises(IntakeRejected):
         write_chunk(path, parsed, ChunkPlan(0, 0, 4, 0), tmp_path / "c.jsonl", endpoint=CHAT)
+
+
+# ------------------------------------------------------------------------------ parsed once
+
+
+@pytest.mark.parametrize("max_requests", [1, 2, 3, 10])
+def test_kept_lines_write_what_a_second_read_writes(tmp_path: Path, max_requests: int) -> None:
+    path, reread = make(tmp_path, SAMPLE)
+    kept = parse_batch_file(path, endpoint=CHAT, limits=LIMITS, keep_lines_up_to=1 << 20)
+    assert reread.normalized is None
+    assert kept.normalized is not None  # "line-3-2" (an assigned id moved aside) included
+    assert [len(line) for line in kept.normalized] == kept.normalized_sizes
+    (tmp_path / "kept").mkdir()
+    assert write_all(path, kept, tmp_path / "kept", max_requests) == write_all(
+        path, reread, tmp_path, max_requests
+    )
+
+
+def test_kept_lines_are_not_read_again(tmp_path: Path) -> None:
+    path, reread = make(tmp_path, SAMPLE)
+    kept = parse_batch_file(path, endpoint=CHAT, limits=LIMITS, keep_lines_up_to=1 << 20)
+    expected = write_all(path, reread, tmp_path, 10)
+    path.unlink()  # what was validated is written, whatever the file holds now
+    (tmp_path / "kept").mkdir()
+    assert write_all(path, kept, tmp_path / "kept", 10) == expected
+
+
+def test_a_file_over_the_limit_keeps_no_lines(tmp_path: Path) -> None:
+    path, _ = make(tmp_path, SAMPLE)
+    size = path.stat().st_size
+    at = parse_batch_file(path, endpoint=CHAT, limits=LIMITS, keep_lines_up_to=size)
+    over = parse_batch_file(path, endpoint=CHAT, limits=LIMITS, keep_lines_up_to=size - 1)
+    assert at.normalized is not None
+    assert over.normalized is None

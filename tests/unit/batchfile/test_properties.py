@@ -73,11 +73,15 @@ def run(data: bytes) -> ParsedFile | IntakeRejected:
             parsed = parse_batch_file(path, endpoint=CHAT, limits=LIMITS)
         except IntakeRejected as exc:
             return exc
-        check_written(path, parsed, Path(tmp))
+        written = check_written(path, parsed, Path(tmp))
+        # parsed once: the lines kept by the parse are the bytes a second read writes
+        kept = parse_batch_file(path, endpoint=CHAT, limits=LIMITS, keep_lines_up_to=len(data))
+        assert kept.normalized is not None
+        assert b"".join(kept.normalized) == written
         return parsed
 
 
-def check_written(path: Path, parsed: ParsedFile, out: Path) -> None:
+def check_written(path: Path, parsed: ParsedFile, out: Path) -> bytes:
     chunks = plan_chunks(parsed.normalized_sizes, max_requests=4, max_bytes=1 << 20)
     written = b""
     for chunk in chunks:
@@ -88,6 +92,7 @@ def check_written(path: Path, parsed: ParsedFile, out: Path) -> None:
     records = [json.loads(line) for line in written.splitlines()]
     assert [r["custom_id"] for r in records] == parsed.custom_ids
     assert all(isinstance(r["body"], dict) for r in records)
+    return written
 
 
 def check_invariants(result: ParsedFile | IntakeRejected, data: bytes) -> None:
