@@ -145,6 +145,7 @@ class Claimer:
     ) -> Submission:
         processing = Path(_required(sub.processing_path))
         found = lstat_identity(processing)
+        inbox = None  # None: already in processing/
         if found is None or found.ino != ino:
             inbox = find_in_inbox(paths.inbox, inbox_name or sub.name, ino)
             if inbox is None:
@@ -152,10 +153,8 @@ class Claimer:
                     sub.id, "the file disappeared before batchd claimed it", now=self._clock.now()
                 )
                 return sub
-            await asyncio.to_thread(move, inbox, processing)
-        await asyncio.to_thread(
-            sidecars.claim_sidecar, paths.inbox / (inbox_name or sub.name), processing
-        )
+        sidecar_of = paths.inbox / (inbox_name or sub.name)
+        await asyncio.to_thread(_move_in, inbox, processing, sidecar_of)
         return await self._store.mark_claimed(sub.id, now=self._clock.now())
 
     # ------------------------------------------------------------------ steps 3-4
@@ -202,9 +201,15 @@ class Claimer:
     async def _read(
         self, sub: Submission, processing: Path
     ) -> tuple[ParsedFile, list[ChunkPlan]] | IntakeRejected:
+        return await asyncio.to_thread(self._read_and_split, sub, processing)
+
+    def _read_and_split(
+        self, sub: Submission, processing: Path
+    ) -> tuple[ParsedFile, list[ChunkPlan]] | IntakeRejected:
+        """Validate, plan and write the chunks: one trip to a worker thread for all three."""
         try:
-            parsed, chunks = await asyncio.to_thread(self._validate, sub, processing)
-            await asyncio.to_thread(self._write_chunks, sub, processing, parsed, chunks)
+            parsed, chunks = self._validate(sub, processing)
+            self._write_chunks(sub, processing, parsed, chunks)
         except IntakeRejected as exc:
             return exc
         return parsed, chunks
@@ -404,6 +409,14 @@ class Claimer:
         if sub.state is SubmissionState.CLAIMED:
             return await self.process(sub, route, settle_s=settle_s)
         return False
+
+
+def _move_in(inbox: Path | None, processing: Path, sidecar_of: Path) -> None:
+    """The file (unless it is already there) and its sidecar into processing/: one trip to a
+    worker thread."""
+    if inbox is not None:
+        move(inbox, processing)
+    sidecars.claim_sidecar(sidecar_of, processing)
 
 
 def _required(value: str | None) -> str:
