@@ -9,13 +9,14 @@ are ``mistral_wire``'s. Upload and create are sent once: the caller reconciles t
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, BinaryIO, Final, Protocol, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -52,11 +53,21 @@ FILES: Final = "/v1/files"
 ALL_FILES: Final = FileQuery()
 CANCEL_REFUSED: Final = frozenset({400, 409})  # how a server may refuse a moot cancel
 CANCEL_DONE: Final = TERMINAL | {JobState.CANCELLING}
+# An input file up to this size is read in one go and uploaded from memory; larger, streamed.
+IN_MEMORY_UPLOAD_BYTES: Final = 4 * 1024 * 1024
 
 
 def _seg(value: str) -> str:
     """An id as one path segment (never lets a ``/`` or ``?`` in an id change the route)."""
     return quote(value, safe="")
+
+
+def _small_content(handle: BinaryIO) -> bytes | None:
+    """The whole file if it is at most ``IN_MEMORY_UPLOAD_BYTES`` (one read, one trip to a
+    worker thread, instead of aiohttp's reads and close on the executor); None: stream it."""
+    if os.fstat(handle.fileno()).st_size > IN_MEMORY_UPLOAD_BYTES:
+        return None
+    return handle.read()
 
 
 def _has(job: JobSnapshot, filters: JobFilter) -> bool:
@@ -134,8 +145,9 @@ class MistralProvider:
         visibility: str = "workspace",
         expiry: int | None = None,
     ) -> MistralFile:
-        """Multipart upload exactly like the SDK, streamed from disk; sent once. The filename
-        goes out raw (UTF-8, quotes escaped), as the SDK sends it, not percent-encoded.
+        """Multipart upload exactly like the SDK, streamed from disk (a file of at most
+        ``IN_MEMORY_UPLOAD_BYTES`` is read in one go and sent from memory); sent once. The
+        filename goes out raw (UTF-8, quotes escaped), as the SDK sends it, not percent-encoded.
         ``expiry`` is sent only when given (its unit is undocumented; the emulator reads
         hours)."""
         name = filename or path.name
@@ -146,6 +158,10 @@ class MistralProvider:
         except OSError as exc:
             raise BatchdError(f"cannot read {path}: {exc.strerror}") from exc
         with handle:
+            try:
+                content = await asyncio.to_thread(_small_content, handle)
+            except OSError as exc:
+                raise BatchdError(f"cannot read {path}: {exc.strerror}") from exc
 
             def form() -> aiohttp.FormData:
                 data = aiohttp.FormData(quote_fields=False)
@@ -154,7 +170,10 @@ class MistralProvider:
                 if expiry is not None:
                     data.add_field("expiry", str(expiry))
                 data.add_field(
-                    "file", handle, filename=name, content_type="application/octet-stream"
+                    "file",
+                    handle if content is None else content,
+                    filename=name,
+                    content_type="application/octet-stream",
                 )
                 return data
 

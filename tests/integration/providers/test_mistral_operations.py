@@ -11,6 +11,7 @@ import pytest
 from batchd.emulator import Behaviour, Emulator, serve
 from batchd.errors import AuthError, BatchdError, NotFound, ProviderPermanent
 from batchd.models import JobState, RequestCounts
+from batchd.providers import mistral as mistral_module
 from batchd.providers.base import BatchProvider, JobFilter, JobSpec
 from batchd.providers.mistral import MistralProvider
 from batchd.providers.mistral_models import MistralJob, MistralJobFilter, MistralJobSpec
@@ -80,6 +81,23 @@ async def test_upload_get_download_delete(provider: MistralProvider, tmp_path: P
         await provider.download_file(ref.id, tmp_path / "gone.jsonl")
     assert not (tmp_path / "gone.jsonl").exists()
     assert provider.calls["upload_file"] == 1
+
+
+@pytest.mark.parametrize("in_memory_up_to", [0, 1 << 20], ids=["streamed", "from-memory"])
+async def test_upload_streamed_or_from_memory_sends_the_same_file(
+    provider: MistralProvider,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    in_memory_up_to: int,
+) -> None:
+    # A small file is read in one go and sent from memory, a larger one streamed from disk:
+    # the provider gets the same file, name and size either way.
+    monkeypatch.setattr(mistral_module, "IN_MEMORY_UPLOAD_BYTES", in_memory_up_to)
+    content = chat_lines(50)
+    ref = await provider.upload_file(write(tmp_path, "in.jsonl", content), filename="up.jsonl")
+    assert (ref.filename, ref.size_bytes, ref.num_lines) == ("up.jsonl", len(content), 50)
+    await provider.download_file(ref.id, tmp_path / "back.jsonl")
+    assert (tmp_path / "back.jsonl").read_bytes() == content
 
 
 async def test_upload_uses_the_local_name_by_default(
