@@ -239,7 +239,8 @@ def parse_request(content: bytes, endpoint: str) -> tuple[str | None, dict[str, 
 
 
 def normalized_line(custom_id: str, body: object) -> bytes:
-    """The canonical Mistral line written for each request: compact JSON, keys in input order,
+    """The neutral line written for each request (``providers.base.ChunkInput``; Mistral's
+    input format too): compact JSON, keys in input order,
     UTF-8 (not ASCII-escaped), newline-terminated. ``ValueError`` if it cannot be encoded."""
     text = json.dumps(
         {"custom_id": custom_id, "body": body},

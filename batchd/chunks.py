@@ -2,8 +2,12 @@
 
 ``plan_chunks`` is pure. ``write_chunk`` writes the normalized lines the parse kept, or else
 re-reads the input (from the byte offsets the parse recorded); it writes the chunk's requests
-as normalized Mistral lines atomically, and refuses with ``IntakeRejected`` a file that no
-longer matches its ``ParsedFile``.
+as neutral request lines (``{"custom_id", "body"}``, ``providers.base.ChunkInput``)
+atomically, and refuses with ``IntakeRejected`` a file that no longer matches its
+``ParsedFile``. Each provider encodes them in its own format at submit time
+(``BatchProvider.encode_input``, or its create for inline staging). The limits are on the
+neutral lines: a provider whose encoding adds bytes keeps that margin in its
+``max_bytes_per_job``.
 """
 
 from __future__ import annotations
@@ -58,8 +62,8 @@ def plan_chunks(
 def write_chunk(
     path: Path, parsed: ParsedFile, chunk: ChunkPlan, dest: Path, *, endpoint: str
 ) -> int:
-    """Write the chunk's requests to ``dest`` as normalized Mistral lines (OpenAI ``method`` and
-    ``url`` dropped, assigned ids filled in), atomically: a 0600 temp file, fsync, rename, fsync
+    """Write the chunk's requests to ``dest`` as neutral lines (OpenAI ``method`` and ``url``
+    dropped, assigned ids filled in), atomically: a 0600 temp file, fsync, rename, fsync
     of the folder. Same input, same bytes. Returns the byte count. ``IntakeRejected`` if the
     file no longer matches ``parsed``."""
     temp = dest.with_name(f".{dest.name}.part")

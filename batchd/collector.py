@@ -202,12 +202,15 @@ class Collector:
         if job.provider_job_id is None:
             return
         provider = self._providers[job.provider]
-        refs = ResultRefs(job.provider_job_id, job.output_file_id, job.error_file_id)
         folder = self._work.results(job.submission_id, job.id)
-        for got in await provider.fetch_results(refs, folder):
+        for got in await provider.fetch_results(self._refs(job), folder):
             log.info(
                 "collect.downloaded", job_id=job.id, file_id=got.source, size_bytes=got.size_bytes
             )
+
+    def _refs(self, job: Job) -> ResultRefs:
+        chunk = self._work.chunk(job.submission_id, job.chunk_index)
+        return ResultRefs(job.provider_job_id or "", job.output_file_id, job.error_file_id, chunk)
 
     async def _settle(self, job: Job, state: ResultState, *, last_error: str | None) -> None:
         try:
@@ -377,34 +380,35 @@ class Collector:
 
     async def _delete_provider_files(self, jobs: list[Job]) -> None:
         """The provider's copies, once our results are written (before DONE, so that a crash
-        redoes it; an id already gone answers 404, which is fine). A failure is logged and the
-        file left: it never holds up the results."""
+        redoes it; an id already gone is fine): the uploaded input (``delete_input_files``)
+        and the results, which the provider deletes its own way (``delete_results``; one
+        without files does nothing). Only after a successful collection: a job whose results
+        are unavailable keeps its input there, for a look at what happened. A failure is
+        logged and the copy left: it never holds up the results."""
         for job in jobs:
             provider = self._providers.get(job.provider)
-            if provider is None:
+            if provider is None or job.result_state is not ResultState.COLLECTED:
                 continue
-            for file_id in _files_to_delete(job, self._policy):
+            if self._policy.delete_input_files and job.input_file_id:
+                await _delete_input(provider, job)
+            if self._policy.delete_result_files and job.provider_job_id:
                 try:
-                    await provider.delete_file(file_id)
-                except NotFound:
-                    pass
+                    for gone in await provider.delete_results(self._refs(job)):
+                        log.info("collect.file_deleted", job_id=job.id, file_id=gone)
                 except ProviderError as exc:
-                    log.warning(
-                        "collect.file_not_deleted", job_id=job.id, file_id=file_id, error=str(exc)
-                    )
-                    continue
-                log.info("collect.file_deleted", job_id=job.id, file_id=file_id)
+                    log.warning("collect.results_not_deleted", job_id=job.id, error=str(exc))
 
 
-def _files_to_delete(job: Job, policy: CollectPolicy) -> list[str]:
-    """Provider files of a finished job to delete (pure): only after a successful collection
-    (a job whose results are unavailable keeps its input there, for a look at what happened)."""
-    if job.result_state is not ResultState.COLLECTED:
-        return []
-    found = [job.input_file_id] if policy.delete_input_files else []
-    if policy.delete_result_files:
-        found += [job.output_file_id, job.error_file_id]
-    return [f for f in found if f]
+async def _delete_input(provider: BatchProvider, job: Job) -> None:
+    file_id = job.input_file_id or ""
+    try:
+        await provider.delete_file(file_id)
+    except NotFound:
+        pass
+    except ProviderError as exc:
+        log.warning("collect.file_not_deleted", job_id=job.id, file_id=file_id, error=str(exc))
+        return
+    log.info("collect.file_deleted", job_id=job.id, file_id=file_id)
 
 
 def _settled(job: Job) -> bool:

@@ -25,6 +25,7 @@ burning through the queue; a reload or ``auth_pause_s`` later one job probes aga
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ from batchd.loops import Waker, gather_bounded
 from batchd.models import ACTIVE, LOCAL, Job, JobState, Submission, backoff_s
 from batchd.providers.base import (
     BatchProvider,
+    ChunkInput,
     JobSnapshot,
     JobSpec,
     TagQuery,
@@ -184,17 +186,20 @@ class Submitter:
         if job.cancel_requested and job.state in {JobState.NEW, JobState.UPLOADED}:
             await self._cancel_unsent(job)
             return
+        by_file = provider.staging == "file"
         if job.state is JobState.CREATING:
             if await self._reconcile(job, provider) or not await self._window_passed(job):
                 return
             if job.cancel_requested:  # the window passed with no job: nothing was created
                 await self._cancel_unsent(job)
                 return
-            if job.input_file_id is None:
+            if by_file and job.input_file_id is None:
                 job = await self._transition(job, JobState.NEW, input_file_id=None)
-        if job.state is JobState.NEW:
-            job = await self._upload(job, provider)
-        if job.state in {JobState.UPLOADED, JobState.CREATING}:
+        if job.state is JobState.NEW and by_file:
+            job = await self._upload(job, sub, provider)
+        if job.state in {JobState.UPLOADED, JobState.CREATING} or (
+            job.state is JobState.NEW and not by_file  # inline: the create sends the requests
+        ):
             job = await self._begin_create(job)
             await self._create(job, sub, provider)
 
@@ -235,43 +240,57 @@ class Submitter:
         return False
 
     # ------------------------------------------------------------------ upload
-    async def _upload(self, job: Job, provider: BatchProvider) -> Job:
+    async def _upload(self, job: Job, sub: Submission, provider: BatchProvider) -> Job:
+        """File staging: encode the chunk in the provider's format (``encode_input``), reuse an
+        upload a crash orphaned (same name and size), else upload it."""
         name = upload_name(job.id)
-        if job.attempts > 0:
-            found = await find_upload(provider, job, name)
-            if found is not None:
-                return await self._transition(job, JobState.UPLOADED, input_file_id=found)
-        job = await self._transition(job, JobState.NEW, attempts=job.attempts + 1)
-        chunk = self._work.chunk(job.submission_id, job.chunk_index)
+        chunk = self._chunk_input(job, sub)
+        scratch = self._work.staged(job.submission_id, job.chunk_index)
+        staged = await asyncio.to_thread(provider.encode_input, chunk, scratch)
         try:
-            ref = await provider.upload_file(chunk, filename=name)
-        except AuthError:
-            raise
-        except ProviderPermanent as exc:  # refused (too large, invalid): retrying cannot help
-            return await self._refused(job, exc, stage="upload")
+            if job.attempts > 0:
+                found = await find_upload(provider, job, name, staged.stat().st_size)
+                if found is not None:
+                    return await self._transition(job, JobState.UPLOADED, input_file_id=found)
+            job = await self._transition(job, JobState.NEW, attempts=job.attempts + 1)
+            try:
+                ref = await provider.upload_file(staged, filename=name)
+            except AuthError:
+                raise
+            except ProviderPermanent as exc:  # refused (too large, invalid): retrying cannot help
+                return await self._refused(job, exc, stage="upload")
+        finally:
+            if staged != chunk.path:
+                await asyncio.to_thread(staged.unlink, missing_ok=True)
         log.info("submit.uploaded", job_id=job.id, file_id=ref.id, size_bytes=ref.size_bytes)
         return await self._transition(job, JobState.UPLOADED, input_file_id=ref.id, attempts=0)
 
+    def _chunk_input(self, job: Job, sub: Submission) -> ChunkInput:
+        path = self._work.chunk(job.submission_id, job.chunk_index)
+        return ChunkInput(path, job.id, sub.endpoint, sub.model)
+
     # ------------------------------------------------------------------ create
     async def _create(self, job: Job, sub: Submission, provider: BatchProvider) -> None:
+        by_file = provider.staging == "file"
         spec = JobSpec(
             endpoint=sub.endpoint,
             model=sub.model,
-            input_files=(job.input_file_id or "",),
+            input_files=(job.input_file_id or "",) if by_file else (),
             metadata=job_metadata(sub, job, self._instance_id),
             timeout_hours=sub.timeout_hours,
+            input=self._chunk_input(job, sub),
         )
         try:
             snapshot = await provider.create_job(spec)
         except ProviderError as exc:
-            await self._create_failed(job, exc)
+            await self._create_failed(job, exc, by_file=by_file)
             return
         await self._adopt(job, snapshot)
 
-    async def _create_failed(self, job: Job, exc: ProviderError) -> None:
+    async def _create_failed(self, job: Job, exc: ProviderError, *, by_file: bool) -> None:
         if not had_no_effect(exc):  # ambiguous: reconcile over the window before anything else
             await self._ambiguous(job, exc)
-        elif input_file_gone(exc, job.input_file_id):  # the uploaded input is gone: upload again
+        elif by_file and input_file_gone(exc, job.input_file_id):  # the upload is gone: again
             await self._input_gone(job, exc)
         elif isinstance(exc, AuthError):  # nothing was created; the provider pauses
             await self._transition(job, JobState.UPLOADED, last_error=str(exc))

@@ -19,13 +19,14 @@ def upload_name(job_id: str) -> str:
     return f"batchd-{job_id}.jsonl"
 
 
-async def find_upload(provider: BatchProvider, job: Job, name: str) -> str | None:
-    """Reuse an upload orphaned by a crash; delete partial or surplus copies."""
+async def find_upload(provider: BatchProvider, job: Job, name: str, size: int) -> str | None:
+    """Reuse an upload orphaned by a crash (``name``, ``size`` bytes: the staged file); delete
+    partial or surplus copies."""
     keep: str | None = None
     for ref in await provider.find_files(name.removesuffix(".jsonl")):
         if ref.filename != name:
             continue
-        if keep is None and ref.size_bytes == job.byte_count:
+        if keep is None and ref.size_bytes == size:
             keep = ref.id
             log.info("submit.upload_adopted", job_id=job.id, file_id=ref.id)
         else:

@@ -18,6 +18,11 @@ class WorkDir:
     def chunk(self, submission_id: str, index: int) -> Path:
         return self.submission(submission_id) / f"chunk-{index:04d}.jsonl"
 
+    def staged(self, submission_id: str, index: int) -> Path:
+        """Scratch for a chunk encoded in a provider's format before its upload
+        (``BatchProvider.encode_input``), removed once uploaded."""
+        return self.submission(submission_id) / f"chunk-{index:04d}.staged.jsonl"
+
     def results(self, submission_id: str, job_id: str) -> Path:
         """The folder a job's results are fetched into (``BatchProvider.fetch_results``)."""
         return self.submission(submission_id) / job_id

@@ -67,16 +67,39 @@ def carries_metadata(job: JobSnapshot, wanted: Mapping[str, str]) -> bool:
     return all(job.metadata.get(key) == value for key, value in wanted.items())
 
 
+Staging = Literal["file", "inline"]
+"""How a provider receives a job's requests: ``file``, uploaded first (``encode_input`` then
+``upload_file``) and named by id in the create (``JobSpec.input_files``); ``inline``, sent in
+the create call itself, which streams them from ``JobSpec.input``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkInput:
+    """One job's requests as batchd holds them: a file of neutral request lines, each
+    ``{"custom_id": str, "body": {...}}`` (compact JSON, UTF-8, newline-terminated, in input
+    order; ``providers.staging.read_requests`` reads them). The file is batchd's chunk under
+    ``work/`` and lives until the job's submission is done. A provider encodes the lines into
+    its own wire format when the job is submitted, never at intake."""
+
+    path: Path
+    job_id: str  # batchd's job id (the create is tagged with it: ``batchd_job``)
+    endpoint: str
+    model: str | None = None  # the route's model; a line's body may name its own
+
+
 @dataclass(frozen=True, slots=True)
 class JobSpec:
-    """Everything needed to create one batch job. Exactly one of ``input_files``/``requests``."""
+    """Everything needed to create one batch job: ``input_files`` (a file-staging provider),
+    ``input`` (set by the submitter for every job; an inline-staging provider streams it in the
+    create call, a file-staging one may ignore it) or Mistral's in-memory ``requests``."""
 
     endpoint: str
     model: str | None = None
     input_files: tuple[str, ...] = ()
-    requests: tuple[Mapping[str, Any], ...] | None = None  # inline: {"custom_id", "body"}
+    requests: tuple[Mapping[str, Any], ...] | None = None  # Mistral inline: {"custom_id", "body"}
     metadata: Mapping[str, str] = field(default_factory=dict)
     timeout_hours: int = 24
+    input: ChunkInput | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +109,9 @@ class ResultRefs:
     job_id: str  # the provider's job id
     output_file: str | None = None
     error_file: str | None = None
+    # The job's requests (neutral lines, ``ChunkInput.path``): a provider that sent other
+    # custom_ids than the user's maps the ids back from it (see ``BatchProvider``).
+    chunk: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,15 +192,31 @@ class ProviderLimits:
 @runtime_checkable
 class BatchProvider(Protocol):
     """One provider account. Upload and create are never retried blindly by the implementation:
-    the caller reconciles through ``find_tagged`` / ``find_files`` instead."""
+    the caller reconciles through ``find_tagged`` / ``find_files`` instead.
+
+    **custom_ids.** The result lines ``fetch_results`` writes carry the user's custom_ids (the
+    ones in the chunk). A provider whose API restricts them (Anthropic: 1 to 64 characters of
+    ``[A-Za-z0-9_-]``) sends ids of its own, derived from the job and each request's index in
+    the chunk (deterministic, so nothing needs storing: ``providers.staging.indexed_id``), and
+    maps them back in ``fetch_results`` from ``ResultRefs.chunk``."""
 
     name: str
     limits: ProviderLimits
+    staging: Staging  # how the requests reach the provider (see ``Staging``)
 
     async def probe(self) -> int | None:
         """One cheap authenticated call (``batchd check``): how many jobs the account has, or
         None when the provider does not say. Raises ``AuthError`` for a refused key and
         ``ProviderError`` when the provider cannot be reached."""
+        ...
+
+    # staging (file staging; an inline provider's create streams ``JobSpec.input`` instead)
+    def encode_input(self, chunk: ChunkInput, scratch: Path) -> Path:
+        """The file to upload for ``chunk``, in the provider's input line format: the chunk
+        file itself when its neutral lines already are that format (Mistral), else ``scratch``
+        written whole (atomically) with the encoded lines. Same chunk, same bytes (an upload
+        orphaned by a crash is found again by name and size). Blocking: the caller runs it in a
+        worker thread. Never called for an inline provider."""
         ...
 
     # files
@@ -206,6 +248,13 @@ class BatchProvider(Protocol):
         ``*.jsonl`` files in the provider's line format, replacing what an earlier fetch left
         there; return what was written. Each file is whole or absent (verified length, then
         renamed). Raises ``NotFound`` when the content is gone."""
+        ...
+
+    async def delete_results(self, refs: ResultRefs) -> list[str]:
+        """Delete the provider's copy of an ended job's results once batchd holds them (when
+        ``[collect] delete_result_files`` is set); return the ids deleted. One already gone is
+        not an error; one that cannot be deleted is logged and left. A provider that keeps no
+        separate results (or cannot delete them) does nothing and returns ``[]``."""
         ...
 
     def parse_result_line(self, raw: bytes) -> ResultLine:

@@ -27,6 +27,7 @@ from batchd.models import TERMINAL, JobState
 from batchd.providers import mistral_wire as wire
 from batchd.providers.base import (
     BatchProvider,
+    ChunkInput,
     Fetched,
     FileRef,
     JobFilter,
@@ -37,13 +38,14 @@ from batchd.providers.base import (
     ProviderSettings,
     ResultLine,
     ResultRefs,
+    Staging,
     TagQuery,
     carries_metadata,
 )
 from batchd.providers.http import ProviderHttp
 from batchd.providers.mistral_models import MistralFile, MistralJob
 from batchd.providers.mistral_wire import FilePage, FileQuery
-from batchd.providers.result_files import fetch_result_files
+from batchd.providers.result_files import delete_result_files, fetch_result_files
 
 log = structlog.get_logger(__name__)
 
@@ -113,6 +115,8 @@ async def walk_pages(
 class MistralProvider:
     """One Mistral account (or anything that speaks its API, such as the emulator)."""
 
+    staging: Staging = "file"
+
     def __init__(
         self,
         settings: ProviderSettings,
@@ -136,6 +140,10 @@ class MistralProvider:
         return (await self.list_jobs(JobFilter(page_size=1))).total
 
     # ------------------------------------------------------------------ files
+    def encode_input(self, chunk: ChunkInput, scratch: Path) -> Path:
+        """Mistral's input lines are batchd's neutral ones: the chunk is uploaded as it is."""
+        return chunk.path
+
     async def upload_file(
         self,
         path: Path,
@@ -302,6 +310,9 @@ class MistralProvider:
     async def fetch_results(self, refs: ResultRefs, folder: Path) -> list[Fetched]:
         """The output and error files (``result_files``)."""
         return await fetch_result_files(self.download_file, refs, folder)
+
+    async def delete_results(self, refs: ResultRefs) -> list[str]:
+        return await delete_result_files(self.delete_file, refs)
 
     def parse_result_line(self, raw: bytes) -> ResultLine:
         return wire.parse_result_line(raw)

@@ -1,5 +1,10 @@
 """An in-memory ``BatchProvider`` for unit tests of the loops: scripted failures, call counts,
-and helpers to move jobs along. (Integration tests use the real emulator over HTTP.)"""
+and helpers to move jobs along. (Integration tests use the real emulator over HTTP.)
+
+It stages either way (``staging``): ``file`` (the default; with ``encode`` it uploads OpenAI's
+line format, written to the scratch file, instead of the chunk as it is) or ``inline`` (the
+create reads the chunk itself and sends ids of its own, ``indexed_id``, mapped back when its
+results, kept by job id and not as files, are fetched)."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from typing import Any
 from batchd.errors import NotFound, ProviderError, ProviderPermanent, ProviderTransient
 from batchd.models import JobState, RequestCounts
 from batchd.providers.base import (
+    ChunkInput,
     Fetched,
     FileRef,
     JobFilter,
@@ -24,23 +30,36 @@ from batchd.providers.base import (
     ProviderLimits,
     ResultLine,
     ResultRefs,
+    Staging,
     TagQuery,
     carries_metadata,
 )
-from batchd.providers.result_files import fetch_result_files
+from batchd.providers.result_files import delete_result_files, fetch_result_files
+from batchd.providers.staging import (
+    NeutralRequest,
+    dump_line,
+    index_of,
+    indexed_id,
+    read_requests,
+    write_encoded,
+)
 
 
 @dataclass
 class FakeJob:
     snapshot: JobSnapshot
     spec: JobSpec
-    custom_ids: list[str]
+    custom_ids: list[str]  # as sent (inline: indexed_id)
+    bodies: list[dict[str, Any]]
+    results: bytes = b""  # inline: the results the job serves by its id
 
 
 @dataclass
 class FakeProvider:
     name: str = "fake"
     limits: ProviderLimits = field(default_factory=ProviderLimits)
+    staging: Staging = "file"
+    encode: bool = False  # file staging: upload OpenAI's line format (method, url, body)
     calls: Counter[str] = field(default_factory=Counter)
     files: dict[str, tuple[FileRef, bytes]] = field(default_factory=dict)
     jobs: dict[str, FakeJob] = field(default_factory=dict)
@@ -87,9 +106,13 @@ class FakeProvider:
         bad = [c for c in ids if c in failing]
         if shuffle:
             ok = list(reversed(ok))
+        counts = RequestCounts(len(job.custom_ids), len(ids), len(ok), len(bad))
+        if self.staging == "inline":  # served by job id, one stream
+            job.results = b"".join(map(_ok_line, ok)) + b"".join(map(_bad_line, bad))
+            self.set_state(job_id, state, counts=counts)
+            return
         output = self._file("out", b"".join(_ok_line(c) for c in ok)) if ok else None
         errors = self._file("err", b"".join(_bad_line(c) for c in bad)) if bad else None
-        counts = RequestCounts(len(job.custom_ids), len(ids), len(ok), len(bad))
         self.set_state(job_id, state, output_file=output, error_file=errors, counts=counts)
 
     def _file(self, prefix: str, data: bytes) -> str:
@@ -110,7 +133,18 @@ class FakeProvider:
         self._enter("probe")
         return len(self.jobs)
 
-    # ------------------------------------------------------------------ files
+    # ------------------------------------------------------------------ staging, files
+    def encode_input(self, chunk: ChunkInput, scratch: Path) -> Path:
+        assert self.staging == "file", "an inline provider is never asked to encode a file"
+        if not self.encode:
+            return chunk.path
+
+        def openai(request: NeutralRequest) -> bytes:
+            line = {"custom_id": request.custom_id, "method": "POST", "url": chunk.endpoint}
+            return dump_line({**line, "body": request.body})
+
+        return write_encoded(chunk, scratch, openai)
+
     async def upload_file(self, path: Path, *, filename: str | None = None) -> FileRef:
         self._enter("upload_file")
         data = path.read_bytes()
@@ -146,7 +180,9 @@ class FakeProvider:
     # ------------------------------------------------------------------ jobs
     async def create_job(self, spec: JobSpec) -> JobSnapshot:
         self._enter("create_job")
-        if spec.input_files[0] not in self.files:
+        if self.staging == "inline":
+            assert spec.input is not None and not spec.input_files
+        elif spec.input_files[0] not in self.files:
             raise NotFound("input file not found", status=404)
         if self.late_creates or self.hang_creates:
             delay = self.late_creates.pop(0) if self.late_creates else 0.0
@@ -159,8 +195,16 @@ class FakeProvider:
         return snap
 
     def create_now(self, spec: JobSpec) -> JobSnapshot:
-        data = self.files[spec.input_files[0]][1]
-        ids = [json.loads(line)["custom_id"] for line in data.splitlines() if line.strip()]
+        if self.staging == "inline":
+            assert spec.input is not None
+            sent = [
+                (indexed_id(spec.input.job_id, r.index), r.body)
+                for r in read_requests(spec.input.path)
+            ]
+        else:
+            data = self.files[spec.input_files[0]][1]
+            lines = [json.loads(line) for line in data.splitlines() if line.strip()]
+            sent = [(line["custom_id"], line["body"]) for line in lines]
         job_id = f"pj-{next(self._ids)}"
         snap = JobSnapshot(
             id=job_id,
@@ -172,7 +216,7 @@ class FakeProvider:
             input_files=spec.input_files,
             created_at=self.clock() + len(self.jobs),
         )
-        self.jobs[job_id] = FakeJob(snap, spec, ids)
+        self.jobs[job_id] = FakeJob(snap, spec, [i for i, _ in sent], [b for _, b in sent])
         return snap
 
     async def get_job(self, job_id: str, *, inline: bool | None = None) -> JobSnapshot:
@@ -227,7 +271,30 @@ class FakeProvider:
         self.jobs.pop(job_id, None)
 
     async def fetch_results(self, refs: ResultRefs, folder: Path) -> list[Fetched]:
-        return await fetch_result_files(self.download_file, refs, folder)
+        if self.staging == "file":
+            return await fetch_result_files(self.download_file, refs, folder)
+        self._enter("fetch_results")
+        if refs.job_id not in self.jobs or refs.chunk is None:
+            raise NotFound(f"no results for {refs.job_id}", status=404)
+        job = self.jobs[refs.job_id]
+        assert job.spec.input is not None
+        users = [r.custom_id for r in read_requests(refs.chunk)]
+        lines = []
+        for raw in job.results.splitlines():  # the ids sent, mapped back to the user's
+            line = json.loads(raw)
+            index = index_of(job.spec.input.job_id, line["custom_id"])
+            if index is not None and index < len(users):  # (a foreign id stays: unknown)
+                line["custom_id"] = users[index]
+            lines.append(dump_line(line))
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = folder / "results.jsonl"
+        path.write_bytes(b"".join(lines))
+        return [Fetched(path, path.stat().st_size, refs.job_id)]
+
+    async def delete_results(self, refs: ResultRefs) -> list[str]:
+        if self.staging == "inline":
+            return []
+        return await delete_result_files(self.delete_file, refs)
 
     def parse_result_line(self, raw: bytes) -> ResultLine:
         try:

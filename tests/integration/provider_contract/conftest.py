@@ -2,8 +2,9 @@
 suite's ``store``). Each gives the provider under test and a way to end one of its jobs; every
 provider batchd supports joins ``IMPLEMENTATIONS`` with its own ``Contract``.
 
-- ``fake``: the in-memory ``FakeProvider`` the unit tests drive the loops with; the suite keeps
-  it honest.
+- ``fake``, ``fake-encoded``, ``fake-inline``: the in-memory ``FakeProvider`` the unit tests
+  drive the loops with, staging by file (the chunk as it is, or encoded in another line format)
+  and inline (with ids of its own); the suite keeps it honest and exercises both staging kinds.
 - ``mistral-on-emulator``: ``MistralProvider`` over loopback HTTP to the emulator, whose time
   moves only when a contract asks.
 """
@@ -11,8 +12,7 @@ provider batchd supports joins ``IMPLEMENTATIONS`` with its own ``Contract``.
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,11 +43,10 @@ class FakeContract:
 
     async def finish(self, job_id: str) -> JobSnapshot:
         job = self.provider.jobs[job_id]
-        data = self.provider.files[job.spec.input_files[0]][1]
         failing = {
-            obj["custom_id"]
-            for obj in map(json.loads, data.splitlines())
-            if not isinstance(obj["body"].get("messages"), list)
+            custom_id
+            for custom_id, body in zip(job.custom_ids, job.bodies, strict=True)
+            if not isinstance(body.get("messages"), list)
         }
         self.provider.finish(job_id, failing=failing)
         return await self.provider.get_job(job_id)
@@ -69,13 +68,18 @@ class EmulatorContract:
         raise AssertionError(f"job {job_id} did not finish")
 
 
-IMPLEMENTATIONS = ["fake", "mistral-on-emulator"]
+FAKES: dict[str, Callable[[], FakeProvider]] = {
+    "fake": FakeProvider,
+    "fake-encoded": lambda: FakeProvider(encode=True),
+    "fake-inline": lambda: FakeProvider(staging="inline"),
+}
+IMPLEMENTATIONS = [*FAKES, "mistral-on-emulator"]
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
 async def contract(request: pytest.FixtureRequest) -> AsyncIterator[Contract]:
-    if request.param == "fake":
-        yield FakeContract(FakeProvider())
+    if request.param in FAKES:
+        yield FakeContract(FAKES[request.param]())
         return
     async with aiohttp.ClientSession() as session, serve(emulator_config()) as emulator:
         yield EmulatorContract(MistralProvider(fast_settings(emulator.url), session), emulator)
