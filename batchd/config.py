@@ -13,13 +13,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Final, Literal, get_args
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationInfo,
@@ -27,93 +23,45 @@ from pydantic import (
     model_validator,
 )
 
+from batchd.config_providers import ProviderConfig, check_base_url, resolve_provider
 from batchd.config_rules import cross_problems, default_data_dir, fill_defaults
-from batchd.credentials import SecretSources, SecretSpec, api_key, webhook_secrets
+from batchd.config_types import (
+    DAY_S,
+    ENDPOINTS,
+    Concurrency,
+    Delay,
+    Endpoint,
+    EnvName,
+    FileName,
+    Metadata,
+    MiB,
+    ModelName,
+    Name,
+    OptionalPathText,
+    PathText,
+    Seconds,
+    check_path_text,
+)
+from batchd.config_types import Model as _Model
+from batchd.credentials import SecretSources, SecretSpec, webhook_secrets
 from batchd.errors import ConfigError, WebhookError
-from batchd.providers.base import ProviderLimits, ProviderSettings
-from batchd.providers.registry import provider_kind, provider_kinds
+from batchd.providers.base import ProviderSettings
 from batchd.store.registry import url_problem
 from batchd.webhooks.endpoint import WebhookEndpoint
 from batchd.webhooks.schedule import LADDER_S, MIN_SPAN_S, RetryLadder
 
-MiB: Final = 1024 * 1024
-Endpoint = Literal[
-    "/v1/chat/completions",
-    "/v1/embeddings",
-    "/v1/fim/completions",
-    "/v1/moderations",
-    "/v1/chat/moderations",
-    "/v1/ocr",
-    "/v1/classifications",
-    "/v1/chat/classifications",
-    "/v1/conversations",
-    "/v1/audio/transcriptions",
+# Re-exported: the configuration's types and provider models are named from here too.
+__all__ = [
+    "DAY_S",
+    "ENDPOINTS",
+    "Endpoint",
+    "Metadata",
+    "ModelName",
+    "ProviderConfig",
+    "Settings",
+    "check_base_url",
+    "check_path_text",
 ]
-ENDPOINTS: Final = get_args(Endpoint)
-Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
-FileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
-EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
-# Every number has a documented range (config/batchd.toml) and is finite: ``inf``, ``nan`` and
-# ``1e400`` are refused like 99999999999999999999 (``_Model`` sets ``allow_inf_nan=False``).
-DAY_S: Final = 86_400
-Seconds = Annotated[float, Field(gt=0, le=DAY_S)]
-Delay = Annotated[float, Field(ge=0, le=DAY_S)]  # 0: none
-Concurrency = Annotated[int, Field(ge=1, le=256)]
-MetadataKey = Annotated[str, Field(min_length=1, max_length=32)]
-MetadataValue = Annotated[str, Field(min_length=1, max_length=512)]
-
-
-def _no_reserved_keys(value: dict[str, str]) -> dict[str, str]:
-    reserved = sorted(k for k in value if k == "batchd" or k.startswith("batchd_"))
-    if reserved:
-        raise ValueError(
-            f"batchd and keys starting with batchd_ are reserved: {', '.join(reserved)}"
-        )
-    return value
-
-
-# A route's or a file's metadata: batchd's own tags (batchd, batchd_*) cannot be set by hand.
-Metadata = Annotated[dict[MetadataKey, MetadataValue], AfterValidator(_no_reserved_keys)]
-
-
-def _printable_word(value: str) -> str:
-    if not value.isprintable() or " " in value:
-        raise ValueError(
-            "must be one word of printable characters (no spaces, control or format characters)"
-        )
-    return value
-
-
-# A model name: it is sent to the provider and printed by the CLI, so nothing that could
-# reach a terminal as an escape sequence or forge a line.
-ModelName = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_printable_word)]
-
-
-def check_path_text(value: object) -> object:
-    """A path given as text must name something: ``""`` would mean the current folder."""
-    if isinstance(value, str):
-        if not value.strip():
-            raise ValueError("must not be empty (an empty path would mean the current folder)")
-        if "\0" in value:
-            raise ValueError("must not contain a NUL character")
-    return value
-
-
-# A path given in the configuration: never empty, never with a NUL (``check_path_text``).
-PathText = Annotated[Path, BeforeValidator(check_path_text)]
-OptionalPathText = Annotated[Path | None, BeforeValidator(check_path_text)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-    _ranges: ClassVar[tuple[tuple[str, str], ...]] = ()  # (low, high) keys: high >= low
-
-    @model_validator(mode="after")
-    def _check_ranges(self) -> _Model:
-        for low, high in self._ranges:
-            if getattr(self, high) < getattr(self, low):
-                raise ValueError(f"{high} must be >= {low}")
-        return self
 
 
 class DaemonSettings(_Model):
@@ -222,77 +170,6 @@ SECTIONS: Final[dict[str, type[_Model]]] = {
     "collect": CollectSettings,
     "retention": RetentionSettings,
 }
-
-
-class ProviderConfig(_Model):
-    kind: str = "mistral"  # a registered kind (``batchd.providers.registry``)
-    base_url: str = "https://api.mistral.ai"
-    api_key_credential: FileName | None = None  # default "<name>_api_key" (kind mistral)
-    api_key_file: OptionalPathText = None
-    api_key_env: EnvName | None = None  # default MISTRAL_API_KEY (kind mistral)
-    requests_per_second: Annotated[float, Field(ge=0, le=10_000)] = 5.0
-    timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
-    connect_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
-    download_timeout_s: Seconds = 3600.0
-    read_retries: Annotated[int, Field(ge=0, le=100)] = 6
-    retry_base_s: Annotated[float, Field(gt=0, le=3600)] = 0.5
-    retry_max_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
-    retry_after_max_s: Seconds = 300.0
-    max_requests_per_job: Annotated[int, Field(ge=1, le=1_000_000)] = 100_000
-    max_bytes_per_job: Annotated[int, Field(ge=1, le=512_000_000)] = 500_000_000
-    emulator_speed: Annotated[float, Field(gt=0, le=1_000_000)] = 60.0
-    emulator_seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
-    _ranges = (("retry_base_s", "retry_max_s"),)
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return check_base_url(value)
-
-    @field_validator("kind")
-    @classmethod
-    def _known_kind(cls, value: str) -> str:
-        if provider_kind(value) is None:
-            known = ", ".join(repr(k) for k in provider_kinds())
-            raise ValueError(f"unknown provider kind {value!r} (known: {known})")
-        return value
-
-    @model_validator(mode="after")
-    def _kind_keys(self) -> ProviderConfig:
-        stray = {"emulator_speed", "emulator_seed"} & self.model_fields_set
-        if self.kind != "emulator" and stray:
-            raise ValueError(f'{", ".join(sorted(stray))}: only for kind = "emulator"')
-        return self
-
-    def key_spec(self, name: str, what: str) -> SecretSpec:
-        kind = provider_kind(self.kind)
-        needs_key = kind is not None and kind.needs_key
-        return SecretSpec(
-            what=what,
-            credential=self.api_key_credential or (f"{name}_api_key" if needs_key else None),
-            file=self.api_key_file,
-            env=self.api_key_env or (kind.key_env if kind else None),
-        )
-
-    @property
-    def needs_key(self) -> bool:
-        kind = provider_kind(self.kind)
-        return kind is not None and kind.needs_key
-
-
-def check_base_url(value: str) -> str:
-    """https, or http to a loopback host only (an API key never crosses a network in clear)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(value)
-    loopback = parts.hostname in {"localhost", "127.0.0.1", "::1"}
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ValueError("must be an http(s) URL with a host")
-    if parts.scheme == "http" and not loopback:
-        raise ValueError("must use https (http is only allowed for localhost)")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ValueError("must not contain credentials, a query or a fragment")
-    return value.rstrip("/")
 
 
 class RouteConfig(_Model):
@@ -429,13 +306,7 @@ class Settings(_Model):
         cfg = self.providers.get(name)
         if cfg is None:
             raise ConfigError(f"{self.where}: providers.{name}: no such provider")
-        spec = cfg.key_spec(name, f"{self.where}: providers.{name}")
-        key = api_key(spec, self._sources(), required=cfg.needs_key)
-        fields = cfg.model_dump(exclude=_NOT_RUNTIME)
-        limits = ProviderLimits(
-            max_requests_per_job=cfg.max_requests_per_job, max_bytes_per_job=cfg.max_bytes_per_job
-        )
-        return ProviderSettings(name=name, api_key=key, limits=limits, **fields)
+        return resolve_provider(name, cfg, self.where, self._sources())
 
     def webhook_endpoints(self) -> list[WebhookEndpoint]:
         """Every webhook with its signing secrets resolved (newest first)."""
@@ -473,13 +344,4 @@ class Settings(_Model):
 
 
 _LADDER: Final = {"retry_delays_s", "min_retry_span_s"}
-_NOT_RUNTIME: Final = {
-    "api_key_credential",
-    "api_key_file",
-    "api_key_env",
-    "max_requests_per_job",
-    "max_bytes_per_job",
-    "secret_credential",
-    "secret_file",
-    "secret_env",
-}
+_NOT_RUNTIME: Final = {"secret_credential", "secret_file", "secret_env"}

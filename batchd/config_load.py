@@ -162,6 +162,8 @@ def _message(kind: str, msg: str, value: object, loc: tuple[int | str, ...]) -> 
         name = str(loc[-1])
         if name.lower().replace("-", "_") in _SECRET_KEYS:
             return "unknown key; secrets do not belong here (name a credential, file or variable)"
+        if msg.startswith("unknown key"):  # a provider's: worded with its kind's keys
+            return msg
         return "unknown key" + closest(name, _fields_at(loc[:-1]))
     msg = msg.removeprefix("Value error, ")
     number = isinstance(value, int | float) and not isinstance(value, bool)

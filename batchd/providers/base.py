@@ -269,7 +269,7 @@ class ProviderSettings:
 
     name: str
     kind: str = "mistral"  # a registered kind (``batchd.providers.registry``)
-    base_url: str = "https://api.mistral.ai"
+    base_url: str = ""  # "": the kind's default (``ProviderKind.base_url``)
     api_key: Secret | None = None
     requests_per_second: float = 5.0  # client-side rate limit; <= 0 disables it
     timeout_s: float = 60.0  # per call (connect + headers + body) for everything but downloads
@@ -280,5 +280,6 @@ class ProviderSettings:
     retry_max_s: float = 30.0
     retry_after_max_s: float = 300.0
     limits: ProviderLimits = ProviderLimits()
-    emulator_speed: float = 60.0  # emulator only: emulated seconds per real second
-    emulator_seed: int | None = None
+    # The kind's own settings, validated (a ``kind_options.KindOptions``; read with
+    # ``kind_options.options_of``); None: the kind's defaults.
+    options: object | None = None

@@ -16,6 +16,8 @@ import aiohttp
 
 from batchd.emulator import EmulatorConfig, serve
 from batchd.providers.base import BatchProvider, ProviderSettings
+from batchd.providers.emulator_options import EmulatorOptions
+from batchd.providers.kind_options import options_of
 from batchd.providers.mistral import MistralProvider
 from batchd.secret import Secret
 
@@ -25,8 +27,9 @@ async def open_emulator(
     settings: ProviderSettings, session: aiohttp.ClientSession
 ) -> AsyncIterator[BatchProvider]:
     key = f"emu-{secrets.token_urlsafe(24)}"
+    options = options_of(settings, EmulatorOptions)
     config = EmulatorConfig(
-        api_keys=(key,), speed=settings.emulator_speed, seed=settings.emulator_seed
+        api_keys=(key,), speed=options.emulator_speed, seed=options.emulator_seed
     )
     async with serve(config) as emulator:
         provider = MistralProvider(

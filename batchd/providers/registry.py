@@ -2,13 +2,14 @@
 
 A kind is a ``ProviderKind``: its name (``kind = "..."`` in ``[providers.<name>]``), where its
 opener lives (``"module:function"``, imported lazily so that the CLI and the daemon pay only for
-what they use) and how its API key is found. A new provider adds its module, one
-``register_kind`` line below, and its place in the provider contract suite
+what they use), how its API key is found, its default base URL and its own settings keys (a
+``kind_options.KindOptions`` model, ``options="module:Class"``). A new provider adds its
+module, one ``register_kind`` line below, and its place in the provider contract suite
 (``tests/integration/provider_contract``). Kinds:
 
 - ``mistral``: ``MistralProvider`` at ``settings.base_url`` with ``settings.api_key``.
 - ``emulator``: starts the in-process emulator and points a ``MistralProvider`` at it
-  (``batchd.providers.emulated``).
+  (``batchd.providers.emulated``; its settings: ``emulator_options.EmulatorOptions``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, cast
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from batchd.errors import ConfigError
 from batchd.providers.base import BatchProvider, ProviderSettings
@@ -39,10 +40,21 @@ class ProviderKind:
     opener: str
     needs_key: bool = True
     key_env: str | None = None  # the environment variable read for the key by default
+    # The key's default credential name is "<provider name>_api_key" (``needs_key`` only).
+    base_url: str = ""  # the API's default root ("" for a kind that needs none)
+    options: str | None = None  # "module:Class", a ``KindOptions`` model of its own keys
 
     def open(self) -> Opener:
-        module, _, function = self.opener.partition(":")
-        return cast(Opener, getattr(importlib.import_module(module), function))
+        return cast(Opener, _load(self.opener))
+
+    def options_model(self) -> Any:
+        """The kind's settings model (a ``KindOptions`` subclass), or None when it has none."""
+        return None if self.options is None else _load(self.options)
+
+
+def _load(where: str) -> Any:
+    module, _, attribute = where.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 KINDS: Final[dict[str, ProviderKind]] = {}
@@ -74,10 +86,24 @@ def open_provider(
             f"provider {settings.name!r}: unknown kind {settings.kind!r} "
             f"(known: {', '.join(provider_kinds())})"
         )
+    if not settings.base_url:
+        settings = replace(settings, base_url=kind.base_url)
     return kind.open()(settings, session)
 
 
 register_kind(
-    ProviderKind("mistral", "batchd.providers.mistral:open_mistral", key_env="MISTRAL_API_KEY")
+    ProviderKind(
+        "mistral",
+        "batchd.providers.mistral:open_mistral",
+        key_env="MISTRAL_API_KEY",
+        base_url="https://api.mistral.ai",
+    )
 )
-register_kind(ProviderKind("emulator", "batchd.providers.emulated:open_emulator", needs_key=False))
+register_kind(
+    ProviderKind(
+        "emulator",
+        "batchd.providers.emulated:open_emulator",
+        needs_key=False,
+        options="batchd.providers.emulator_options:EmulatorOptions",
+    )
+)

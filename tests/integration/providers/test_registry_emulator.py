@@ -10,6 +10,7 @@ import pytest
 from batchd.errors import AuthError
 from batchd.models import JobState
 from batchd.providers.base import JobFilter, JobSpec, ProviderSettings
+from batchd.providers.emulator_options import EmulatorOptions
 from batchd.providers.mistral import MistralProvider
 from batchd.providers.registry import open_provider
 from batchd.secret import Secret
@@ -19,8 +20,9 @@ from tests.integration.providers.conftest import chat_lines, fast_settings
 async def test_emulator_kind_serves_a_working_provider(
     session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
+    options = EmulatorOptions(emulator_speed=500.0, emulator_seed=3)
     settings = ProviderSettings(
-        name="demo", kind="emulator", emulator_speed=500.0, emulator_seed=3, requests_per_second=0
+        name="demo", kind="emulator", options=options, requests_per_second=0
     )
     async with open_provider(settings, session) as provider:
         assert isinstance(provider, MistralProvider)

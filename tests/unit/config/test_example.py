@@ -22,10 +22,14 @@ from batchd.config import (
     WebhookConfig,
 )
 from batchd.config_load import load_settings
+from batchd.providers.emulator_options import EmulatorOptions
+from batchd.providers.registry import KINDS
 from batchd.webhooks.signing import new_secret
 
 from .helpers import env
 
+# Every registered kind's own keys are documented in the example too.
+KIND_OPTIONS = [m for m in (k.options_model() for k in KINDS.values()) if m is not None]
 EXAMPLE = Path(__file__).resolve().parents[3] / "config" / "batchd.toml"
 BLOCK = re.compile(r"^# ---- example: .*? ----\n(.*?)^# ---- end ----\n", re.MULTILINE | re.DOTALL)
 
@@ -46,7 +50,10 @@ def test_the_example_loads_and_states_the_defaults(tmp_path: Path) -> None:
         TrackSettings(),
         CollectSettings(),
     )
-    assert settings.providers == {"emulator": ProviderConfig(kind="emulator")}
+    (emulator,) = settings.providers.values()
+    common = emulator.model_dump(exclude=set(emulator.model_extra or {}))
+    assert common == ProviderConfig(kind="emulator").model_dump()
+    assert emulator.options == EmulatorOptions()  # the kind's own keys, at their defaults
     assert settings.routes == [
         RouteConfig(name="default", spool=Path("/srv/batchd"), provider="emulator")
     ]
@@ -68,6 +75,7 @@ def test_the_example_loads_and_states_the_defaults(tmp_path: Path) -> None:
         ProviderConfig,
         RouteConfig,
         WebhookConfig,
+        *KIND_OPTIONS,
     ],
 )
 def test_every_key_is_in_the_example(model: type[BaseModel]) -> None:

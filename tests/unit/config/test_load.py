@@ -23,6 +23,7 @@ from batchd.config import (
 )
 from batchd.config_load import env_var, env_vars, load_settings
 from batchd.errors import ConfigError
+from batchd.providers.emulator_options import EmulatorOptions
 
 from .helpers import env, error_text, load, problems, write
 
@@ -346,7 +347,11 @@ max_bytes_per_job = 1000000
 def test_emulator_keys(tmp_path: Path) -> None:
     text = "[providers.emu]\nkind = 'emulator'\nemulator_speed = 1000\nemulator_seed = 7\n"
     ps = load(tmp_path, text + route(provider="emu")).provider_settings("emu")
-    assert (ps.kind, ps.emulator_speed, ps.emulator_seed, ps.api_key) == ("emulator", 1000, 7, None)
+    assert (ps.kind, ps.options, ps.api_key) == (
+        "emulator",
+        EmulatorOptions(emulator_speed=1000, emulator_seed=7),
+        None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -355,8 +360,8 @@ def test_emulator_keys(tmp_path: Path) -> None:
         ("base_url = 'http://api.example.com'", "providers.m.base_url"),
         ("base_url = 'ftp://api.example.com'", "providers.m.base_url"),
         ("base_url = 'https://user:pw@api.example.com'", "providers.m.base_url"),
-        ("kind = 'openai'", "providers.m.kind"),
-        ("emulator_speed = 5", "providers.m"),
+        ("kind = 'nosuch'", "providers.m.kind"),
+        ("emulator_speed = 5", "providers.m.emulator_speed"),
         ("max_bytes_per_job = 999999999999", "providers.m.max_bytes_per_job"),
         ("max_requests_per_job = 0", "providers.m.max_requests_per_job"),
         ("api_key_credential = '../etc/passwd'", "providers.m.api_key_credential"),

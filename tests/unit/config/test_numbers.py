@@ -17,6 +17,7 @@ from batchd.cli import EXIT_CONFIG, run
 from batchd.config import SECTIONS, ProviderConfig, RouteConfig, WebhookConfig
 from batchd.config_load import env_var, load_settings
 from batchd.errors import ConfigError
+from batchd.providers.emulator_options import EmulatorOptions
 
 from .helpers import env, write
 from .test_example import uncommented
@@ -25,6 +26,7 @@ from .test_example import uncommented
 TABLES: dict[type[BaseModel], tuple[str, str, str]] = {
     **{model: (f"[{name}]", "", name) for name, model in SECTIONS.items()},
     ProviderConfig: ("[providers.emulator]", 'kind = "emulator"', "providers.emulator"),
+    EmulatorOptions: ("[providers.emulator]", 'kind = "emulator"', "providers.emulator"),
     RouteConfig: ("[[routes]]", 'name = "r"\nspool = "/srv/r"\nprovider = "emulator"', "routes[0]"),
     WebhookConfig: ("[[webhooks]]", 'name = "w"\nurl = "https://hooks.example/"', "webhooks[0]"),
 }

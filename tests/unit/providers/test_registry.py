@@ -40,6 +40,13 @@ async def test_mistral_kind_gives_a_mistral_provider() -> None:
         assert provider.http.base_url == "http://127.0.0.1:1"
 
 
+async def test_a_provider_without_a_base_url_gets_its_kind_s() -> None:
+    settings = ProviderSettings(name="main", api_key=Secret("k"))
+    async with aiohttp.ClientSession() as session, open_provider(settings, session) as provider:
+        assert isinstance(provider, MistralProvider)
+        assert provider.http.base_url == KINDS["mistral"].base_url == "https://api.mistral.ai"
+
+
 async def test_session_is_not_closed_by_the_provider() -> None:
     settings = ProviderSettings(name="main", api_key=Secret("k"))
     async with aiohttp.ClientSession() as session:
@@ -56,7 +63,7 @@ async def test_missing_key_is_a_config_error() -> None:
 
 
 async def test_unknown_kind_is_a_config_error() -> None:
-    settings = ProviderSettings(name="x", kind="openai", api_key=Secret("k"))
+    settings = ProviderSettings(name="x", kind="nosuch", api_key=Secret("k"))
     async with aiohttp.ClientSession() as session:
         with pytest.raises(ConfigError):
             open_provider(settings, session)
