@@ -23,7 +23,12 @@ from pydantic import (
     model_validator,
 )
 
-from batchd.config_providers import ProviderConfig, check_base_url, resolve_provider
+from batchd.config_providers import (
+    ProviderConfig,
+    check_base_url,
+    endpoint_problem,
+    resolve_provider,
+)
 from batchd.config_rules import cross_problems, default_data_dir, fill_defaults
 from batchd.config_types import (
     DAY_S,
@@ -276,6 +281,11 @@ class Settings(_Model):
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
         problems = cross_problems(self.routes, self.webhooks, self.providers)
+        for i, route in enumerate(self.routes):
+            cfg = self.providers.get(route.provider)
+            problem = endpoint_problem(cfg, route.endpoint) if cfg is not None else None
+            if problem:
+                problems.append(f"routes[{i}].endpoint: {problem} (provider {route.provider!r})")
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -159,3 +159,13 @@ def resolve_provider(
         options=cfg.options,
         **fields,
     )
+
+
+def endpoint_problem(cfg: ProviderConfig, endpoint: str) -> str | None:
+    """Why a route on this provider cannot name ``endpoint`` (None: it can)."""
+    kind = cfg.kind_info
+    if not kind.endpoints or endpoint in kind.endpoints:
+        return None
+    return (
+        f"{endpoint!r} is not an endpoint of kind {kind.name!r} (its: {', '.join(kind.endpoints)})"
+    )

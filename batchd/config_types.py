@@ -8,24 +8,26 @@ Every number has a documented range (config/batchd.toml) and is finite: ``inf``,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, ClassVar, Final, Literal, get_args
+from typing import Annotated, ClassVar, Final
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from batchd.providers.registry import MISTRAL_ENDPOINTS, known_endpoints
+
 MiB: Final = 1024 * 1024
-Endpoint = Literal[
-    "/v1/chat/completions",
-    "/v1/embeddings",
-    "/v1/fim/completions",
-    "/v1/moderations",
-    "/v1/chat/moderations",
-    "/v1/ocr",
-    "/v1/classifications",
-    "/v1/chat/classifications",
-    "/v1/conversations",
-    "/v1/audio/transcriptions",
-]
-ENDPOINTS: Final = get_args(Endpoint)
+
+
+def _known_endpoint(value: str) -> str:
+    known = known_endpoints()
+    if value not in known:
+        raise ValueError(f"unknown endpoint {value!r} (known: {', '.join(known)})")
+    return value
+
+
+# An endpoint some registered provider kind serves (``ProviderKind.endpoints``); whether the
+# route's provider serves it is checked across sections (``config_providers.endpoint_problem``).
+Endpoint = Annotated[str, AfterValidator(_known_endpoint)]
+ENDPOINTS: Final = MISTRAL_ENDPOINTS
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 FileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]

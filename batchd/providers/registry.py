@@ -43,6 +43,7 @@ class ProviderKind:
     # The key's default credential name is "<provider name>_api_key" (``needs_key`` only).
     base_url: str = ""  # the API's default root ("" for a kind that needs none)
     options: str | None = None  # "module:Class", a ``KindOptions`` model of its own keys
+    endpoints: tuple[str, ...] = ()  # what a route on this kind may name as its endpoint
 
     def open(self) -> Opener:
         return cast(Opener, _load(self.opener))
@@ -65,6 +66,11 @@ def register_kind(kind: ProviderKind) -> None:
     known = KINDS.setdefault(kind.name, kind)
     if known != kind:
         raise ValueError(f"provider kind {kind.name!r} is already registered as {known}")
+
+
+def known_endpoints() -> list[str]:
+    """Every endpoint some registered kind serves (what a route or a sidecar may name)."""
+    return sorted({e for kind in KINDS.values() for e in kind.endpoints})
 
 
 def provider_kinds() -> list[str]:
@@ -91,12 +97,26 @@ def open_provider(
     return kind.open()(settings, session)
 
 
+MISTRAL_ENDPOINTS: Final = (
+    "/v1/chat/completions",
+    "/v1/embeddings",
+    "/v1/fim/completions",
+    "/v1/moderations",
+    "/v1/chat/moderations",
+    "/v1/ocr",
+    "/v1/classifications",
+    "/v1/chat/classifications",
+    "/v1/conversations",
+    "/v1/audio/transcriptions",
+)
+
 register_kind(
     ProviderKind(
         "mistral",
         "batchd.providers.mistral:open_mistral",
         key_env="MISTRAL_API_KEY",
         base_url="https://api.mistral.ai",
+        endpoints=MISTRAL_ENDPOINTS,
     )
 )
 register_kind(
@@ -105,5 +125,6 @@ register_kind(
         "batchd.providers.emulated:open_emulator",
         needs_key=False,
         options="batchd.providers.emulator_options:EmulatorOptions",
+        endpoints=MISTRAL_ENDPOINTS,  # what it emulates (Mistral's API)
     )
 )

@@ -36,6 +36,7 @@ def toy() -> Iterator[None]:
             key_env="TOY_API_KEY",
             base_url="https://api.toy.example/v1",
             options=f"{__name__}:ToyOptions",
+            endpoints=("/v1/toys",),
         )
     )
     yield
@@ -44,6 +45,7 @@ def toy() -> Iterator[None]:
 
 def test_a_kind_s_own_keys_reach_its_settings_validated(tmp_path: Path, toy: None) -> None:
     text = "[providers.p]\nkind = 'toy'\norganization = 'org-1'\nflavour = 'fancy'\n" + ROUTE
+    text += "endpoint = '/v1/toys'\n"
     ps = load(tmp_path, text, TOY_API_KEY="t-123456789").provider_settings("p")
     assert ps.options == ToyOptions(organization="org-1", flavour="fancy")
     assert options_of(ps, ToyOptions).flavour == "fancy"
@@ -85,3 +87,17 @@ def test_the_emulator_s_settings_are_its_own_and_default_when_absent(tmp_path: P
     assert ps.options == EmulatorOptions() and ps.base_url == ""
     with pytest.raises(TypeError):
         options_of(ps, ToyOptions)
+
+
+def test_a_route_names_an_endpoint_its_provider_s_kind_serves(tmp_path: Path, toy: None) -> None:
+    toys = "[providers.p]\nkind = 'toy'\n" + ROUTE + "endpoint = '/v1/toys'\n"
+    assert load(tmp_path, toys).routes[0].endpoint == "/v1/toys"
+    mistral = "[providers.p]\nkind = 'mistral'\n" + ROUTE + "endpoint = '/v1/toys'\n"
+    message = error_text(tmp_path, mistral, MISTRAL_API_KEY="k-123456789")
+    assert "routes[0].endpoint: '/v1/toys' is not an endpoint of kind 'mistral'" in message
+
+
+def test_an_endpoint_no_kind_serves_is_refused(tmp_path: Path) -> None:
+    text = "[providers.p]\nkind = 'emulator'\n" + ROUTE + "endpoint = '/v1/toys'\n"
+    assert [k for _, k in problems(tmp_path, text)] == ["routes[0].endpoint"]
+    assert "unknown endpoint '/v1/toys'" in error_text(tmp_path, text)

@@ -70,7 +70,7 @@ async def test_allow_duplicate_accepts_the_same_content_again(world: World) -> N
     [
         ("not json", "a.jsonl.json: not a JSON object"),
         ("[1]", "a.jsonl.json: must be a JSON object of options"),
-        ('{"endpoint": "/v1/nope"}', "a.jsonl.json: endpoint: Input should be"),
+        ('{"endpoint": "/v1/nope"}', "a.jsonl.json: endpoint: unknown endpoint '/v1/nope'"),
         ('{"metadata": {"batchd_x": "1"}}', "keys starting with batchd_ are reserved"),
         # batchd's instance tag: it would be overwritten silently
         ('{"metadata": {"batchd": "mine"}}', "metadata: batchd and keys starting with batchd_"),
