@@ -61,6 +61,8 @@ class StoreKind(Protocol):
 _KINDS: dict[str, str] = {
     "sqlite": "batchd.store.sqlite_url:KIND",
     "memory": "batchd.store.memory_url:KIND",
+    "postgresql": "batchd.store.postgres_url:KIND",
+    "postgres": "batchd.store.postgres_url:KIND",
 }
 _loaded: dict[str, StoreKind] = {}
 

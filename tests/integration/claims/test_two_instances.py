@@ -1,6 +1,6 @@
-"""Two instances on one store (the memory store, and a real SQLite file): their loops take work
-with ``claim_due``, so a job is uploaded and created, polled and applied, or downloaded, by one
-of them only."""
+"""Two instances on one store (the memory store, a real SQLite file, a PostgreSQL schema): their
+loops take work with ``claim_due``, so a job is uploaded and created, polled and applied, or
+downloaded, by one of them only."""
 
 from __future__ import annotations
 
@@ -17,18 +17,27 @@ from batchd.providers.base import FileRef, JobSnapshot, JobSpec
 from batchd.store.base import JobStore
 from batchd.store.leases import LEASE_S
 from batchd.store.memory import MemoryJobStore
+from batchd.store.registry import make_store
 from batchd.store.sqlite import SqliteJobStore
 from batchd.submitter import SubmitPolicy, Submitter
 from batchd.tracker import Tracker, TrackPolicy
+from tests.postgres_schema import fresh_schema
 from tests.unit.fakes import FakeProvider
 from tests.unit.loops.conftest import World, request_lines
 
 CHUNKS = 4
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStore]:
-    s: JobStore = MemoryJobStore() if request.param == "memory" else SqliteJobStore(tmp_path / "db")
+    if request.param == "postgresql":
+        with fresh_schema() as url:
+            s = make_store(url)
+            await s.open()
+            yield s
+            await s.close()
+        return
+    s = MemoryJobStore() if request.param == "memory" else SqliteJobStore(tmp_path / "db")
     await s.open()
     yield s
     await s.close()

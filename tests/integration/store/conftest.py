@@ -4,7 +4,7 @@ plus builders that walk submissions and jobs to a wanted state through the publi
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,9 @@ from batchd.clock import utc_iso
 from batchd.models import ACTIVE, TERMINAL, Event, Job, JobState, ResultState, Submission
 from batchd.store.base import ChunkPlan, DeliveryState, EventSpec, JobStore, NewSubmission
 from batchd.store.memory import MemoryJobStore
+from batchd.store.registry import make_store as make_store_at
 from batchd.store.sqlite import SqliteJobStore
+from tests.postgres_schema import fresh_schema
 
 NOW = 1_700_000_000.0
 EVERYTHING = 1_000_000
@@ -38,15 +40,27 @@ async def append(store: JobStore, n: int = 1, *, now: float = NOW) -> list[Event
     return [await store.append_event(EventSpec("t.note", {"i": i}), now=now + i) for i in range(n)]
 
 
-def make_store(kind: str, tmp_path: Path) -> JobStore:
+KINDS = ["sqlite", "memory", "postgresql"]
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A PostgreSQL schema of this test's own (skipped where no server answers)."""
+    with fresh_schema() as url:
+        yield url
+
+
+def make_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> JobStore:
     if kind == "sqlite":
         return SqliteJobStore(tmp_path / "batchd.db")
+    if kind == "postgresql":
+        return make_store_at(request.getfixturevalue("pg_url"))
     return MemoryJobStore()
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=KINDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStore]:
-    s = make_store(request.param, tmp_path)
+    s = make_store(request.param, tmp_path, request)
     await s.open()
     yield s
     assert await s.integrity_check() == []

@@ -37,10 +37,25 @@ def test_the_environment_sets_the_url(tmp_path: Path) -> None:
 
 
 def test_an_unknown_scheme_names_the_key_and_the_known_kinds(tmp_path: Path) -> None:
-    text = error_text(tmp_path, '[store]\nurl = "postgresql://u:hunter2@db/batchd"\n')
-    assert text.startswith(f"{tmp_path / 'batchd.toml'}: store.url: scheme 'postgresql'")
-    assert "known: memory, sqlite" in text
+    text = error_text(tmp_path, '[store]\nurl = "mysql://u:hunter2@db/batchd"\n')
+    assert text.startswith(f"{tmp_path / 'batchd.toml'}: store.url: scheme 'mysql'")
+    assert "known: memory, postgres, postgresql, sqlite" in text
     assert "hunter2" not in text  # a password in a URL is never echoed
+
+
+def test_a_postgresql_url_with_a_password_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    text = error_text(tmp_path, '[store]\nurl = "postgresql://u:hunter2@db/batchd"\n')
+    assert text.startswith(f"{tmp_path / 'batchd.toml'}: store.url: the URL holds a password")
+    assert "CREDENTIALS_DIRECTORY/store_password" in text
+    assert "hunter2" not in text
+    query = error_text(tmp_path, '[store]\nurl = "postgres://db/b?sslpassword=hunter2"\n')
+    assert "sets sslpassword" in query
+    assert "hunter2" not in query
+
+
+def test_a_postgresql_url_is_kept_as_written(tmp_path: Path) -> None:
+    url = "postgresql://batchd@db.internal:5432/batchd?sslmode=verify-full&sslrootcert=/etc/ca.pem"
+    assert load(tmp_path, f'[store]\nurl = "{url}"\n').store.url == url
 
 
 def test_a_bad_url_from_the_environment_names_the_variable(tmp_path: Path) -> None:
