@@ -9,6 +9,7 @@ error naming the key, the provider and the kind. ``base_url`` defaults to the ki
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any, Final
 from urllib.parse import urlsplit
 
@@ -25,7 +26,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from batchd.config_rules import closest
 from batchd.config_types import EnvName, FileName, Model, OptionalPathText, Seconds
 from batchd.credentials import SecretSources, SecretSpec, api_key
-from batchd.providers.base import ProviderLimits, ProviderSettings
+from batchd.providers.base import ProviderSettings
 from batchd.providers.registry import ProviderKind, provider_kind, provider_kinds
 
 
@@ -45,8 +46,9 @@ class ProviderConfig(Model):
     retry_base_s: Annotated[float, Field(gt=0, le=3600)] = 0.5
     retry_max_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
     retry_after_max_s: Seconds = 300.0
-    max_requests_per_job: Annotated[int, Field(ge=1, le=1_000_000)] = 100_000
-    max_bytes_per_job: Annotated[int, Field(ge=1, le=512_000_000)] = 500_000_000
+    # default: the kind's (``ProviderKind.limits``), which are also the most allowed
+    max_requests_per_job: Annotated[int | None, Field(ge=1, le=1_000_000)] = None
+    max_bytes_per_job: Annotated[int | None, Field(ge=1, le=512_000_000)] = None
     _ranges = (("retry_base_s", "retry_max_s"),)
     _options: object | None = PrivateAttr(default=None)
 
@@ -79,6 +81,12 @@ class ProviderConfig(Model):
             )
         if model is not None:
             self._options = model.model_validate(extra)
+        for key in ("max_requests_per_job", "max_bytes_per_job"):
+            value, most = getattr(self, key), getattr(kind.limits, key)
+            if value is not None and value > most:
+                raise ValidationError.from_exception_data(
+                    type(self).__name__, [_too_large(key, kind.name, most)]
+                )
         return self
 
     @property
@@ -111,6 +119,12 @@ def _unknown(key: str, kind: str, choices: list[str]) -> InitErrorDetails:
     # "extra_forbidden", as pydantic's own: config_load words it (a pasted secret's hint)
     context = {"kind": repr(kind), "hint": closest(key, choices)}
     error = PydanticCustomError("extra_forbidden", "unknown key for kind {kind}{hint}", context)
+    return InitErrorDetails(type=error, loc=(key,), input=None)
+
+
+def _too_large(key: str, kind: str, most: int) -> InitErrorDetails:
+    context = {"kind": repr(kind), "most": f"{most:_}"}
+    error = PydanticCustomError("less_than_equal", "at most {most} for kind {kind}", context)
     return InitErrorDetails(type=error, loc=(key,), input=None)
 
 
@@ -148,8 +162,11 @@ def resolve_provider(
     fields: dict[str, Any] = {
         k: getattr(cfg, k) for k in type(cfg).model_fields if k not in _NOT_RUNTIME
     }
-    limits = ProviderLimits(
-        max_requests_per_job=cfg.max_requests_per_job, max_bytes_per_job=cfg.max_bytes_per_job
+    kind = cfg.kind_info.limits
+    limits = replace(
+        kind,
+        max_requests_per_job=cfg.max_requests_per_job or kind.max_requests_per_job,
+        max_bytes_per_job=cfg.max_bytes_per_job or kind.max_bytes_per_job,
     )
     return ProviderSettings(
         name=name,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from batchd.errors import ConfigError
-from batchd.providers.base import BatchProvider, ProviderSettings
+from batchd.providers.base import BatchProvider, ProviderLimits, ProviderSettings
 
 if TYPE_CHECKING:  # aiohttp is imported by the implementations, when one is opened
     import aiohttp
@@ -44,6 +44,9 @@ class ProviderKind:
     base_url: str = ""  # the API's default root ("" for a kind that needs none)
     options: str | None = None  # "module:Class", a ``KindOptions`` model of its own keys
     endpoints: tuple[str, ...] = ()  # what a route on this kind may name as its endpoint
+    # Per job: the defaults of [providers.*] max_requests_per_job / max_bytes_per_job, and
+    # the most they may be set to; its metadata limits.
+    limits: ProviderLimits = ProviderLimits()
 
     def open(self) -> Opener:
         return cast(Opener, _load(self.opener))

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 import pytest
 from pydantic import Field
 
+from batchd.providers.base import ProviderLimits
 from batchd.providers.emulator_options import EmulatorOptions
 from batchd.providers.kind_options import KindOptions, options_of
 from batchd.providers.registry import KINDS, ProviderKind, register_kind
@@ -37,6 +38,7 @@ def toy() -> Iterator[None]:
             base_url="https://api.toy.example/v1",
             options=f"{__name__}:ToyOptions",
             endpoints=("/v1/toys",),
+            limits=ProviderLimits(max_requests_per_job=50_000, max_bytes_per_job=200_000_000),
         )
     )
     yield
@@ -101,3 +103,15 @@ def test_an_endpoint_no_kind_serves_is_refused(tmp_path: Path) -> None:
     text = "[providers.p]\nkind = 'emulator'\n" + ROUTE + "endpoint = '/v1/toys'\n"
     assert [k for _, k in problems(tmp_path, text)] == ["routes[0].endpoint"]
     assert "unknown endpoint '/v1/toys'" in error_text(tmp_path, text)
+
+
+def test_job_limits_default_to_the_kind_s_and_cannot_exceed_them(tmp_path: Path, toy: None) -> None:
+    toys = "[providers.p]\nkind = 'toy'\n" + ROUTE + "endpoint = '/v1/toys'\n"
+    limits = load(tmp_path, toys, TOY_API_KEY="t-123456789").provider_settings("p").limits
+    assert (limits.max_requests_per_job, limits.max_bytes_per_job) == (50_000, 200_000_000)
+    fewer = toys.replace("kind = 'toy'\n", "kind = 'toy'\nmax_requests_per_job = 10\n")
+    settings = load(tmp_path, fewer, TOY_API_KEY="t-123456789")
+    assert settings.provider_settings("p").limits.max_requests_per_job == 10
+    more = toys.replace("kind = 'toy'\n", "kind = 'toy'\nmax_bytes_per_job = 300_000_000\n")
+    message = error_text(tmp_path, more)
+    assert "providers.p.max_bytes_per_job: at most 200_000_000 for kind 'toy'" in message
