@@ -64,7 +64,7 @@ def test_endpoint_validates_the_file_for_that_endpoint(
     [
         (["--timeout-hours", "0"], "timeout_hours: Input should be greater than or equal to 1"),
         (["--metadata", "novalue"], "--metadata 'novalue': expected KEY=VALUE"),
-        (["--endpoint", "/v1/nope"], "endpoint: Input should be"),
+        (["--endpoint", "/v1/nope"], "endpoint: unknown endpoint '/v1/nope'"),
         (["--metadata", "batchd_x=1"], "keys starting with batchd_ are reserved"),
     ],
 )
