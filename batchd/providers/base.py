@@ -89,14 +89,14 @@ class ChunkInput:
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
-    """Everything needed to create one batch job: ``input_files`` (a file-staging provider),
+    """Everything needed to create one batch job: ``input_files`` (a file-staging provider) and
     ``input`` (set by the submitter for every job; an inline-staging provider streams it in the
-    create call, a file-staging one may ignore it) or Mistral's in-memory ``requests``."""
+    create call, a file-staging one may ignore it). Mistral's in-memory inline ``requests`` are
+    its own (``MistralJobSpec``)."""
 
     endpoint: str
     model: str | None = None
     input_files: tuple[str, ...] = ()
-    requests: tuple[Mapping[str, Any], ...] | None = None  # Mistral inline: {"custom_id", "body"}
     metadata: Mapping[str, str] = field(default_factory=dict)
     timeout_hours: int = 24
     input: ChunkInput | None = None

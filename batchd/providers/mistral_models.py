@@ -29,7 +29,11 @@ class MistralFile(FileRef):
 
 @dataclass(frozen=True, slots=True)
 class MistralJobSpec(JobSpec):
-    agent_id: str | None = None  # for the /v1/conversations endpoint
+    """Mistral's create: inline ``requests`` ({"custom_id", "body"} each, instead of
+    ``input_files``) and an agent (for the /v1/conversations endpoint)."""
+
+    requests: tuple[Mapping[str, Any], ...] | None = None
+    agent_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -204,13 +204,14 @@ def parse_job_page(data: Any, page: int, page_size: int) -> JobPage:
 def create_body(spec: JobSpec) -> dict[str, Any]:
     """The ``CreateBatchJobRequest`` JSON as the SDK sends it (unset fields omitted,
     ``timeout_hours`` always present)."""
-    if bool(spec.input_files) == (spec.requests is not None):
+    requests = spec.requests if isinstance(spec, MistralJobSpec) else None
+    if bool(spec.input_files) == (requests is not None):
         raise ProviderPermanent("a batch job needs either input_files or inline requests")
     body: dict[str, Any] = {"endpoint": spec.endpoint}
     if spec.input_files:
         body["input_files"] = list(spec.input_files)
-    if spec.requests is not None:
-        body["requests"] = [dict(r) for r in spec.requests]
+    if requests is not None:
+        body["requests"] = [dict(r) for r in requests]
     if spec.model is not None:
         body["model"] = spec.model
     if isinstance(spec, MistralJobSpec) and spec.agent_id is not None:

@@ -10,12 +10,12 @@ from aiohttp import web
 from batchd.emulator import Behaviour, serve
 from batchd.errors import ProviderPermanent
 from batchd.models import JobState
-from batchd.providers.base import JobSpec
 from batchd.providers.mistral import MistralProvider
+from batchd.providers.mistral_models import MistralJobSpec
 from tests.integration.providers.conftest import emulator_config, fast_settings, finish
 
 JOB_ID = "6f1c1f4e-1d7e-4c38-9a51-0b6f0e0c0a11"
-INLINE = JobSpec(
+INLINE = MistralJobSpec(
     endpoint="/v1/chat/completions",
     model="m",
     requests=({"custom_id": "a", "body": {"messages": []}},),

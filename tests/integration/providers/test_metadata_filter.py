@@ -12,8 +12,9 @@ from structlog.testing import capture_logs
 
 from batchd.emulator import Behaviour, Emulator, FaultKind, FaultRule, Phase, serve
 from batchd.models import JobState
-from batchd.providers.base import JobFilter, JobSpec
+from batchd.providers.base import JobFilter
 from batchd.providers.mistral import MistralProvider
+from batchd.providers.mistral_models import MistralJobSpec
 from tests.integration.providers.conftest import emulator_config, fast_settings
 from tests.unit.loops.conftest import World, request_lines
 
@@ -33,7 +34,7 @@ def provider(careless: Emulator, session: aiohttp.ClientSession) -> MistralProvi
 
 
 async def tagged(provider: MistralProvider, tag: str) -> str:
-    spec = JobSpec(
+    spec = MistralJobSpec(
         endpoint=CHAT,
         model="m",
         requests=({"custom_id": "a", "body": {"messages": []}},),

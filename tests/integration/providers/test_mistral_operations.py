@@ -259,7 +259,7 @@ async def test_inline_requests_and_inline_get(
         for i in range(3)
     )
     created = await provider.create_job(
-        JobSpec(endpoint=CHAT, model=MODEL, requests=requests, timeout_hours=48)
+        MistralJobSpec(endpoint=CHAT, model=MODEL, requests=requests, timeout_hours=48)
     )
     assert created.input_files == ()
     await finish(provider, emulator, created.id)
@@ -282,7 +282,9 @@ async def test_an_inline_job_whose_outputs_stay_null_is_read_from_its_output_fil
     )
     async with serve(emulator_config(behaviour=Behaviour(outputs="null"))) as emu:
         provider = MistralProvider(fast_settings(emu.url), session)
-        created = await provider.create_job(JobSpec(endpoint=CHAT, model=MODEL, requests=requests))
+        created = await provider.create_job(
+            MistralJobSpec(endpoint=CHAT, model=MODEL, requests=requests)
+        )
         done = await finish(provider, emu, created.id)
         inline = await provider.get_job(created.id, inline=True)
         plain = await provider.get_job(created.id)

@@ -216,7 +216,7 @@ def test_create_body_matches_the_sdk_captures() -> None:
         '{"endpoint":"/v1/chat/completions","input_files":["f1"],'
         '"model":"mistral-small-latest","metadata":{"k":"v"},"timeout_hours":24}'
     )
-    inline = JobSpec(
+    inline = MistralJobSpec(
         endpoint="/v1/chat/completions",
         requests=({"body": {"messages": []}, "custom_id": "a"},),
         model="m",
@@ -240,7 +240,10 @@ def test_create_body_sends_agent_id() -> None:
 
 @pytest.mark.parametrize(
     "spec",
-    [JobSpec(endpoint="e"), JobSpec(endpoint="e", input_files=("f",), requests=({"body": {}},))],
+    [
+        JobSpec(endpoint="e"),
+        MistralJobSpec(endpoint="e", input_files=("f",), requests=({"body": {}},)),
+    ],
 )
 def test_create_body_needs_exactly_one_input(spec: JobSpec) -> None:
     with pytest.raises(ProviderPermanent):
