@@ -1,11 +1,12 @@
 """``batchd check``: is this installation ready to run? Fast, and read-only.
 
 In order: the configuration (including webhook secrets and event patterns), whether a daemon
-holds the data folder, the database, every route's spool folders (writable by the user running
-the check, or creatable), and every provider (one short attempt each: no read retries, at most
-``PROBE_TIMEOUT_S``). Prints one line per check (``--json``: one document); the exit code is 0
-when everything passed, 3 for a configuration, database or spool problem, 1 when a provider
-could not be reached.
+holds the data folder, the database (reachable, its schema version, and for a database server
+that several hosts share its clock against this host's: leases depend on it), every route's
+spool folders (writable by the user running the check, or creatable), and every provider (one
+short attempt each: no read retries, at most ``PROBE_TIMEOUT_S``). Prints one line per check
+(``--json``: one document); the exit code is 0 when everything passed, 3 for a configuration,
+database or spool problem, 1 when a provider could not be reached.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from batchd.errors import ConfigError, ProviderError, SchemaMismatch, StoreError
 
@@ -86,27 +88,68 @@ async def check_database(url: str) -> Result:
         # run as another user must not leave a database that the daemon cannot write).
         return Result("database", True, f"{database} (not created yet: batchd run creates it)")
     try:
-        await _integrity(url)
+        facts = await _integrity(url)
     except SchemaMismatch as exc:
         if exc.found > exc.expected:
             return Result("database", False, str(exc), EXIT_CONFIG)
         return Result("database", True, f"{database} (schema {exc.found}: batchd run migrates it)")
     except StoreError as exc:
         return Result("database", False, str(exc), EXIT_CONFIG)
-    return Result("database", True, str(database))
+    if facts.skew_s is not None and abs(facts.skew_s) > MAX_CLOCK_SKEW_S:
+        return Result(
+            "database",
+            False,
+            f"{database}: this host's clock is {-facts.skew_s:+.1f} s off the database's "
+            f"(more than {MAX_CLOCK_SKEW_S:.0f} s): leases are compared across hosts, so a "
+            "skewed host takes work over too early or too late; synchronise the clocks (NTP)",
+            EXIT_CONFIG,
+        )
+    return Result("database", True, f"{database}{facts.describe()}")
 
 
-async def _integrity(url: str) -> None:
+MAX_CLOCK_SKEW_S: Final = 5.0
+
+
+@runtime_checkable
+class _SharedDatabase(Protocol):
+    """A store served by a database server that several hosts share (PostgreSQL): its
+    schema version and its clock can be asked for."""
+
+    async def schema_version(self) -> int: ...
+
+    async def server_time(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    schema: int | None = None
+    skew_s: float | None = None  # the database's clock minus this host's
+
+    def describe(self) -> str:
+        if self.schema is None:
+            return ""
+        skew = "" if self.skew_s is None else f", clock skew {self.skew_s:+.3f} s"
+        return f" (schema {self.schema}{skew})"
+
+
+async def _integrity(url: str) -> _Facts:
     from batchd.store.registry import StoreOptions, make_store
 
     store = make_store(url, StoreOptions(migrate=False))
     await store.open()
     try:
         problems = await store.integrity_check()
+        facts = _Facts()
+        if isinstance(store, _SharedDatabase):
+            before = time.time()
+            server = await store.server_time()
+            host = (before + time.time()) / 2  # the round trip's middle
+            facts = _Facts(await store.schema_version(), server - host)
     finally:
         await store.close()
     if problems:
         raise StoreError("; ".join(problems[:3]))
+    return facts
 
 
 def check_spool(route: RouteConfig, key: str) -> Result:

@@ -130,6 +130,11 @@ class PostgresJobStore(PostgresOutbox, PostgresLeases):
     async def close(self) -> None:
         await self._db.close()
 
+    @property
+    def database(self) -> Database:
+        """The connections (for ``postgres_copy`` and the tests; the loops use the verbs)."""
+        return self._db
+
     async def schema_version(self) -> int:
         return await postgres_migrate.schema_version(self._db)
 

@@ -99,6 +99,16 @@ class Tx:
             await cur.execute(sql, params)
             return await cur.fetchall()
 
+    async def copy_rows(
+        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> None:
+        """``COPY table (columns) FROM STDIN``: many rows in one round trip (``store copy``).
+        ``table`` and ``columns`` are the schema's own names, never input."""
+        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+        async with self._conn.cursor() as cur, cur.copy(statement) as copy:
+            for row in rows:
+                await copy.write_row(row)
+
 
 class Database:
     """A pool of connections to one PostgreSQL database (``conninfo``: a libpq URL)."""
