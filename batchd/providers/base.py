@@ -265,7 +265,8 @@ class BatchProvider(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ProviderSettings:
-    """Runtime settings of one configured provider (built by ``config.py``)."""
+    """Runtime settings of one configured provider (built by ``config_providers``, or by hand
+    in tests and ``batchd remote --base-url``)."""
 
     name: str
     kind: str = "mistral"  # a registered kind (``batchd.providers.registry``)

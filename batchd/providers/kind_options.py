@@ -18,7 +18,9 @@ from batchd.providers.base import ProviderSettings
 
 class KindOptions(BaseModel):
     """The base of every kind's settings model: frozen (settings are compared on reload),
-    unknown keys refused, numbers finite. Give every number a documented range."""
+    unknown keys refused, numbers finite. Give every key a default (a provider configured
+    without it, or settings built by hand, get the defaults) and every number a documented
+    range (``config/batchd.toml``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
