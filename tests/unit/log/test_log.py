@@ -11,8 +11,11 @@ from typing import Any
 
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from batchd import log as log_module
 from batchd.log import MASK, configure_logging, redact, scrub, use_json
 from batchd.secret import Secret
 
@@ -255,6 +258,47 @@ def test_redact_by_value() -> None:
         scrub("https://h/p?a=1&access_token=xyz&b=2") == f"https://h/p?a=1&access_token={MASK}&b=2"
     )
     assert scrub("plain words stay") == "plain words stay"
+
+
+def _scrub_every_pattern(text: str) -> str:
+    """scrub without its shortcut: every substitution, whatever the text."""
+    known = log_module._known.pattern()
+    if known is not None:
+        text = known.sub(MASK, text)
+    for regex, replacement in log_module._SECRET_VALUE_PATTERNS:
+        text = regex.sub(replacement, text)
+    return text
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "Bearer ",
+                "bEaReR\t",
+                "basic ",
+                "whsec_",
+                "sk-",
+                "=",
+                "?",
+                "&",
+                ";",
+                "token",
+                "key",
+                "abcdefgh12",
+                "x",
+                " ",
+                "é",
+                "\n",
+            ]
+        )
+        | st.text(max_size=8),
+        max_size=12,
+    ).map("".join)
+)
+def test_the_shortcut_never_skips_a_secret(text: str) -> None:
+    # A string without any pattern's fixed part skips the substitutions: same result.
+    assert scrub(text) == _scrub_every_pattern(text)
 
 
 def test_redact_walks_containers_and_stringifies_objects() -> None:
