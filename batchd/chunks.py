@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
-from batchd.batchfile import BadLine, Line, ParsedFile, normalized_line, parse_request, read_lines
+from batchd.batchfile import BadLine, Line, ParsedFile, encode_request, read_lines, read_request
 from batchd.errors import IntakeRejected, Problem
 from batchd.spool import fsync_dir
 from batchd.store.base import ChunkPlan
@@ -112,8 +112,8 @@ def _chunk_lines(
 def _rebuild(line: Line, parsed: ParsedFile, index: int, endpoint: str) -> bytes:
     """One request's normalized line, checked against what the parse recorded."""
     try:
-        custom_id, body = parse_request(line.content or b"", endpoint)
-        data = normalized_line(parsed.custom_ids[index], body)
+        custom_id, body, fast = read_request(line.content or b"", endpoint)
+        data = encode_request(parsed.custom_ids[index], body, fast)
     except (BadLine, ValueError):
         raise _changed(line.number) from None
     if custom_id not in (None, parsed.custom_ids[index]):
