@@ -6,9 +6,10 @@ Per job, every step is committed before the call it guards:
 * The requests reach the provider its way (``BatchProvider.staging``). ``file``: the chunk is
   encoded in the provider's format (``encode_input``), and in NEW ``attempts`` is bumped
   (committed) before the upload, so after a crash we know an upload may exist; uploads are
-  named ``batchd-<job id>.jsonl`` and found again by name and size (``uploads.py``); then
-  UPLOADED. ``inline``: nothing is uploaded, NEW goes straight to CREATING and the create
-  streams the chunk (``JobSpec.input``).
+  named ``batchd-<job id>.jsonl`` and found again by name and size (``uploads.py``); then the
+  uploaded file's id is committed together with the create's attempt (NEW -> CREATING, below;
+  an orphan found again goes to UPLOADED). ``inline``: nothing is uploaded, NEW goes straight
+  to CREATING and the create streams the chunk (``JobSpec.input``).
 * -> CREATING is committed before ``create_job``; the job carries
   ``metadata.batchd_job = <job id>``.
 * Before each create is sent, ``attempts`` + 1, the first lookup time and the end of the
@@ -135,26 +136,33 @@ class SubmitSteps:
                 job = await self._transition(job, JobState.NEW, input_file_id=None)
         if job.state is JobState.NEW and by_file:
             job = await self._upload(job, sub, provider)
+            if job.state is JobState.CREATING:  # uploaded, its create's attempt committed with it
+                await self._create(job, sub, provider)
+                return
         if job.state in {JobState.UPLOADED, JobState.CREATING} or (
             job.state is JobState.NEW and not by_file  # inline: the create sends the requests
         ):
             job = await self._begin_create(job)
             await self._create(job, sub, provider)
 
-    async def _begin_create(self, job: Job) -> Job:
+    async def _begin_create(self, job: Job, *, uploaded: str | None = None) -> Job:
         """Commit the attempt before sending it: if we die while the create is in flight, the
         restart looks the job up after reconcile_delay_s and keeps looking until the window
-        committed here has passed."""
+        committed here has passed. ``uploaded``: the input file a job in NEW was just given,
+        committed with the attempt (NEW -> CREATING, one transaction instead of NEW -> UPLOADED
+        -> CREATING: both are committed before the create is sent, as before)."""
         now = self._clock.now()
         window = self._policy.window(job.provider)
         end = create_deadline(now, window, job.reconcile_until)
+        given = {} if uploaded is None else {"input_file_id": uploaded}
         return await self._transition(
             job,
             JobState.CREATING,
-            attempts=job.attempts + 1,
+            attempts=1 if uploaded is not None else job.attempts + 1,
             lookups=0,
             reconcile_until=end,
             next_attempt_at=first_lookup_at(now, end, window),
+            **given,
         )
 
     async def _window_passed(self, job: Job) -> bool:
@@ -201,7 +209,7 @@ class SubmitSteps:
             if staged != chunk.path:
                 await asyncio.to_thread(staged.unlink, missing_ok=True)
         log.info("submit.uploaded", job_id=job.id, file_id=ref.id, size_bytes=ref.size_bytes)
-        return await self._transition(job, JobState.UPLOADED, input_file_id=ref.id, attempts=0)
+        return await self._begin_create(job, uploaded=ref.id)
 
     def _chunk_input(self, job: Job, sub: Submission) -> ChunkInput:
         path = self._work.chunk(job.submission_id, job.chunk_index)

@@ -4,12 +4,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
 from batchd.errors import AuthError, NotFound, ProviderPermanent, ProviderTransient, RateLimited
-from batchd.models import JobState
+from batchd.models import Job, JobState
 from batchd.providers.base import JobFilter, JobSnapshot, JobSpec, TagQuery
 from batchd.store.base import EventSpec
 from batchd.submitter import SubmitPolicy, Submitter
@@ -38,6 +39,38 @@ async def test_each_chunk_becomes_one_tagged_provider_job(tmp_path: Path) -> Non
     uploads = sorted(ref.filename for ref, _ in world.provider.files.values())
     assert uploads == sorted(f"batchd-{j.id}.jsonl" for j in jobs)
     assert (await world.events()).count("batch.created") == 3
+
+
+async def test_the_upload_and_the_create_attempt_are_committed_together(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # NEW (attempts + 1) -> upload -> CREATING with the file and the attempt -> create ->
+    # PENDING: three commits per job, each before the act that depends on it.
+    sub = await world.accept("one.jsonl", request_lines(3))
+    transitions: list[tuple[JobState, JobState]] = []
+    transition = world.store.transition_job
+
+    async def record(job_id: str, old: JobState, new: JobState, **fields: Any) -> Job:
+        transitions.append((old, new))
+        return await transition(job_id, old, new, **fields)
+
+    at_create: list[Job] = []
+    create = world.provider.create_job
+
+    async def look_then_create(spec: JobSpec) -> JobSnapshot:
+        at_create.extend(await world.jobs(sub.id))
+        return await create(spec)
+
+    monkeypatch.setattr(world.store, "transition_job", record)
+    monkeypatch.setattr(world.provider, "create_job", look_then_create)
+    await world.submitter.run_once()
+    new, creating, pending = JobState.NEW, JobState.CREATING, JobState.PENDING
+    assert transitions == [(new, new), (new, creating), (creating, pending)]
+    (committed,) = at_create  # what a crash during the create would resume from
+    assert committed.state is JobState.CREATING
+    assert committed.input_file_id in world.provider.files
+    assert committed.attempts == 1
+    assert committed.reconcile_until is not None
 
 
 async def test_ambiguous_create_is_reconciled_not_resent(world: World) -> None:
