@@ -5,7 +5,8 @@ parsing raises only ``IntakeRejected`` (never ``ValueError``, ``RecursionError``
 ``UnicodeError``), carrying up to ``max_problems`` problems with their 1-based line numbers.
 
 Rules: strict UTF-8 (one leading BOM tolerated); no NUL bytes; blank lines skipped; each other
-line one JSON object ``{"custom_id"?, "body", "method"?, "url"?}`` with ``body`` an object, no
+line one JSON object ``{"custom_id"?, "body", "method"?, "url"?}`` with ``body`` an object (or
+Anthropic's native ``{"custom_id"?, "params"}``, read as its body), no
 other keys and none twice (also spelled with escapes: ``"b\\u006fdy"`` is ``body``), nesting at
 most ``MAX_DEPTH``, no NaN/Infinity and no lone surrogate escapes;
 ``custom_id`` (if present and not null) a non-empty string of at most ``MAX_CUSTOM_ID_CHARS``,
@@ -34,7 +35,7 @@ from batchd.spool import display_name
 BOM: Final = b"\xef\xbb\xbf"
 MAX_DEPTH: Final = 64
 MAX_CUSTOM_ID_CHARS: Final = 512
-ALLOWED_KEYS: Final = frozenset({"custom_id", "body", "method", "url"})
+ALLOWED_KEYS: Final = frozenset({"custom_id", "body", "params", "method", "url"})
 _SKIP_CHUNK: Final = 64 * 1024
 MAX_MODELS_TRACKED: Final = 20  # distinct body.model values counted per file (the rest: not)
 PROGRESS_STEP_BYTES: Final = 1024 * 1024
@@ -217,11 +218,14 @@ def _request(value: Any, endpoint: str) -> tuple[str | None, dict[str, Any]]:
     unknown = sorted(set(value) - ALLOWED_KEYS)
     if unknown:
         names = ", ".join(repr(k[:40]) for k in unknown[:5])
-        raise BadLine(f"unknown key(s) {names}; allowed: body, custom_id, method, url")
-    if "body" not in value:
+        raise BadLine(f"unknown key(s) {names}; allowed: body, custom_id, method, params, url")
+    if "body" in value and "params" in value:
+        raise BadLine("both body and params: a request has one (params is Anthropic's name)")
+    key = "params" if "params" in value else "body"
+    if key not in value:
         raise BadLine("missing body")
-    if not isinstance(value["body"], dict):
-        raise BadLine("body must be a JSON object")
+    if not isinstance(value[key], dict):
+        raise BadLine(f"{key} must be a JSON object")
     if "method" in value and value["method"] != "POST":
         raise BadLine('method must be "POST"')
     if "url" in value and value["url"] != endpoint:
@@ -231,7 +235,7 @@ def _request(value: Any, endpoint: str) -> tuple[str | None, dict[str, Any]]:
         isinstance(custom_id, str) and 0 < len(custom_id) <= MAX_CUSTOM_ID_CHARS
     ):
         raise BadLine(f"custom_id must be a string of 1 to {MAX_CUSTOM_ID_CHARS} characters")
-    return custom_id, value["body"]
+    return custom_id, value[key]
 
 
 def _decode_line(content: bytes) -> tuple[Any, bool]:

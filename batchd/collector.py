@@ -210,7 +210,9 @@ class Collector:
 
     def _refs(self, job: Job) -> ResultRefs:
         chunk = self._work.chunk(job.submission_id, job.chunk_index)
-        return ResultRefs(job.provider_job_id or "", job.output_file_id, job.error_file_id, chunk)
+        return ResultRefs(
+            job.provider_job_id or "", job.output_file_id, job.error_file_id, chunk, job.id
+        )
 
     async def _settle(self, job: Job, state: ResultState, *, last_error: str | None) -> None:
         try:

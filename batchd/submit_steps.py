@@ -127,7 +127,7 @@ class SubmitSteps:
             return
         by_file = provider.staging == "file"
         if job.state is JobState.CREATING:
-            if await self._reconcile(job, provider) or not await self._window_passed(job):
+            if await self._reconcile(job, sub, provider) or not await self._window_passed(job):
                 return
             if job.cancel_requested:  # the window passed with no job: nothing was created
                 await self._cancel_unsent(job)
@@ -276,9 +276,10 @@ class SubmitSteps:
             next_attempt_at=self._clock.now() + delay,
         )
 
-    async def _reconcile(self, job: Job, provider: BatchProvider) -> bool:
-        """Look the job up by its tag; adopt it when the provider has it."""
-        query = TagQuery({"batchd_job": job.id})
+    async def _reconcile(self, job: Job, sub: Submission, provider: BatchProvider) -> bool:
+        """Look the job up by its tag (and its requests, for a provider that keeps no tag);
+        adopt it when the provider has it."""
+        query = TagQuery({"batchd_job": job.id}, input=self._chunk_input(job, sub))
         # Checked here too, whatever the provider implementation: adopting (or cancelling) a
         # job that is not this one's would be worse than a miss.
         found = [s async for s in provider.find_tagged(query) if carries_metadata(s, query.tag)]

@@ -197,7 +197,7 @@ def build_runtime(
     clock: Clock,
 ) -> Runtime:
     """Build every loop, wired to wake the next one, from the settings."""
-    limits = {n: settings.provider_settings(n).limits for n in providers}
+    limits = {n: p.limits for n, p in providers.items()}  # the provider's (it may lower them)
     policies = Policies.from_settings(settings, provider_rates(settings, providers))
     work = WorkDir(settings.daemon.data_dir / "work")
     gate = ProviderGate()
@@ -275,7 +275,7 @@ def apply_settings(rt: Runtime, new: Settings, providers: dict[str, BatchProvide
     """Re-apply a reloaded configuration to a running runtime; in-flight work is untouched."""
     rt.providers = providers
     rt.limits.clear()
-    rt.limits.update({n: new.provider_settings(n).limits for n in providers})
+    rt.limits.update({n: p.limits for n, p in providers.items()})
     rt.gate.reset()
     policies = Policies.from_settings(new, provider_rates(new, providers))
     rt.tracker.set_policy(policies.track)

@@ -112,6 +112,7 @@ class ResultRefs:
     # The job's requests (neutral lines, ``ChunkInput.path``): a provider that sent other
     # custom_ids than the user's maps the ids back from it (see ``BatchProvider``).
     chunk: Path | None = None
+    batchd_job: str | None = None  # batchd's job id (whose ids a provider sent, if its own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +169,9 @@ class TagQuery:
     states: tuple[JobState, ...] = ()  # any state when empty
     created_after: float | None = None  # a provider may return older jobs too
     page_size: int = 100  # a hint, for providers that list in pages
+    # The job's requests, with ``{"batchd_job": id}``: a provider whose jobs carry no tag
+    # (Anthropic) finds the job by what it holds instead (see ``providers.anthropic``).
+    input: ChunkInput | None = None
 
 
 @dataclass(frozen=True, slots=True)

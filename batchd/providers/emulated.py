@@ -1,4 +1,5 @@
-"""Provider kind ``emulator``: the in-process emulator behind a ``MistralProvider``.
+"""Provider kind ``emulator``: the in-process emulator behind a ``MistralProvider`` (or, with
+``emulate = "anthropic"``, the Anthropic emulator behind an ``AnthropicProvider``).
 
 The emulator (``batchd.emulator.serve``) starts when the provider opens, with a freshly generated
 key (the only one it accepts), and stops when the context exits. Its handle is
@@ -31,8 +32,27 @@ async def open_emulator(
     config = EmulatorConfig(
         api_keys=(key,), speed=options.emulator_speed, seed=options.emulator_seed
     )
+    if options.emulate == "anthropic":
+        async with _anthropic(settings, session, config, key) as provider:
+            yield provider
+        return
     async with serve(config) as emulator:
         provider = MistralProvider(
+            replace(settings, base_url=emulator.url, api_key=Secret(key)), session
+        )
+        provider.emulator = emulator
+        yield provider
+
+
+@asynccontextmanager
+async def _anthropic(
+    settings: ProviderSettings, session: aiohttp.ClientSession, config: EmulatorConfig, key: str
+) -> AsyncIterator[BatchProvider]:
+    from batchd.emulator.anthropic import serve_anthropic
+    from batchd.providers.anthropic import AnthropicProvider
+
+    async with serve_anthropic(config) as emulator:
+        provider = AnthropicProvider(
             replace(settings, base_url=emulator.url, api_key=Secret(key)), session
         )
         provider.emulator = emulator

@@ -4,7 +4,7 @@ default, or another emulated provider's) is the natural next key here."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -16,3 +16,5 @@ class EmulatorOptions(KindOptions):
     emulator_speed: Annotated[float, Field(gt=0, le=1_000_000)] = 60.0
     # A seed for reproducible outputs and timings (None: none).
     emulator_seed: Annotated[int | None, Field(ge=0, le=2**63 - 1)] = None
+    # Which API the emulator speaks: Mistral's Batch API, or Anthropic's Message Batches.
+    emulate: Literal["mistral", "anthropic"] = "mistral"

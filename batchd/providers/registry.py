@@ -8,6 +8,7 @@ module, one ``register_kind`` line below, and its place in the provider contract
 (``tests/integration/provider_contract``). Kinds:
 
 - ``mistral``: ``MistralProvider`` at ``settings.base_url`` with ``settings.api_key``.
+- ``anthropic``: ``AnthropicProvider`` (Message Batches, requests inline) at ``settings.base_url``.
 - ``emulator``: starts the in-process emulator and points a ``MistralProvider`` at it
   (``batchd.providers.emulated``; its settings: ``emulator_options.EmulatorOptions``).
 """
@@ -129,5 +130,18 @@ register_kind(
         needs_key=False,
         options="batchd.providers.emulator_options:EmulatorOptions",
         endpoints=MISTRAL_ENDPOINTS,  # what it emulates (Mistral's API)
+    )
+)
+register_kind(
+    ProviderKind(
+        "anthropic",
+        "batchd.providers.anthropic:open_anthropic",
+        key_env="ANTHROPIC_API_KEY",
+        base_url="https://api.anthropic.com",
+        options="batchd.providers.anthropic_options:AnthropicOptions",
+        # Anthropic's one endpoint; /v1/chat/completions for OpenAI-style lines naming it
+        endpoints=("/v1/messages", "/v1/chat/completions"),
+        # 100,000 requests and 256 MB a batch, less room for batchd's ids and the translation
+        limits=ProviderLimits(max_requests_per_job=100_000, max_bytes_per_job=240_000_000),
     )
 )

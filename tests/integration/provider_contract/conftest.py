@@ -20,7 +20,9 @@ import aiohttp
 import pytest
 
 from batchd.emulator import Emulator, serve
+from batchd.emulator.anthropic import AnthropicEmulator, serve_anthropic
 from batchd.models import TERMINAL
+from batchd.providers.anthropic import AnthropicProvider
 from batchd.providers.base import BatchProvider, JobSnapshot
 from batchd.providers.mistral import MistralProvider
 from tests.integration.providers.conftest import emulator_config, fast_settings
@@ -68,18 +70,39 @@ class EmulatorContract:
         raise AssertionError(f"job {job_id} did not finish")
 
 
+@dataclass
+class AnthropicContract:
+    provider: AnthropicProvider
+    emulator: AnthropicEmulator
+
+    async def finish(self, job_id: str) -> JobSnapshot:
+        for _ in range(200):
+            await self.emulator.settle()
+            snap = await self.provider.get_job(job_id)
+            if snap.state in TERMINAL:
+                return snap
+            self.emulator.advance(60.0)
+            await asyncio.sleep(0)
+        raise AssertionError(f"batch {job_id} did not finish")
+
+
 FAKES: dict[str, Callable[[], FakeProvider]] = {
     "fake": FakeProvider,
     "fake-encoded": lambda: FakeProvider(encode=True),
     "fake-inline": lambda: FakeProvider(staging="inline"),
 }
-IMPLEMENTATIONS = [*FAKES, "mistral-on-emulator"]
+IMPLEMENTATIONS = [*FAKES, "mistral-on-emulator", "anthropic-on-emulator"]
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
 async def contract(request: pytest.FixtureRequest) -> AsyncIterator[Contract]:
     if request.param in FAKES:
         yield FakeContract(FAKES[request.param]())
+        return
+    if request.param == "anthropic-on-emulator":
+        async with aiohttp.ClientSession() as session, serve_anthropic(emulator_config()) as emu:
+            provider = AnthropicProvider(fast_settings(emu.url), session)
+            yield AnthropicContract(provider, emu)
         return
     async with aiohttp.ClientSession() as session, serve(emulator_config()) as emulator:
         yield EmulatorContract(MistralProvider(fast_settings(emulator.url), session), emulator)

@@ -125,6 +125,9 @@ def test_no_requests_is_a_whole_file_problem(tmp_path: Path, data: bytes) -> Non
         (b'{"body": {}, "b\\u006fdy": {"x": 1}}', "duplicate key 'body'"),  # an escaped spelling
         (b'{"body": {}, "url": "/v1/chat/completions", "url": "/v1/chat/completions"}', "'url'"),
         (b'{"body": {}, "method": "POST", "method": "GET"}', "duplicate key 'method'"),
+        (b'{"body": {}, "params": {}}', "both body and params"),
+        (b'{"params": [1]}', "params must be a JSON object"),
+        (b'{"params": {}, "p\\u0061rams": {}}', "duplicate key 'params'"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -153,6 +156,14 @@ def test_openai_style_lines_are_accepted_when_url_matches(tmp_path: Path) -> Non
     assert parsed.custom_ids == ["a"]
     # method/url are dropped from the normalized line
     assert parsed.normalized_sizes == [len(normalized_line("a", {"model": "m", "messages": []}))]
+
+
+def test_anthropic_native_lines_are_read_with_params_as_their_body(tmp_path: Path) -> None:
+    params = {"model": "claude", "max_tokens": 5, "messages": []}
+    line = json.dumps({"custom_id": "a", "params": params}).encode()
+    parsed = parse(tmp_path, line + b"\n")
+    assert parsed.custom_ids == ["a"]
+    assert parsed.normalized_sizes == [len(normalized_line("a", params))]
 
 
 def test_duplicate_custom_id_names_both_lines(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from batchd.errors import ConfigError
+from batchd.providers.anthropic import AnthropicProvider
 from batchd.providers.base import BatchProvider, ProviderSettings
 from batchd.providers.mistral import MistralProvider
 from batchd.providers.registry import (
@@ -27,8 +28,19 @@ from tests.unit.fakes import FakeProvider
 
 
 def test_kinds() -> None:
-    assert provider_kinds() == ["emulator", "mistral"]
-    assert set(KINDS) == {"emulator", "mistral"}
+    assert {"anthropic", "emulator", "mistral"} <= set(provider_kinds())
+    assert provider_kinds() == sorted(KINDS)
+
+
+async def test_anthropic_kind_gives_an_anthropic_provider(tmp_path: Path) -> None:
+    text = "[providers.claude]\nkind = 'anthropic'\nbase_url = 'http://127.0.0.1:1'\n"
+    settings = load(tmp_path, text, ANTHROPIC_API_KEY="sk-ant-test")
+    ps = settings.provider_settings("claude")
+    assert ps.api_key == Secret("sk-ant-test")
+    async with aiohttp.ClientSession() as session, open_provider(ps, session) as provider:
+        assert isinstance(provider, AnthropicProvider) and isinstance(provider, BatchProvider)
+        assert provider.staging == "inline" and provider.limits.max_requests_per_job == 100_000
+        assert provider.limits.max_bytes_per_job <= 256_000_000
 
 
 async def test_mistral_kind_gives_a_mistral_provider() -> None:
@@ -99,7 +111,7 @@ async def test_a_kind_registered_by_name_is_opened_and_configurable(tmp_path: Pa
 
 
 def test_an_unknown_kind_names_the_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"providers\.m\.kind: .*'emulator', 'mistral'"):
+    with pytest.raises(ConfigError, match=r"providers\.m\.kind: .*'emulator'.*'mistral'"):
         load(tmp_path, "[providers.m]\nkind = 'openai'\n")
 
 
