@@ -51,6 +51,8 @@ from batchd.config_types import Model as _Model
 from batchd.credentials import SecretSources, SecretSpec, webhook_secrets
 from batchd.errors import ConfigError, WebhookError
 from batchd.providers.base import ProviderSettings
+from batchd.queues.config import SourceConfig, broker_url, source_problems
+from batchd.secret import Secret
 from batchd.store.registry import url_problem
 from batchd.webhooks.endpoint import WebhookEndpoint
 from batchd.webhooks.schedule import LADDER_S, MIN_SPAN_S, RetryLadder
@@ -269,6 +271,7 @@ class Settings(_Model):
     providers: dict[Name, ProviderConfig] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
     webhooks: list[WebhookConfig] = Field(default_factory=list)
+    sources: list[SourceConfig] = Field(default_factory=list)  # queues (batchd.queues)
     source: Path | None = None
     _secrets: SecretSources | None = PrivateAttr(default=None)
     _resolved: dict[str, ProviderSettings] = PrivateAttr(default_factory=dict)
@@ -286,6 +289,7 @@ class Settings(_Model):
             problem = endpoint_problem(cfg, route.endpoint) if cfg is not None else None
             if problem:
                 problems.append(f"routes[{i}].endpoint: {problem} (provider {route.provider!r})")
+        problems += source_problems(self.sources, [r.name for r in self.routes])
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -335,10 +339,16 @@ class Settings(_Model):
             )
         return endpoints
 
+    def source_url(self, index: int) -> Secret:
+        """``sources[index]``'s broker URL with its password (``batchd.queues.config``)."""
+        src = self.sources[index]
+        return broker_url(src, self._sources(), f"{self.where}: sources[{index}] ({src.name})")
+
     def secret_env_names(self) -> set[str]:
         """The environment variables secrets may be read from."""
         names = {cfg.key_spec(n, n).env for n, cfg in self.providers.items()}
         names |= {hook.secret_env for hook in self.webhooks}
+        names |= {src.password_env for src in self.sources}
         return {n for n in names if n}
 
     def capture_secret_sources(self, environ: Mapping[str, str]) -> SecretSources:

@@ -28,6 +28,7 @@ from batchd.config import (
 )
 from batchd.config_rules import closest, default_data_dir
 from batchd.errors import ConfigError
+from batchd.queues.config import SourceConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/batchd/batchd.toml")
 ENV_CONFIG: Final = "BATCHD_CONFIG"
@@ -131,6 +132,7 @@ _ITEM_MODELS: Final[dict[str, type[BaseModel]]] = {
     "providers": ProviderConfig,
     "routes": RouteConfig,
     "webhooks": WebhookConfig,
+    "sources": SourceConfig,
 }
 
 
