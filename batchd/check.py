@@ -3,10 +3,11 @@
 In order: the configuration (including webhook secrets and event patterns), whether a daemon
 holds the data folder, the database (reachable, its schema version, and for a database server
 that several hosts share its clock against this host's: leases depend on it), every route's
-spool folders (writable by the user running the check, or creatable), and every provider (one
-short attempt each: no read retries, at most ``PROBE_TIMEOUT_S``). Prints one line per check
-(``--json``: one document); the exit code is 0 when everything passed, 3 for a configuration,
-database or spool problem, 1 when a provider could not be reached.
+spool folders (writable by the user running the check, or creatable), every provider (one
+short attempt each: no read retries, at most ``PROBE_TIMEOUT_S``) and every queue source's
+broker (one connection). Prints one line per check (``--json``: one document); the exit code
+is 0 when everything passed, 3 for a configuration, database or spool problem, 1 when a
+provider or a broker could not be reached.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ async def run_checks(config_path: Path | None) -> list[Result]:
     results.append(await check_database(settings.store.url))
     results += [check_spool(r, f"routes[{i}].spool") for i, r in enumerate(settings.routes)]
     results += await check_providers(settings)
+    results += [await check_source(settings, i) for i in range(len(settings.sources))]
     return results
 
 
@@ -164,6 +166,30 @@ def check_spool(route: RouteConfig, key: str) -> Result:
     missing = [f for f in SPOOL_FOLDERS if not os.path.lexists(route.spool / f)]
     later = f" ({', '.join(missing)} not created yet: batchd run creates them)" if missing else ""
     return Result(name, True, f"{route.spool}{later}")
+
+
+async def check_source(settings: Settings, index: int) -> Result:
+    """Connect to a queue source's broker and disconnect (nothing declared or consumed): one
+    try, at most ``PROBE_TIMEOUT_S``. Never shows the broker password."""
+    from batchd.queues.broker import BrokerDown
+    from batchd.queues.factory import make_broker
+
+    cfg = settings.sources[index]
+    name = f"source {cfg.name}"
+    try:
+        url = settings.source_url(index)
+    except ConfigError as exc:
+        return Result(name, False, str(exc), EXIT_CONFIG)
+    broker = make_broker(cfg, url, consumer="batchd-check")
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            await broker.probe()
+    except BrokerDown as exc:
+        return Result(name, False, f"{cfg.describe()}: {exc}", EXIT_UNREACHABLE)
+    except TimeoutError:
+        detail = f"{cfg.describe()}: no answer within {PROBE_TIMEOUT_S:g} s"
+        return Result(name, False, detail, EXIT_UNREACHABLE)
+    return Result(name, True, cfg.describe())
 
 
 async def check_providers(settings: Settings) -> list[Result]:

@@ -32,6 +32,7 @@ from batchd.log import configure_logging
 from batchd.loops import DEFAULT_MAX_PASS_S, DEFAULT_STALL_S, run_loop
 from batchd.providers.base import BatchProvider
 from batchd.providers.registry import open_provider
+from batchd.queues.source import broker_problem
 from batchd.store.registry import StoreOptions, make_store
 from batchd.systemd import (
     SystemdNotifier,
@@ -272,7 +273,10 @@ class Daemon:
         while not self._stop.is_set():
             with contextlib.suppress(Exception):
                 stats = await rt.store.stats()
-                self._sd.status(format_status(stats, last_error=rt.gate.last_error))
+                broker = broker_problem(rt.sources)
+                self._sd.status(
+                    format_status(stats, last_error=rt.gate.last_error, broker_down=broker)
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=STATUS_INTERVAL_S)
 

@@ -266,14 +266,20 @@ class StatusFigures(Protocol):
     def undelivered_events(self) -> int: ...
 
 
-def format_status(stats: StatusFigures, *, last_error: str | None = None) -> str:
+def format_status(
+    stats: StatusFigures, *, last_error: str | None = None, broker_down: str | None = None
+) -> str:
     """The ``STATUS=`` text: ``open jobs 12, pending downloads 1, undelivered events 0, last
-    provider error: none``."""
+    provider error: none`` (then ``, broker down: <source problem>`` while a queue source cannot
+    reach its broker)."""
     error = one_line(last_error)[:MAX_ERROR_CHARS] if last_error else "none"
-    return (
+    text = (
         f"open jobs {stats.open_jobs}, pending downloads {stats.pending_downloads}, "
         f"undelivered events {stats.undelivered_events}, last provider error: {error}"
     )
+    if broker_down:
+        text += f", broker down: {one_line(broker_down)[:MAX_ERROR_CHARS]}"
+    return text
 
 
 # ---------------------------------------------------------------------------- logs

@@ -29,6 +29,7 @@ from batchd.loops import Loop
 from batchd.models import ACTIVE, LOCAL
 from batchd.notifier import Notifier
 from batchd.providers.base import BatchProvider, ProviderLimits
+from batchd.queues.factory import queue_sources
 from batchd.retention import Housekeeper, RetentionPolicy
 from batchd.safe_folder import make_folders
 from batchd.sources import Source
@@ -251,15 +252,19 @@ def build_runtime(
         on_accepted=submitter.wake,
         modes=policies.modes,
     )
+    queues = queue_sources(
+        settings, store, claimer, clock=clock, instance=instance, on_accepted=submitter.wake
+    )
     notifier = Notifier(store, settings.webhook_endpoints(), clock=clock)
     housekeeper = Housekeeper(store, clock=clock, policy=policies.retention)
-    for loop in (intake, submitter, tracker, collector, notifier, housekeeper):
+    loops: list[Loop] = [intake, *queues, submitter, tracker, collector, notifier, housekeeper]
+    for loop in loops:
         heartbeats.register(loop.name)
     return Runtime(
         store=store,
         providers=providers,
         limits=limits,
-        sources=[intake],
+        sources=[intake, *queues],
         submitter=submitter,
         tracker=tracker,
         collector=collector,

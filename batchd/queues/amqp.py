@@ -50,16 +50,29 @@ class AmqpBroker:
             await self.close()
             raise BrokerDown(scrub(f"{type(exc).__name__}: {exc}", self._url)) from None
 
+    async def probe(self) -> None:
+        """Connect and open a channel, declaring and consuming nothing (``batchd check``)."""
+        try:
+            async with await aio_pika.connect(self._url.reveal(), timeout=10) as connection:
+                await connection.channel()
+        except Exception as exc:
+            raise BrokerDown(scrub(f"{type(exc).__name__}: {exc}", self._url)) from None
+
     def _lost(self, *_: Any) -> None:
         self._inbox.put_nowait(None)  # wakes a waiting receive
 
     async def receive(self, limit: int, timeout_s: float) -> list[Incoming]:
         self._check()
         out: list[Incoming] = []
-        try:
-            first = await asyncio.wait_for(self._inbox.get(), timeout_s)
-        except TimeoutError:
-            return out
+        if self._inbox.empty():
+            if timeout_s <= 0:
+                return out
+            try:
+                first = await asyncio.wait_for(self._inbox.get(), timeout_s)
+            except TimeoutError:
+                return out
+        else:
+            first = self._inbox.get_nowait()
         pending = [first]
         while len(pending) < limit and not self._inbox.empty():
             pending.append(self._inbox.get_nowait())

@@ -50,6 +50,10 @@ class Broker(Protocol):
         """Connect, declare what the source uses, start consuming (``BrokerDown`` if not)."""
         ...
 
+    async def probe(self) -> None:
+        """Connect and disconnect, changing nothing (``batchd check``); ``BrokerDown`` if not."""
+        ...
+
     async def receive(self, limit: int, timeout_s: float) -> list[Incoming]:
         """At most ``limit`` messages, waiting up to ``timeout_s`` for the first one."""
         ...

@@ -20,6 +20,7 @@ from batchd.queues.broker import KEY_HEADER, BrokerDown, Incoming, Outgoing, scr
 from batchd.secret import Secret
 
 BODY_FIELD = "body"
+MAX_BLOCK_S = 10.0  # one XREADGROUP waits at most this long (the socket timeout is longer)
 
 
 class RedisStreamBroker:
@@ -37,7 +38,9 @@ class RedisStreamBroker:
     async def connect(self) -> None:
         await self.close()
         self._cursor = "0"
-        client = aioredis.Redis.from_url(self._url.reveal(), socket_connect_timeout=10)
+        client = aioredis.Redis.from_url(
+            self._url.reveal(), socket_connect_timeout=10, socket_timeout=MAX_BLOCK_S + 20
+        )
         try:
             try:
                 await client.xgroup_create(self._stream, self._group, id="0", mkstream=True)
@@ -49,10 +52,21 @@ class RedisStreamBroker:
             raise BrokerDown(scrub(f"{type(exc).__name__}: {exc}", self._url)) from None
         self._client = client
 
+    async def probe(self) -> None:
+        """Connect and ``PING``, creating nothing (``batchd check``)."""
+        client = aioredis.Redis.from_url(self._url.reveal(), socket_connect_timeout=10)
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            raise BrokerDown(scrub(f"{type(exc).__name__}: {exc}", self._url)) from None
+        finally:
+            await client.aclose()
+
     async def receive(self, limit: int, timeout_s: float) -> list[Incoming]:
         client = self._live()
         pending = self._cursor != ">"
-        block = None if pending or timeout_s <= 0 else max(1, int(timeout_s * 1000))
+        wait_ms = int(min(timeout_s, MAX_BLOCK_S) * 1000)
+        block = None if pending or wait_ms <= 0 else max(1, wait_ms)
         try:
             answer = await client.xreadgroup(
                 self._group,
