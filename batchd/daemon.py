@@ -32,7 +32,7 @@ from batchd.log import configure_logging
 from batchd.loops import DEFAULT_MAX_PASS_S, DEFAULT_STALL_S, run_loop
 from batchd.providers.base import BatchProvider
 from batchd.providers.registry import open_provider
-from batchd.queues.source import broker_problem
+from batchd.queues.inflight import broker_problem
 from batchd.store.registry import StoreOptions, make_store
 from batchd.systemd import (
     SystemdNotifier,

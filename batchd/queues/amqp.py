@@ -91,7 +91,7 @@ class AmqpBroker:
         except Exception as exc:
             raise BrokerDown(scrub(f"ack failed: {type(exc).__name__}: {exc}", self._url)) from None
 
-    async def publish(self, messages: Sequence[Outgoing]) -> None:
+    async def publish(self, messages: Sequence[Outgoing]) -> list[Outgoing]:
         self._check()
         assert self._channel is not None
         exchange = self._channel.default_exchange
@@ -117,11 +117,8 @@ class AmqpBroker:
             raise BrokerDown(
                 scrub(f"publish failed: {type(exc).__name__}: {exc}", self._url)
             ) from None
-        refused = [m.to for m, a in zip(messages, answers, strict=True) if not _confirmed(a)]
-        if refused:  # returned (no such queue) or nacked: not published
-            raise BrokerDown(
-                f"publish failed: RabbitMQ did not take the message for {refused[0]!r}"
-            )
+        # returned (no queue of that name) or nacked: not published
+        return [m for m, a in zip(messages, answers, strict=True) if not _confirmed(a)]
 
     async def close(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None

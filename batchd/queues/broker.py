@@ -60,8 +60,9 @@ class Broker(Protocol):
 
     async def ack(self, messages: Sequence[Incoming]) -> None: ...
 
-    async def publish(self, messages: Sequence[Outgoing]) -> None:
-        """Publish durably (confirmed by the broker) or raise ``BrokerDown``."""
+    async def publish(self, messages: Sequence[Outgoing]) -> list[Outgoing]:
+        """Publish durably (confirmed by the broker) or raise ``BrokerDown``. Returns the
+        messages the broker refused (AMQP: no queue of that name), not published."""
         ...
 
     async def close(self) -> None:

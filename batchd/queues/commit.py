@@ -23,7 +23,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import structlog
@@ -51,6 +51,8 @@ class Flush:
     path: str  # <spool>/processing/<source>/<inode>-<name>
     keys: tuple[str, ...]
     written_at: float = 0.0
+    batch: bool = False  # a batch message (False: auto-batched requests)
+    replies: dict[str, str] = field(default_factory=dict)  # custom_id -> reply_to
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +105,16 @@ class Committer:
             found.append(Flush(**{**data, "keys": tuple(data["keys"])}))
         return found
 
-    def write(self, route: RouteLike, name: str, data: bytes, keys: Iterable[str]) -> Flush:
+    def write(
+        self,
+        route: RouteLike,
+        name: str,
+        data: bytes,
+        keys: Iterable[str],
+        *,
+        batch: bool = False,
+        replies: dict[str, str] | None = None,
+    ) -> Flush:
         """Step 1: the batch file (with a sidecar allowing duplicates for an auto-batch) and
         its record, both durable before anything is committed."""
         folder = folder_of(route, self._source)
@@ -113,11 +124,20 @@ class Committer:
         write_atomic(temp, data)
         final = folder / f"{temp.stat().st_ino}-{name}"
         os.rename(temp, final)
-        if name.startswith(f"{self._source}-"):  # an auto-batch: the same requests may recur
+        if not batch:  # an auto-batch: the same requests may recur
             write_atomic(sidecars.sidecar_of(final), b'{"allow_duplicate": true}')
         _fsync_dir(folder)
         token = secrets.token_hex(8)
-        flush = Flush(token, route.name, name, str(final), tuple(keys), self._clock.now())
+        flush = Flush(
+            token,
+            route.name,
+            name,
+            str(final),
+            tuple(keys),
+            self._clock.now(),
+            batch,
+            replies or {},
+        )
         write_atomic(self._records / f"{flush.token}.json", json.dumps(asdict(flush)).encode())
         return flush
 

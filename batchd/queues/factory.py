@@ -10,6 +10,7 @@ from batchd.config import Settings
 from batchd.queues.broker import Broker
 from batchd.queues.commit import Committer
 from batchd.queues.config import SourceConfig
+from batchd.queues.publish import ResultPublisher
 from batchd.queues.source import QueueSource
 from batchd.secret import Secret
 from batchd.store.base import JobStore
@@ -51,11 +52,16 @@ def queue_sources(
             routes=settings.routes,
             clock=clock,
         )
+        records = settings.daemon.data_dir / "queues" / cfg.name
+        publisher = ResultPublisher(
+            store, records / "publish", results_to=cfg.results_to, source=cfg.name, clock=clock
+        )
         made.append(
             QueueSource(
                 cfg,
                 broker,
                 committer,
+                publisher,
                 settings.routes,
                 clock=clock,
                 max_file_bytes=settings.intake.max_file_bytes,

@@ -93,7 +93,7 @@ class RedisStreamBroker:
         except (RedisError, OSError) as exc:
             raise BrokerDown(scrub(f"ack failed: {type(exc).__name__}: {exc}", self._url)) from None
 
-    async def publish(self, messages: Sequence[Outgoing]) -> None:
+    async def publish(self, messages: Sequence[Outgoing]) -> list[Outgoing]:
         client = self._live()
         try:
             async with client.pipeline(transaction=False) as pipe:
@@ -111,6 +111,7 @@ class RedisStreamBroker:
             raise BrokerDown(
                 scrub(f"publish failed: {type(exc).__name__}: {exc}", self._url)
             ) from None
+        return []  # XADD makes the stream
 
     async def close(self) -> None:
         client, self._client = self._client, None

@@ -23,7 +23,6 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 import structlog
 
@@ -42,36 +41,14 @@ from batchd.queues.broker import (
 )
 from batchd.queues.commit import Committer, Flush, Outcome
 from batchd.queues.config import SourceConfig
-from batchd.queues.messages import Bad, Batch, Limits, Parsed, Request, parse_message
+from batchd.queues.inflight import ACK_GRACE_S, RECORD_TTL_S, InFlight, message_keys
+from batchd.queues.messages import Bad, Batch, Limits, parse_message
+from batchd.queues.publish import ResultPublisher
 from batchd.spool import Modes
 
 log = structlog.get_logger(__name__)
 
 RECEIVE_WAIT_S = 5.0  # one wait for messages at most (the loop runner allows 20 s)
-# A flush whose messages are all acknowledged is still recognised this long: an AMQP ack is not
-# confirmed, and a connection lost just after it may bring the messages back once more.
-ACK_GRACE_S = 900.0
-# A record left by an earlier run whose messages never came back (acknowledged before a crash).
-RECORD_TTL_S = 7 * 86_400.0
-
-
-@dataclass
-class InFlight:
-    """A flush record and the messages of it held unacknowledged."""
-
-    flush: Flush
-    remaining: set[str]  # keys whose message is not acknowledged yet
-    messages: list[tuple[Incoming, tuple[str, ...]]] = field(default_factory=list)
-    outcome: Outcome | None = None
-    acked_at: float | None = None  # every message acknowledged (kept ACK_GRACE_S more)
-
-
-def message_keys(message: Incoming, parsed: Parsed) -> tuple[str, ...]:
-    """What recognises a message again: its id, and for a request its route and custom_id."""
-    keys = [f"id:{message.key}"] if message.key else []
-    if isinstance(parsed, Request):
-        keys.append(f"cid:{parsed.route}:{parsed.custom_id}")
-    return tuple(keys)
 
 
 class QueueSource:
@@ -80,6 +57,7 @@ class QueueSource:
         cfg: SourceConfig,
         broker: Broker,
         committer: Committer,
+        publisher: ResultPublisher,
         routes: Sequence[RouteLike],
         *,
         clock: Clock,
@@ -91,6 +69,7 @@ class QueueSource:
         self._cfg = cfg
         self._broker = broker
         self._committer = committer
+        self._publisher = publisher
         self._clock = clock
         self._on_accepted = on_accepted
         self._set_routes(routes)
@@ -99,6 +78,7 @@ class QueueSource:
         self._flights: dict[str, InFlight] = {}  # by flush token
         self._by_key: dict[str, str] = {}  # message key -> flush token
         self._received: list[Incoming] = []
+        self._replies: dict[object, str] = {}  # a waiting request's reply_to, by message tag
         self._connected = False
         self._resumed = False
         self._backoff = Backoff(max_s=cfg.reconnect_max_s)
@@ -131,6 +111,7 @@ class QueueSource:
                 self._cfg = cfg
         self._set_routes(settings.routes)
         self._committer.set_routes(settings.routes)
+        self._publisher.set_results_to(self._cfg.results_to)
         self._limits = Limits(
             self._cfg.max_request_bytes, settings.intake.max_file_bytes, settings.intake.max_lines
         )
@@ -160,6 +141,7 @@ class QueueSource:
                 done += await self._take(message)
             for pending in self._batcher.due(self._clock.now(), held=self.held()):
                 done += await self._flush(pending)
+            done += await self._publisher.run_once(self._broker)
         except BrokerDown as exc:
             self._lost(str(exc))
             return 0
@@ -222,6 +204,7 @@ class QueueSource:
         """Forget every message held: the broker delivers them again after the reconnect."""
         self._connected = False
         self._batcher.clear()
+        self._replies.clear()
         self._received.clear()
         for flight in self._flights.values():
             flight.messages.clear()
@@ -255,7 +238,7 @@ class QueueSource:
         if isinstance(parsed, Batch):
             route = self._routes[parsed.route]
             flush = await asyncio.to_thread(
-                self._committer.write, route, parsed.name, parsed.data, keys
+                self._committer.write, route, parsed.name, parsed.data, keys, batch=True
             )
             self._track(flush, [(message, keys)])
             return await self._settle()
@@ -270,6 +253,8 @@ class QueueSource:
                 [message], f"custom_id {parsed.custom_id!r} is already waiting in this batch"
             )
             return done + 1
+        if parsed.reply_to is not None:
+            self._replies[message.tag] = parsed.reply_to
         return done
 
     async def _flush(self, pending: Pending[tuple[Incoming, tuple[str, ...]]]) -> int:
@@ -278,7 +263,14 @@ class QueueSource:
         name = f"{self._cfg.name}-{stamp}-{secrets.token_hex(3)}.jsonl"
         held = [item for _, _, item in pending.items]
         keys = [k for _, ks in held for k in ks]
-        flush = await asyncio.to_thread(self._committer.write, route, name, pending.lines, keys)
+        replies = {
+            cid: self._replies.pop(m.tag)
+            for cid, _, (m, _) in pending.items
+            if m.tag in self._replies
+        }
+        flush = await asyncio.to_thread(
+            self._committer.write, route, name, pending.lines, keys, replies=replies
+        )
         self._track(flush, held)
         self.counts["flushed"] += 1
         return await self._settle()
@@ -295,6 +287,12 @@ class QueueSource:
                 flight.outcome = await self._commit(flight.flush)
                 if flight.outcome is not None and flight.outcome.accepted:
                     self._on_accepted()
+                    await asyncio.to_thread(
+                        self._publisher.note,
+                        flight.outcome.submission_id,
+                        batch=flight.flush.batch,
+                        replies=flight.flush.replies,
+                    )
             if flight.outcome is None or not flight.messages:
                 continue
             messages = [m for m, _ in flight.messages]
@@ -360,7 +358,9 @@ class QueueSource:
             )
             for m in messages
         ]
-        await self._broker.publish(outgoing)
+        refused = await self._broker.publish(outgoing)
+        if refused:  # declared at connect: someone deleted it; keep the messages
+            raise BrokerDown(f"the dead-letter queue {self._cfg.dead_letter_to!r} is missing")
         await self._broker.ack(messages)
         self.counts["dead_lettered"] += len(messages)
         log.warning(
@@ -383,9 +383,3 @@ class QueueSource:
         self._resumed = True
         if records:
             log.info("queue.resumed", source=self._cfg.name, flushes=len(records))
-
-
-def broker_problem(sources: Sequence[object]) -> str | None:
-    """The first queue source's connection problem, for ``STATUS=`` (None: all connected)."""
-    problems = (getattr(s, "problem", None) for s in sources)
-    return next((p for p in problems if isinstance(p, str)), None)

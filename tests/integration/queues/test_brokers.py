@@ -96,15 +96,17 @@ async def test_published_messages_carry_their_id_correlation_and_headers(
         await broker.close()
 
 
-async def test_amqp_refuses_to_publish_to_a_queue_that_does_not_exist() -> None:
+async def test_amqp_returns_what_it_could_not_publish_to_a_missing_queue() -> None:
     """(A Redis stream is made by its first XADD.)"""
     harness = AmqpHarness(AMQP.require())
     queue = harness.name("nowhere")
     broker = harness.broker(queue)
     await broker.connect()
     try:
-        with pytest.raises(BrokerDown, match="publish failed"):
-            await broker.publish([Outgoing(f"{queue}.missing", b"x", "m-1")])
+        missing = Outgoing(f"{queue}.missing", b"x", "m-1")
+        fine = Outgoing(queue, b"y", "m-2")
+        assert await broker.publish([missing, fine]) == [missing]
+        assert [m.body for m in await _receive(broker, 1)] == [b"y"]
     finally:
         await broker.close()
         await harness.cleanup()

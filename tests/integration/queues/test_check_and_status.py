@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from batchd.cli import run
-from batchd.queues.source import broker_problem
+from batchd.queues.inflight import broker_problem
 from batchd.store.base import StoreStats
 from batchd.systemd import format_status
 from tests.integration.cli.test_check import free_port, route, write

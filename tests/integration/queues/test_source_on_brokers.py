@@ -12,6 +12,7 @@ from pathlib import Path
 from batchd.queues.broker import REASON_HEADER
 from batchd.queues.commit import Committer
 from batchd.queues.config import SourceConfig
+from batchd.queues.publish import ResultPublisher
 from batchd.queues.source import QueueSource
 from batchd.store.sqlite import SqliteJobStore
 from tests.unit.loops.conftest import World
@@ -39,10 +40,18 @@ def make_source(world: World, harness: Harness, queue: str, tmp_path: Path) -> Q
         routes=[world.route],
         clock=world.clock,
     )
+    publisher = ResultPublisher(
+        world.store,
+        tmp_path / "publish",
+        results_to=cfg.results_to,
+        source="orders",
+        clock=world.clock,
+    )
     return QueueSource(
         cfg,
         broker,
         committer,
+        publisher,
         [world.route],
         clock=world.clock,
         max_file_bytes=10_000_000,
@@ -134,6 +143,48 @@ async def test_messages_back_after_a_lost_connection_are_not_submitted_twice(
         await again.connect()
         assert await again.receive(10, timeout_s=0.5) == []  # everything was acknowledged
         await again.close()
+    finally:
+        source.close()
+        await store.close()
+
+
+async def test_results_come_back_on_reply_to_and_the_results_queue(
+    harness: Harness, tmp_path: Path
+) -> None:
+    store = SqliteJobStore(tmp_path / "db.sqlite3")
+    await store.open()
+    world = World(tmp_path, store=store)
+    queue = harness.name("results")
+    replies = harness.name("app")
+    await harness.drain(replies)  # RabbitMQ: the application's reply queue exists
+    source = make_source(world, harness, queue, tmp_path)
+    try:
+        for i in range(10):
+            message = json.loads(request(i))
+            if i % 2:
+                message["reply_to"] = replies
+            await harness.produce(queue, json.dumps(message).encode())
+        await passes(source, lambda: counted(store, 1, source, 0))
+        await world.submitter.run_once()
+        for job in await store.list_jobs():
+            world.provider.finish(job.provider_job_id or "")
+        for _ in range(3):
+            await world.tracker.run_once()
+            await world.collector.run_once()
+            world.clock.advance(30)
+        (sub,) = await store.list_submissions()
+
+        async def published() -> bool:
+            return source._publisher.published == 10
+
+        await passes(source, published)
+        odd = await harness.drain(replies)
+        even = await harness.drain(f"{queue}.results")
+        assert sorted(m.correlation_id or "" for m in odd) == [f"c{i}" for i in (1, 3, 5, 7, 9)]
+        assert sorted(m.correlation_id or "" for m in even) == [f"c{i}" for i in (0, 2, 4, 6, 8)]
+        first = json.loads(odd[0].body)
+        assert first["status_code"] == 200 and first["submission_id"] == sub.id
+        assert odd[0].message_id == f"{sub.id}/{first['custom_id']}"
     finally:
         source.close()
         await store.close()

@@ -19,6 +19,7 @@ class FakeBroker:
         self.connected = False
         self.down = False
         self.fail_next_ack = False
+        self.missing: set[str] = set()  # queues that do not exist (AMQP refuses them)
         self.connects = 0
         self._tag = 0
 
@@ -57,9 +58,11 @@ class FakeBroker:
         for m in messages:
             self.acked.append(self.unacked.pop(m.tag))
 
-    async def publish(self, messages: Sequence[Outgoing]) -> None:
+    async def publish(self, messages: Sequence[Outgoing]) -> list[Outgoing]:
         self._check()
-        self.published += messages
+        refused = [m for m in messages if m.to in self.missing]
+        self.published += [m for m in messages if m.to not in self.missing]
+        return refused
 
     async def close(self) -> None:
         self.lose()

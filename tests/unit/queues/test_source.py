@@ -13,7 +13,9 @@ from batchd.models import SubmissionState
 from batchd.queues.broker import REASON_HEADER
 from batchd.queues.commit import Committer
 from batchd.queues.config import SourceConfig
-from batchd.queues.source import ACK_GRACE_S, QueueSource
+from batchd.queues.inflight import ACK_GRACE_S
+from batchd.queues.publish import MISSING_HEADER, ResultPublisher
+from batchd.queues.source import QueueSource
 from tests.unit.loops.conftest import World, request_lines
 
 from .fakes import FakeBroker
@@ -44,10 +46,18 @@ def make_source(world: World, broker: FakeBroker, tmp_path: Path, **cfg: object)
         routes=[world.route],
         clock=world.clock,
     )
+    publisher = ResultPublisher(
+        world.store,
+        tmp_path / "data" / "queues" / "orders" / "publish",
+        results_to=config.results_to,
+        source="orders",
+        clock=world.clock,
+    )
     return QueueSource(
         config,
         broker,
         committer,
+        publisher,
         [world.route],
         clock=world.clock,
         max_file_bytes=10_000_000,
@@ -318,3 +328,93 @@ async def test_a_store_that_fails_holds_the_messages_and_stops_taking_more(
     await source.run_once()  # abc (max_requests), d (alone: the prefetch was full), efg
     assert len(broker.acked) == 7
     assert sorted(s.line_count for s in await subs(world)) == [1, 3, 3]
+
+
+async def finish_all(world: World, failing: set[str] | None = None) -> None:
+    """Submit every job, let the provider finish them, track and collect."""
+    await world.submitter.run_once()
+    for job in await world.store.list_jobs():
+        world.provider.finish(job.provider_job_id or "", failing=failing or set())
+    for _ in range(3):
+        await world.tracker.run_once()
+        await world.collector.run_once()
+        world.clock.advance(30)
+
+
+async def test_each_result_goes_to_its_reply_to_or_the_results_queue_once_done(
+    world: World, tmp_path: Path
+) -> None:
+    broker = FakeBroker()
+    source = make_source(world, broker, tmp_path)
+    broker.request("a", reply_to="app.a")
+    broker.request("b")
+    broker.request("c", reply_to="gone")
+    broker.missing.add("gone")
+    await source.run_once()
+    (sub,) = await subs(world)
+    await source.run_once()
+    assert [m for m in broker.published if not m.to.endswith(".dead")] == []  # not done yet
+    await finish_all(world, failing={"b"})
+    assert (await world.store.get_submission(sub.id)).state is SubmissionState.DONE  # type: ignore[union-attr]
+    await source.run_once()
+    got = {m.correlation_id: m for m in broker.published}
+    assert {k: m.to for k, m in got.items()} == {
+        "a": "app.a",
+        "b": "requests.results",
+        "c": "requests.results",
+    }
+    assert got["c"].headers[MISSING_HEADER] == "gone"
+    assert got["a"].message_id == f"{sub.id}/a"
+    a, b = json.loads(got["a"].body), json.loads(got["b"].body)
+    assert (a["custom_id"], a["status_code"], a["submission_id"]) == ("a", 200, sub.id)
+    assert a["response"] is not None and b["error"] is not None
+    await source.run_once()
+    assert len(broker.published) == 3  # once
+
+
+async def test_a_batch_message_completion_is_published_once_like_results_ready(
+    world: World, tmp_path: Path
+) -> None:
+    broker = FakeBroker()
+    source = make_source(world, broker, tmp_path)
+    lines = [json.loads(x) for x in request_lines(3).splitlines()]
+    broker.put({"name": "nightly.jsonl", "lines": lines}, key="b-1")
+    await source.run_once()
+    await finish_all(world)
+    await source.run_once()
+    await source.run_once()
+    (done,) = broker.published
+    event = json.loads(done.body)
+    (ready,) = [e for e in await world.store.list_events(limit=1000) if e.type == "results.ready"]
+    assert (done.to, done.message_id) == ("requests.results", ready.id)
+    assert event == {"id": ready.id, "type": "results.ready", "data": ready.data}
+
+
+async def test_results_are_published_again_after_a_broker_outage_with_the_same_ids(
+    world: World, tmp_path: Path
+) -> None:
+    broker = FakeBroker()
+    source = make_source(world, broker, tmp_path, max_requests=2)
+    broker.request("a")
+    broker.request("b")
+    await source.run_once()
+    await finish_all(world)
+    real = broker.publish
+    calls = 0
+
+    async def flaky(messages):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            broker.lose()
+            from batchd.queues.broker import BrokerDown
+
+            raise BrokerDown("publish failed: connection reset")
+        return await real(messages)
+
+    broker.publish = flaky  # type: ignore[method-assign]
+    await source.run_once()
+    assert broker.published == [] and source.problem is not None
+    world.clock.advance(120)
+    await source.run_once()
+    assert sorted(str(m.message_id).split("/")[1] for m in broker.published) == ["a", "b"]
