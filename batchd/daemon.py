@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +126,9 @@ class Daemon:
         for source in runtime.sources:
             source.start()
             self._exit.callback(source.close)
+            drain = getattr(source, "drain", None)  # a queue source flushes what waits
+            if drain is not None:
+                self._exit.push_async_callback(self._drain_source, drain)
             async with self._start_keeps_extending():  # many files may wait after a downtime
                 await source.run_once()  # finish half-done claims, first scan
             runtime.heartbeats.beat(source.name)
@@ -137,6 +140,14 @@ class Daemon:
             data_dir=str(data_dir),
         )
         return runtime
+
+    async def _drain_source(self, drain: Callable[[], Awaitable[object]]) -> None:
+        """After the loops stopped, before the store closes: within the shutdown grace."""
+        try:
+            async with asyncio.timeout(self.settings.daemon.shutdown_grace_s):
+                await drain()
+        except Exception:  # the messages stay with the broker: redelivered at the next start
+            log.exception("daemon.source_drain_failed")
 
     def _migrating(self, version: int) -> None:
         log.info("daemon.migrating", version=version)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from batchd.queues.broker import Incoming
+from batchd.queues.broker import REASON_HEADER, SOURCE_HEADER, Incoming, Outgoing
 from batchd.queues.commit import Flush, Outcome
 from batchd.queues.messages import Parsed, Request
 
@@ -33,6 +34,24 @@ def message_keys(message: Incoming, parsed: Parsed) -> tuple[str, ...]:
     if isinstance(parsed, Request):
         keys.append(f"cid:{parsed.route}:{parsed.custom_id}")
     return tuple(keys)
+
+
+def dead_letters(messages: Sequence[Incoming], to: str, source: str, reason: str) -> list[Outgoing]:
+    """The dead-letter copies of ``messages``: same body, id and text headers, plus the
+    reason and the source."""
+    return [
+        Outgoing(
+            to,
+            m.body,
+            m.key or f"{source}-dead-{secrets.token_hex(8)}",
+            headers={
+                **{k: v for k, v in m.headers.items() if isinstance(v, str)},
+                REASON_HEADER: reason,
+                SOURCE_HEADER: source,
+            },
+        )
+        for m in messages
+    ]
 
 
 def broker_problem(sources: Sequence[object]) -> str | None:

@@ -31,17 +31,20 @@ from batchd.clock import Clock
 from batchd.config import Settings
 from batchd.queues.batcher import Batcher, BatchLimits, Pending
 from batchd.queues.broker import (
-    REASON_HEADER,
-    SOURCE_HEADER,
     Backoff,
     Broker,
     BrokerDown,
     Incoming,
-    Outgoing,
 )
 from batchd.queues.commit import Committer, Flush, Outcome
 from batchd.queues.config import SourceConfig
-from batchd.queues.inflight import ACK_GRACE_S, RECORD_TTL_S, InFlight, message_keys
+from batchd.queues.inflight import (
+    ACK_GRACE_S,
+    RECORD_TTL_S,
+    InFlight,
+    dead_letters,
+    message_keys,
+)
 from batchd.queues.messages import Bad, Batch, Limits, parse_message
 from batchd.queues.publish import ResultPublisher
 from batchd.spool import Modes
@@ -145,6 +148,22 @@ class QueueSource:
         except BrokerDown as exc:
             self._lost(str(exc))
             return 0
+        return done
+
+    async def drain(self) -> int:
+        """At shutdown (the loop stopped): flush every waiting batch and settle what can be,
+        so that it is committed and acknowledged now rather than redelivered at the next
+        start. With the broker down it does nothing: the broker keeps the messages."""
+        if not self._connected:
+            return 0
+        try:
+            done = await self._settle()
+            for pending in self._batcher.due(self._clock.now(), closing=True):
+                done += await self._flush(pending)
+        except BrokerDown as exc:
+            self._lost(str(exc))
+            return 0
+        log.info("queue.drained", source=self._cfg.name, messages=done)
         return done
 
     async def wait(self) -> None:
@@ -345,19 +364,7 @@ class QueueSource:
         self._committer.forget(flight.flush)
 
     async def _dead_letter(self, messages: Sequence[Incoming], reason: str) -> None:
-        outgoing = [
-            Outgoing(
-                self._cfg.dead_letter_to,
-                m.body,
-                m.key or f"{self._cfg.name}-dead-{secrets.token_hex(8)}",
-                headers={
-                    **{k: v for k, v in m.headers.items() if isinstance(v, str)},
-                    REASON_HEADER: reason,
-                    SOURCE_HEADER: self._cfg.name,
-                },
-            )
-            for m in messages
-        ]
+        outgoing = dead_letters(messages, self._cfg.dead_letter_to, self._cfg.name, reason)
         refused = await self._broker.publish(outgoing)
         if refused:  # declared at connect: someone deleted it; keep the messages
             raise BrokerDown(f"the dead-letter queue {self._cfg.dead_letter_to!r} is missing")

@@ -106,14 +106,14 @@ def _table(header: str, values: Mapping[str, Any]) -> list[str]:
 
 
 def dump_toml(doc: Mapping[str, Any]) -> str:
-    """Sections as tables, ``providers`` as ``[providers.<name>]``, ``routes`` and ``webhooks``
-    as arrays of tables."""
+    """Sections as tables, ``providers`` as ``[providers.<name>]``, ``routes``, ``webhooks``
+    and ``sources`` as arrays of tables."""
     lines: list[str] = []
     for name, values in doc.items():
         if name == "providers":
             for provider, table in values.items():
                 lines += _table(f"[providers.{provider}]", table)
-        elif name in {"routes", "webhooks"}:
+        elif name in {"routes", "webhooks", "sources"}:
             for table in values:
                 lines += _table(f"[[{name}]]", table)
         else:

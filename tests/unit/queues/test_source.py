@@ -418,3 +418,30 @@ async def test_results_are_published_again_after_a_broker_outage_with_the_same_i
     world.clock.advance(120)
     await source.run_once()
     assert sorted(str(m.message_id).split("/")[1] for m in broker.published) == ["a", "b"]
+
+
+async def test_at_shutdown_what_waits_is_flushed_and_acknowledged(
+    world: World, tmp_path: Path
+) -> None:
+    broker = FakeBroker()
+    source = make_source(world, broker, tmp_path)
+    broker.request("a")
+    broker.request("b")
+    await source.run_once()
+    assert await subs(world) == []
+    assert await source.drain() == 2
+    (sub,) = await subs(world)
+    assert sub.line_count == 2 and len(broker.acked) == 2
+
+
+async def test_at_shutdown_with_the_broker_down_nothing_is_flushed(
+    world: World, tmp_path: Path
+) -> None:
+    broker = FakeBroker()
+    source = make_source(world, broker, tmp_path)
+    broker.request("a")
+    await source.run_once()
+    broker.lose()
+    source._connected = False
+    assert await source.drain() == 0
+    assert await subs(world) == []
