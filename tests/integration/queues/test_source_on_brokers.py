@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from batchd.queues.broker import REASON_HEADER
 from batchd.queues.commit import Committer
@@ -20,18 +21,23 @@ from tests.unit.loops.conftest import World
 from .conftest import Harness
 
 
-def make_source(world: World, harness: Harness, queue: str, tmp_path: Path) -> QueueSource:
-    cfg = SourceConfig(
-        name="orders",
-        kind=harness.kind,
-        url="amqp://127.0.0.1/" if harness.kind == "amqp" else "redis://127.0.0.1/",
-        queue=queue,
-        route="chat",
-        max_requests=10,
-        max_wait_s=30,
-        prefetch=50,
+def make_source(
+    world: World, harness: Harness, queue: str, tmp_path: Path, **overrides: Any
+) -> QueueSource:
+    fields: dict[str, Any] = {
+        "name": "orders",
+        "kind": harness.kind,
+        "url": "amqp://127.0.0.1/" if harness.kind == "amqp" else "redis://127.0.0.1/",
+        "queue": queue,
+        "route": "chat",
+        "max_requests": 10,
+        "max_wait_s": 30,
+        "prefetch": 50,
+    }
+    cfg = SourceConfig.model_validate(fields | overrides)
+    broker = harness.broker(
+        queue, prefetch=cfg.prefetch, declare=(cfg.dead_letter_to, cfg.results_to)
     )
-    broker = harness.broker(queue, prefetch=50, declare=(cfg.dead_letter_to, cfg.results_to))
     committer = Committer(
         world.store,
         world.claimer,
