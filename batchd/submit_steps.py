@@ -22,8 +22,9 @@ Per job, every step is committed before the call it guards:
   committed as above. A restart resumes from what was committed and never shortens the window.
   Upload and create are never retried blindly.
 * A refusal that certainly had no effect is not ambiguous: 429 puts the job back to UPLOADED
-  (backing off), 401/403 too (and pauses the provider), a missing input file (404, or a 400/422
-  naming it; file staging) uploads again, any other 4xx fails the job.
+  (NEW for inline staging; backing off), 401/403 too (and pauses the provider), a missing
+  input file (404, or a 400/422 naming it; file staging) uploads again, any other 4xx fails
+  the job.
 """
 
 from __future__ import annotations
@@ -103,6 +104,12 @@ def adopted_state(snapshot: JobSnapshot) -> JobState:
     """Adopt an active job as it is; anything else is adopted as PENDING so that the tracker
     observes (and announces) its final state through the usual transition."""
     return snapshot.state if snapshot.state in ACTIVE else JobState.PENDING
+
+
+def _unsent(by_file: bool) -> JobState:
+    """Where a job whose create certainly had no effect waits to be created again: UPLOADED
+    (its input is there) for file staging, NEW for inline (nothing was ever sent)."""
+    return JobState.UPLOADED if by_file else JobState.NEW
 
 
 class SubmitSteps:
@@ -239,12 +246,12 @@ class SubmitSteps:
         elif by_file and input_file_gone(exc, job.input_file_id):  # the upload is gone: again
             await self._input_gone(job, exc)
         elif isinstance(exc, AuthError):  # nothing was created; the provider pauses
-            await self._transition(job, JobState.UPLOADED, last_error=str(exc))
+            await self._transition(job, _unsent(by_file), last_error=str(exc))
             raise exc
         elif isinstance(exc, ProviderPermanent):  # a definite refusal: nothing was created
             await self._refused(job, exc)
         else:  # 429: nothing was created; back off, then create as usual
-            await self._not_sent(job, exc)
+            await self._not_sent(job, exc, by_file=by_file)
 
     async def _input_gone(self, job: Job, exc: ProviderError) -> None:
         """Upload again (at once the first time, then after a growing wait), at most
@@ -361,7 +368,7 @@ class SubmitSteps:
         )
         await self._transition(job, JobState.CREATING, last_error=str(exc), next_attempt_at=nxt)
 
-    async def _not_sent(self, job: Job, exc: ProviderError) -> None:
+    async def _not_sent(self, job: Job, exc: ProviderError, *, by_file: bool) -> None:
         """A 429 on create: the request had no effect; wait and create again."""
         self._gate.record_error(job.provider, str(exc))
         now = self._clock.now()
@@ -370,7 +377,7 @@ class SubmitSteps:
         self._gate.slow_down(job.provider, now + (retry_after or self._policy.retry_base_s))
         log.warning("submit.create_refused", job_id=job.id, error=str(exc), retry_in_s=wait_s)
         await self._transition(
-            job, JobState.UPLOADED, last_error=str(exc), next_attempt_at=now + wait_s
+            job, _unsent(by_file), last_error=str(exc), next_attempt_at=now + wait_s
         )
 
     async def _cancel_unsent(self, job: Job) -> None:

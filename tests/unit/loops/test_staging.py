@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from batchd.collector import CollectPolicy
-from batchd.errors import ProviderTransient
+from batchd.errors import ProviderTransient, RateLimited
 from batchd.models import JobState, SubmissionState
 from tests.unit.loops.conftest import World, request_lines
 
@@ -70,6 +70,25 @@ async def test_an_inline_create_that_never_arrived_is_sent_again_inline(tmp_path
     for _ in range(40):  # past the window (60 + 120 s)
         world.clock.advance(5)
         await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    assert job.state is JobState.PENDING
+    assert world.provider.calls["create_job"] == 2 and len(world.provider.jobs) == 1
+    assert world.provider.calls["upload_file"] == 0
+
+
+async def test_a_refused_inline_create_waits_as_never_sent_and_is_created_later(
+    tmp_path: Path,
+) -> None:
+    """A 429 certainly created nothing: the job goes back to NEW (not UPLOADED: nothing was
+    uploaded) and is created once the wait is over."""
+    world = inline(tmp_path)
+    sub = await world.accept("one.jsonl", request_lines(2))
+    world.provider.fail_before["create_job"].append(RateLimited("slow down", retry_after_s=30))
+    await world.submitter.run_once()
+    (job,) = await world.jobs(sub.id)
+    assert job.state is JobState.NEW and job.input_file_id is None
+    world.clock.advance(60)
+    await world.submitter.run_once()
     (job,) = await world.jobs(sub.id)
     assert job.state is JobState.PENDING
     assert world.provider.calls["create_job"] == 2 and len(world.provider.jobs) == 1
