@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from batchd.errors import NotFound, ProviderError, ProviderPermanent
 from batchd.models import Job
 
+# A job's provider copy was created after its row was; the lookup asks for jobs created since
+# then, minus this much disagreement between batchd's clock and the provider's.
+CLOCK_SKEW_S = 300.0
 MIN_LOOKUP_GAP_S = 0.1  # a zero reconcile_delay_s must not make a busy loop of lookups
 NOT_FOUND_WORDS = ("not found", "does not exist", "not exist", "no such", "unknown file")
 

@@ -50,6 +50,7 @@ from batchd.providers.base import (
     carries_metadata,
 )
 from batchd.reconcile import (
+    CLOCK_SKEW_S,
     ReconcileWindow,
     create_deadline,
     first_lookup_at,
@@ -284,11 +285,10 @@ class SubmitSteps:
         )
 
     async def _reconcile(self, job: Job, sub: Submission, provider: BatchProvider) -> bool:
-        """Look the job up by its tag (and its requests, for a provider that keeps no tag);
-        adopt it when the provider has it."""
-        query = TagQuery({"batchd_job": job.id}, input=self._chunk_input(job, sub))
-        # Checked here too, whatever the provider implementation: adopting (or cancelling) a
-        # job that is not this one's would be worse than a miss.
+        """Look the job up by its tag (or requests) since its row was made; adopt it if found."""
+        tag, since = {"batchd_job": job.id}, job.created_at - CLOCK_SKEW_S  # (OpenAI walks back)
+        query = TagQuery(tag, created_after=since, input=self._chunk_input(job, sub))
+        # Checked here too whatever the provider did: adopting another job is worse than a miss.
         found = [s async for s in provider.find_tagged(query) if carries_metadata(s, query.tag)]
         if not found:
             return False

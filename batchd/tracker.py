@@ -53,7 +53,9 @@ log = structlog.get_logger(__name__)
 LISTABLE: tuple[JobState, ...] = (JobState.PENDING, JobState.RUNNING, JobState.CANCELLING)
 CANCELLABLE: tuple[JobState, ...] = (JobState.PENDING, JobState.RUNNING, JobState.UNKNOWN)
 MAX_WAIT_S = 5.0
-CLOCK_SKEW_S = 300.0  # a duplicate scan lists jobs created since the oldest open job, minus this
+CLOCK_SKEW_S = (
+    300.0  # sweeps and duplicate scans list jobs created since the oldest open one, minus this
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,11 @@ def next_interval(previous_s: float, moved: bool, policy: TrackPolicy) -> float:
     if moved or previous_s <= 0:
         return policy.poll_initial_s
     return min(policy.poll_max_s, previous_s * 2)
+
+
+def _oldest(jobs: Sequence[Job]) -> float | None:
+    """Where a sweep's listing may stop: the oldest job's creation minus clock skew."""
+    return min(j.created_at for j in jobs) - CLOCK_SKEW_S if jobs else None
 
 
 def sweep_interval(open_jobs: int, policy: TrackPolicy, provider: str | None = None) -> float:
@@ -200,7 +207,10 @@ class Tracker:
         by_id = {j.provider_job_id: j for j in open_jobs if j.provider_job_id}
         seen: set[str] = set()
         query = TagQuery(
-            {"batchd": self._instance_id}, states=LISTABLE, page_size=self._policy.page_size
+            {"batchd": self._instance_id},
+            states=LISTABLE,
+            created_after=_oldest(open_jobs),
+            page_size=self._policy.page_size,
         )
         try:
             async for snap in provider.find_tagged(query):

@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 from batchd.errors import AuthError, NotFound, ProviderPermanent, ProviderTransient, RateLimited
 from batchd.models import Job, JobState
 from batchd.providers.base import JobFilter, JobSnapshot, JobSpec, TagQuery
+from batchd.reconcile import CLOCK_SKEW_S
 from batchd.store.base import EventSpec
 from batchd.submitter import SubmitPolicy, Submitter
 from tests.unit.loops.conftest import World, request_lines
@@ -452,3 +453,24 @@ async def test_a_cancel_during_the_window_is_not_followed_by_a_new_create(world:
     assert job.state is JobState.CANCELLED
     assert world.provider.calls["create_job"] == 1  # nothing was created: nothing sent again
     assert world.provider.jobs == {}
+
+
+async def test_reconcile_asks_only_for_jobs_created_since_the_job(world: World) -> None:
+    """A provider without a metadata filter walks its list newest first: the lookup tells it
+    where to stop (the job's creation, minus clock skew)."""
+    sub = await world.accept("one.jsonl", request_lines(3))
+    world.provider.fail_before["create_job"].append(ProviderTransient("connection reset"))
+    await world.submitter.run_once()
+    find_tagged = world.provider.find_tagged
+    queries: list[TagQuery] = []
+
+    def recording(query: TagQuery) -> AsyncIterator[JobSnapshot]:
+        queries.append(query)
+        return find_tagged(query)
+
+    world.provider.find_tagged = recording  # type: ignore[method-assign]
+    await pass_the_window(world)
+    (job,) = await world.jobs(sub.id)
+    assert queries
+    assert {q.created_after for q in queries} == {job.created_at - CLOCK_SKEW_S}
+    assert {tuple(q.tag.items()) for q in queries} == {(("batchd_job", job.id),)}

@@ -2,14 +2,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from batchd.errors import ProviderTransient, RateLimited
 from batchd.models import JobState, RequestCounts
+from batchd.providers.base import JobSnapshot, TagQuery
 from batchd.store.base import EventSpec
-from batchd.tracker import TrackPolicy, next_interval, sweep_interval
+from batchd.tracker import CLOCK_SKEW_S, TrackPolicy, next_interval, sweep_interval
 from tests.unit.loops.conftest import World, request_lines
 
 
@@ -201,3 +203,26 @@ async def test_a_cancel_recorded_by_another_process_ends_the_wait_at_once(world:
     await world.tracker.run_once()
     (job,) = await world.jobs(sub_id)
     assert job.state is JobState.CANCELLING
+
+
+async def test_a_sweep_asks_only_for_jobs_created_since_the_oldest_open_one(
+    tmp_path: Path,
+) -> None:
+    """A provider without status or metadata filters (OpenAI) walks its list newest first:
+    the sweep tells it where to stop."""
+    world = World(tmp_path, max_requests=1, list_threshold=2)
+    sub = await world.accept("many.jsonl", request_lines(5))
+    await world.submitter.run_once()
+    find_tagged = world.provider.find_tagged
+    queries: list[TagQuery] = []
+
+    def recording(query: TagQuery) -> AsyncIterator[JobSnapshot]:
+        queries.append(query)
+        return find_tagged(query)
+
+    world.provider.find_tagged = recording  # type: ignore[method-assign]
+    await world.tracker.run_once()
+    oldest = min(j.created_at for j in await world.jobs(sub.id))
+    sweeps = [q for q in queries if q.states]
+    assert sweeps
+    assert {q.created_after for q in sweeps} == {oldest - CLOCK_SKEW_S}
