@@ -34,6 +34,7 @@ from batchd.models import TERMINAL, JobState
 from batchd.providers import openai_wire as wire
 from batchd.providers.base import (
     BatchProvider,
+    ChunkInput,
     Fetched,
     FileRef,
     JobSnapshot,
@@ -42,12 +43,16 @@ from batchd.providers.base import (
     ProviderSettings,
     ResultLine,
     ResultRefs,
+    Staging,
     TagQuery,
     carries_metadata,
 )
 from batchd.providers.http import ProviderHttp
+from batchd.providers.kind_options import options_of
+from batchd.providers.openai_options import OpenAISettings
 from batchd.providers.openai_wire import CursorPage, OpenAIJob
-from batchd.providers.result_files import fetch_result_files
+from batchd.providers.result_files import delete_result_files, fetch_result_files
+from batchd.providers.staging import NeutralRequest, write_encoded
 
 log = structlog.get_logger(__name__)
 
@@ -59,14 +64,6 @@ MAX_PAGES: Final = 200  # a walk never goes further (20,000 batches)
 CLOCK_SKEW_S: Final = 300.0  # a batch's created_at may be this much before batchd's clock said
 CANCEL_REFUSED: Final = frozenset({400, 409})
 CANCEL_DONE: Final = TERMINAL | {JobState.CANCELLING}
-LIMITS: Final = ProviderLimits(
-    max_requests_per_job=50_000,
-    # 200 MB per input file; the encoding adds ``method`` and ``url`` (and perhaps the model)
-    # to every neutral line, so chunks stop well short of it.
-    max_bytes_per_job=180_000_000,
-    max_metadata_key_chars=64,
-    max_metadata_value_chars=512,
-)
 
 
 def _seg(value: str) -> str:
@@ -84,22 +81,11 @@ class OpenAIHttp(ProviderHttp):
         return {**super()._headers(accept, content_type), **self._extra}
 
 
-def openai_limits(configured: ProviderLimits) -> ProviderLimits:
-    """The configured limits, within OpenAI's own."""
-    return ProviderLimits(
-        max_requests_per_job=min(configured.max_requests_per_job, LIMITS.max_requests_per_job),
-        max_bytes_per_job=min(configured.max_bytes_per_job, LIMITS.max_bytes_per_job),
-        max_inline_requests=configured.max_inline_requests,
-        max_metadata_key_chars=LIMITS.max_metadata_key_chars,
-        max_metadata_value_chars=LIMITS.max_metadata_value_chars,
-    )
-
-
 class OpenAIProvider:
     """One OpenAI organisation/project (or anything that speaks its API, such as the
     emulator). ``base_url`` includes ``/v1``."""
 
-    staging: Final = "file"
+    staging: Staging = "file"
 
     def __init__(
         self,
@@ -113,7 +99,7 @@ class OpenAIProvider:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.name: str = settings.name
-        self.limits: ProviderLimits = openai_limits(settings.limits)
+        self.limits: ProviderLimits = settings.limits
         headers = {}
         if organization:
             headers["OpenAI-Organization"] = organization
@@ -134,6 +120,15 @@ class OpenAIProvider:
         return None
 
     # ------------------------------------------------------------------ files
+    def encode_input(self, chunk: ChunkInput, scratch: Path) -> Path:
+        """OpenAI's lines: ``{"custom_id","method":"POST","url","body"}``, the route's model
+        in every body that names none (``scratch``, written whole)."""
+
+        def encode(request: NeutralRequest) -> bytes:
+            return wire.encode_line(request.custom_id, request.body, chunk.endpoint, chunk.model)
+
+        return write_encoded(chunk, scratch, encode)
+
     async def upload_file(
         self, path: Path, *, filename: str | None = None, purpose: str = "batch"
     ) -> FileRef:
@@ -254,6 +249,9 @@ class OpenAIProvider:
         """The output and error files (``result_files``)."""
         return await fetch_result_files(self.download_file, refs, folder)
 
+    async def delete_results(self, refs: ResultRefs) -> list[str]:
+        return await delete_result_files(self.delete_file, refs)
+
     def parse_result_line(self, raw: bytes) -> ResultLine:
         return wire.parse_result_line(raw)
 
@@ -296,4 +294,11 @@ async def open_openai(
     """Provider kind ``openai`` (``batchd.providers.registry``)."""
     if not settings.api_key:
         raise ConfigError(f"provider {settings.name!r}: no API key configured")
-    yield OpenAIProvider(settings, session)
+    options = options_of(settings, OpenAISettings)
+    yield OpenAIProvider(
+        settings,
+        session,
+        organization=options.organization,
+        project=options.project,
+        output_expires_s=options.output_expires_after_s,
+    )

@@ -9,6 +9,8 @@ module, one ``register_kind`` line below, and its place in the provider contract
 
 - ``mistral``: ``MistralProvider`` at ``settings.base_url`` with ``settings.api_key``.
 - ``anthropic``: ``AnthropicProvider`` (Message Batches, requests inline) at ``settings.base_url``.
+- ``openai``: ``OpenAIProvider`` (``https://api.openai.com/v1``, key ``OPENAI_API_KEY``; its
+  settings: ``openai_options.OpenAISettings``; its limits: ``OPENAI_LIMITS``).
 - ``emulator``: starts the in-process emulator and points a ``MistralProvider`` at it
   (``batchd.providers.emulated``; its settings: ``emulator_options.EmulatorOptions``).
 """
@@ -121,6 +123,32 @@ register_kind(
         key_env="MISTRAL_API_KEY",
         base_url="https://api.mistral.ai",
         endpoints=MISTRAL_ENDPOINTS,
+    )
+)
+OPENAI_ENDPOINTS: Final = (
+    "/v1/chat/completions",
+    "/v1/embeddings",
+    "/v1/completions",
+    "/v1/responses",
+    "/v1/moderations",
+)
+OPENAI_LIMITS: Final = ProviderLimits(
+    max_requests_per_job=50_000,
+    # 200 MB per input file; encoding adds ``method`` and ``url`` (and perhaps the model) to
+    # each neutral line, so chunks stop well short of it.
+    max_bytes_per_job=180_000_000,
+    max_metadata_key_chars=64,
+    max_metadata_value_chars=512,
+)
+register_kind(
+    ProviderKind(
+        "openai",
+        "batchd.providers.openai:open_openai",
+        key_env="OPENAI_API_KEY",
+        base_url="https://api.openai.com/v1",
+        options="batchd.providers.openai_options:OpenAISettings",
+        endpoints=OPENAI_ENDPOINTS,
+        limits=OPENAI_LIMITS,
     )
 )
 register_kind(

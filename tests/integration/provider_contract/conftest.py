@@ -7,6 +7,8 @@ provider batchd supports joins ``IMPLEMENTATIONS`` with its own ``Contract``.
   and inline (with ids of its own); the suite keeps it honest and exercises both staging kinds.
 - ``mistral-on-emulator``: ``MistralProvider`` over loopback HTTP to the emulator, whose time
   moves only when a contract asks.
+- ``openai-on-emulator``: ``OpenAIProvider`` over loopback HTTP to the OpenAI emulator
+  (``batchd emulator --provider openai``), the same way.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import pytest
 
 from batchd.emulator import Emulator, serve
 from batchd.emulator.anthropic import AnthropicEmulator, serve_anthropic
+from batchd.emulator.openai import serve_openai
 from batchd.models import TERMINAL
 from batchd.providers.anthropic import AnthropicProvider
 from batchd.providers.base import BatchProvider, JobSnapshot
 from batchd.providers.mistral import MistralProvider
+from batchd.providers.openai import OpenAIProvider
 from tests.integration.providers.conftest import emulator_config, fast_settings
 from tests.unit.fakes import FakeProvider
 
@@ -56,7 +60,7 @@ class FakeContract:
 
 @dataclass
 class EmulatorContract:
-    provider: MistralProvider
+    provider: MistralProvider | OpenAIProvider
     emulator: Emulator
 
     async def finish(self, job_id: str) -> JobSnapshot:
@@ -91,7 +95,7 @@ FAKES: dict[str, Callable[[], FakeProvider]] = {
     "fake-encoded": lambda: FakeProvider(encode=True),
     "fake-inline": lambda: FakeProvider(staging="inline"),
 }
-IMPLEMENTATIONS = [*FAKES, "mistral-on-emulator", "anthropic-on-emulator"]
+IMPLEMENTATIONS = [*FAKES, "mistral-on-emulator", "anthropic-on-emulator", "openai-on-emulator"]
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
@@ -103,6 +107,11 @@ async def contract(request: pytest.FixtureRequest) -> AsyncIterator[Contract]:
         async with aiohttp.ClientSession() as session, serve_anthropic(emulator_config()) as emu:
             provider = AnthropicProvider(fast_settings(emu.url), session)
             yield AnthropicContract(provider, emu)
+        return
+    if request.param == "openai-on-emulator":
+        async with aiohttp.ClientSession() as session, serve_openai(emulator_config()) as emu:
+            openai = OpenAIProvider(fast_settings(emu.url + "/v1"), session)
+            yield EmulatorContract(openai, emu)
         return
     async with aiohttp.ClientSession() as session, serve(emulator_config()) as emulator:
         yield EmulatorContract(MistralProvider(fast_settings(emulator.url), session), emulator)

@@ -28,7 +28,7 @@ from tests.unit.fakes import FakeProvider
 
 
 def test_kinds() -> None:
-    assert {"anthropic", "emulator", "mistral"} <= set(provider_kinds())
+    assert {"anthropic", "emulator", "mistral", "openai"} <= set(provider_kinds())
     assert provider_kinds() == sorted(KINDS)
 
 
@@ -112,7 +112,7 @@ async def test_a_kind_registered_by_name_is_opened_and_configurable(tmp_path: Pa
 
 def test_an_unknown_kind_names_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"providers\.m\.kind: .*'emulator'.*'mistral'"):
-        load(tmp_path, "[providers.m]\nkind = 'openai'\n")
+        load(tmp_path, "[providers.m]\nkind = 'bedrock'\n")
 
 
 ROUTE = "[[routes]]\nname = 'r'\nspool = '/srv/r'\nprovider = 'echo'\n"
