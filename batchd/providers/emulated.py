@@ -1,5 +1,6 @@
 """Provider kind ``emulator``: the in-process emulator behind a ``MistralProvider`` (or, with
-``emulate = "anthropic"``, the Anthropic emulator behind an ``AnthropicProvider``).
+``emulate = "anthropic"``, the Anthropic emulator behind an ``AnthropicProvider``; with
+``emulate = "openai"``, the OpenAI emulator behind an ``OpenAIProvider``).
 
 The emulator (``batchd.emulator.serve``) starts when the provider opens, with a freshly generated
 key (the only one it accepts), and stops when the context exits. Its handle is
@@ -36,6 +37,10 @@ async def open_emulator(
         async with _anthropic(settings, session, config, key) as provider:
             yield provider
         return
+    if options.emulate == "openai":
+        async with _openai(settings, session, config, key) as provider:
+            yield provider
+        return
     async with serve(config) as emulator:
         provider = MistralProvider(
             replace(settings, base_url=emulator.url, api_key=Secret(key)), session
@@ -54,6 +59,21 @@ async def _anthropic(
     async with serve_anthropic(config) as emulator:
         provider = AnthropicProvider(
             replace(settings, base_url=emulator.url, api_key=Secret(key)), session
+        )
+        provider.emulator = emulator
+        yield provider
+
+
+@asynccontextmanager
+async def _openai(
+    settings: ProviderSettings, session: aiohttp.ClientSession, config: EmulatorConfig, key: str
+) -> AsyncIterator[BatchProvider]:
+    from batchd.emulator.openai import serve_openai
+    from batchd.providers.openai import OpenAIProvider
+
+    async with serve_openai(config) as emulator:
+        provider = OpenAIProvider(
+            replace(settings, base_url=emulator.url + "/v1", api_key=Secret(key)), session
         )
         provider.emulator = emulator
         yield provider

@@ -16,5 +16,6 @@ class EmulatorOptions(KindOptions):
     emulator_speed: Annotated[float, Field(gt=0, le=1_000_000)] = 60.0
     # A seed for reproducible outputs and timings (None: none).
     emulator_seed: Annotated[int | None, Field(ge=0, le=2**63 - 1)] = None
-    # Which API the emulator speaks: Mistral's Batch API, or Anthropic's Message Batches.
-    emulate: Literal["mistral", "anthropic"] = "mistral"
+    # Which API the emulator speaks: Mistral's Batch API, Anthropic's Message Batches, or
+    # OpenAI's Files + Batch API.
+    emulate: Literal["mistral", "anthropic", "openai"] = "mistral"
