@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from batchd.config_api import ApiSettings
 from batchd.config_providers import (
     ProviderConfig,
     check_base_url,
@@ -272,6 +273,7 @@ class Settings(_Model):
     routes: list[RouteConfig] = Field(default_factory=list)
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     sources: list[SourceConfig] = Field(default_factory=list)  # queues (batchd.queues)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     source: Path | None = None
     _secrets: SecretSources | None = PrivateAttr(default=None)
     _resolved: dict[str, ProviderSettings] = PrivateAttr(default_factory=dict)

@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from batchd.api.server import ApiServer, start_api
 from batchd.clock import Clock, SystemClock
 from batchd.config import Settings
 from batchd.config_load import load_settings
@@ -85,6 +86,7 @@ class Daemon:
         self._signals = 0
         self._exit = contextlib.AsyncExitStack()
         self.runtime: Runtime | None = None
+        self.api: ApiServer | None = None
         self.ready = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._reload_pending = False  # a SIGHUP came before the daemon was ready
@@ -133,6 +135,9 @@ class Daemon:
                 await source.run_once()  # finish half-done claims, first scan
             runtime.heartbeats.beat(source.name)
         self.runtime = runtime
+        self.api = await start_api(settings, runtime, self._clock)
+        if self.api is not None:  # stopped before the store closes (LIFO)
+            self._exit.push_async_callback(self.api.stop)
         log.info(
             "daemon.started",
             routes=[r.name for r in settings.routes],
@@ -351,6 +356,8 @@ class Daemon:
                 debug_loggers=new.daemon.debug_loggers,
             )
             apply_settings(rt, new, new_providers)
+            if self.api is not None:
+                self.api.ctx.settings = new
             self.settings = new
             # Applied: providers opened for it now live as long as the daemon.
             self._exit.push_async_callback(opened.pop_all().aclose)
@@ -363,6 +370,8 @@ class Daemon:
             raise ConfigError("daemon.data_dir cannot change on reload; restart batchd instead")
         if new.store.url != self.settings.store.url:
             raise ConfigError("store.url cannot change on reload; restart batchd instead")
+        if new.api.listen != self.settings.api.listen:
+            raise ConfigError("api.listen cannot change on reload; restart batchd instead")
         problems = folder_problems(new)  # a new spool batchd cannot write refuses the reload
         if problems:
             raise ConfigError("; ".join(problems))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import PurePath
 from typing import Any
 
@@ -11,63 +10,12 @@ from rich.markup import escape
 from batchd.cli import _output
 from batchd.cli._output import cell, console, print_rows
 from batchd.cli._paging import Page, check_cursor, collect
-from batchd.clock import utc_iso
 from batchd.errors import BatchdError, UsageError
 from batchd.models import Job, JobState, Outcome, Submission, SubmissionState
 from batchd.store.base import EventSpec, JobStore
+from batchd.views import job_view, progress, results, submission_detail, submission_row
 
-
-def _iso(ts: float | None) -> str | None:
-    return utc_iso(ts) if ts else None
-
-
-def progress(jobs: list[Job]) -> dict[str, int]:
-    """Requests done so far over all of a submission's jobs (guards total == 0)."""
-    requests = sum(j.line_count for j in jobs)
-    completed = sum(min(j.counts.completed, j.line_count) for j in jobs)
-    return {
-        "requests": requests,
-        "completed": completed,
-        "succeeded": sum(j.counts.succeeded for j in jobs),
-        "failed": sum(j.counts.failed for j in jobs),
-    }
-
-
-def results(sub: Submission) -> dict[str, Any]:
-    """What a finished submission's results hold (``None``s while it runs, or for a run finished
-    by an older batchd): the figures in its summary.json."""
-    found = sub.results
-    if found is None:
-        return {"missing": None, "usage": None}
-    return {
-        # answered in the results, not what the provider's counters said (a lost job's
-        # counters may show progress its results never delivered)
-        "completed": found.succeeded + found.failed,
-        "succeeded": found.succeeded,
-        "failed": found.failed,
-        "missing": found.missing,
-        "usage": dict(found.usage),
-    }
-
-
-def submission_row(sub: Submission, jobs: list[Job]) -> dict[str, Any]:
-    return {
-        "id": sub.id,
-        "name": sub.name,
-        "route": sub.route,
-        "state": sub.state.value,
-        "outcome": sub.outcome.value if sub.outcome else None,
-        "jobs": len(jobs),
-        "provider_job_ids": [j.provider_job_id for j in jobs],
-        "job_states": sorted({j.state.value for j in jobs}),
-        **progress(jobs),
-        **results(sub),
-        "cancel_requested": sub.cancel_requested_at is not None,
-        "created": _iso(sub.created_at),
-        "finished": _iso(sub.finished_at),
-        "results_dir": sub.results_dir,
-        "reason": sub.reason,
-    }
+__all__ = ["job_view", "progress", "results", "submission_row"]
 
 
 # Outcomes that are not also job states: ``--state partial`` lists what the state column shows.
@@ -118,25 +66,6 @@ async def list_page(
     return await collect(fetch, convert, limit=limit, cursor=cursor)
 
 
-def job_view(job: Job) -> dict[str, Any]:
-    view = asdict(job)
-    view["state"] = job.state.value
-    view["result_state"] = job.result_state.value
-    for key in (
-        "created_at",
-        "updated_at",
-        "provider_created_at",
-        "started_at",
-        "completed_at",
-        "terminal_at",
-        "collected_at",
-        "next_attempt_at",
-        "lease_until",
-    ):
-        view[key] = _iso(view[key])
-    return view
-
-
 async def resolve(store: JobStore, ref: str) -> tuple[Submission, Job | None] | None:
     """A submission from its id, one of its jobs' ids (local or provider), or its file name
     (the newest submission of that name; a path is taken by its last part)."""
@@ -169,18 +98,7 @@ async def describe(store: JobStore, ref: str) -> dict[str, Any] | None:
         return None
     sub, job = found
     jobs = await store.jobs_for_submission(sub.id)
-    view = submission_row(sub, jobs)
-    view.update(
-        provider=sub.provider,
-        endpoint=sub.endpoint,
-        model=sub.model,
-        timeout_hours=sub.timeout_hours,
-        metadata=sub.metadata,
-        sha256=sub.sha256,
-        accepted=_iso(sub.accepted_at),
-        jobs=[job_view(j) for j in jobs if job is None or j.id == job.id],
-    )
-    return view
+    return submission_detail(sub, jobs, [j for j in jobs if job is None or j.id == job.id])
 
 
 async def open_by_name(store: JobStore, name: str) -> list[Submission]:

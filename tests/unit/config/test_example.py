@@ -21,6 +21,7 @@ from batchd.config import (
     TrackSettings,
     WebhookConfig,
 )
+from batchd.config_api import ApiSettings
 from batchd.config_load import load_settings
 from batchd.providers.emulator_options import EmulatorOptions
 from batchd.providers.registry import KINDS
@@ -59,6 +60,7 @@ def test_the_example_loads_and_states_the_defaults(tmp_path: Path) -> None:
     ]
     assert settings.webhooks == []
     assert settings.retention == RetentionSettings()
+    assert settings.api == ApiSettings()
     assert settings.store.url == f"sqlite:///{settings.daemon.data_dir}/batchd.sqlite3"
 
 
@@ -76,6 +78,7 @@ def test_the_example_loads_and_states_the_defaults(tmp_path: Path) -> None:
         RouteConfig,
         WebhookConfig,
         *KIND_OPTIONS,
+        ApiSettings,
     ],
 )
 def test_every_key_is_in_the_example(model: type[BaseModel]) -> None:
