@@ -22,6 +22,7 @@ from typing import Protocol
 
 import structlog
 
+from batchd import metrics
 from batchd import options as sidecars
 from batchd.batchfile import (
     FileLimits,
@@ -138,6 +139,7 @@ class Claimer:
             now=self._clock.now(),
         )
         self.settle.claimed(sub.id, renamed=renamed)
+        metrics.claimed(route.name, sub.created_at - ident.mtime_ns / 1e9)
         return await self._finish_claim(sub, paths, ident.ino, inbox_name=name)
 
     async def _finish_claim(

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from batchd import metrics
 from batchd.clock import Clock
 from batchd.duplicates import Duplicates
 from batchd.errors import AuthError, NotFound, ProviderError, ProviderPermanent, StaleState
@@ -377,6 +378,14 @@ class Collector:
             results_dir=remembered,
         )
         self._work.remove(sub.id)
+        metrics.finished(
+            sub.route,
+            outcome.value,
+            succeeded=counts.succeeded,
+            failed=counts.failed,
+            missing=counts.missing,
+            usage=counts.usage,
+        )
         log.info("collect.finished", submission_id=sub.id, outcome=outcome.value)
         self._on_finished()
 

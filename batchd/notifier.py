@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from batchd import metrics
 from batchd.clock import Clock
 from batchd.loops import Waker, run_loop
 from batchd.models import Event
@@ -267,6 +268,7 @@ class Notifier:
             next_attempt_at=decision.next_attempt_at,
             event=decision.event,
         )
+        metrics.delivery(name, decision.state, retrying=decision.next_attempt_at is not None)
         if decision.disable_reason is not None:
             await self._store.disable_endpoint(name, decision.disable_reason, now=now)
         if result.retry_after_s is not None and decision.next_attempt_at is not None:

@@ -200,6 +200,10 @@ class Heartbeats:
     def names(self) -> list[str]:
         return sorted(self._last)
 
+    def age(self, name: str, now: float) -> float:
+        """Seconds since ``name`` last beat (or was registered)."""
+        return max(0.0, now - self._last.get(name, now))
+
     def stale(self, now: float, max_age_s: float) -> list[str]:
         """Names of the loops whose last beat is older than ``max_age_s``, sorted."""
         return sorted(name for name, at in self._last.items() if now - at > max_age_s)

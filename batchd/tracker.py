@@ -38,6 +38,7 @@ from typing import Any
 
 import structlog
 
+from batchd import metrics
 from batchd.clock import Clock
 from batchd.duplicates import Duplicates
 from batchd.errors import AuthError, NotFound, ProviderError, RateLimited, StaleState
@@ -302,6 +303,7 @@ class Tracker:
         except StaleState:
             return  # somebody else moved it (a cancel from the CLI): next pass sees it
         if snap.state in TERMINAL:
+            metrics.detected(job.provider, snap.completed_at, now)
             self._on_terminal()
 
     async def _lost(self, job: Job) -> None:

@@ -29,7 +29,7 @@ import aiohttp
 import structlog
 from yarl import URL
 
-from batchd import __version__
+from batchd import __version__, metrics
 from batchd.errors import BatchdError, ProviderError, ProviderTransient, RateLimited
 from batchd.providers.base import ProviderSettings
 from batchd.providers.http_policy import (
@@ -162,6 +162,7 @@ class ProviderHttp:
         retry_after = err.retry_after_s if isinstance(err, RateLimited) else None
         delay = retry_delay(attempt, retry_after, self.settings, self._rng)
         self.retries[op] += 1
+        metrics.provider_retried(self.settings.name, op)
         log.info(
             "provider.retry",
             provider=self.settings.name,
@@ -205,6 +206,7 @@ class ProviderHttp:
         await self._start(op)
         timeout = self._transfer_timeout if transfer else self._call_timeout
         where = f"{op} ({method} {path})"
+        sent = time.monotonic()
         try:
             async with self._session.request(
                 method,
@@ -215,10 +217,12 @@ class ProviderHttp:
                 allow_redirects=False,
             ) as resp:
                 raw = await resp.read()
+                metrics.provider_answered(self.settings.name, op, resp.status, _since(sent))
                 return self._json_result(where, resp.status, resp.headers, raw, resp.reason)
         except ProviderError:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            metrics.provider_answered(self.settings.name, op, None, _since(sent))
             raise error_for_exception(exc, where) from exc
 
     def _scrubbed(self, text: str) -> str:
@@ -258,6 +262,7 @@ class ProviderHttp:
         try:
             size = await self._stream(where, path, tmp)
             _replace_durably(tmp, to_path)
+            metrics.downloaded(self.settings.name, size)
             return size
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
             raise error_for_exception(exc, where) from exc
@@ -273,6 +278,7 @@ class ProviderHttp:
         async with self._session.get(
             self._url(path), headers=headers, timeout=self._transfer_timeout, allow_redirects=False
         ) as resp:
+            metrics.provider_answered(self.settings.name, "download", resp.status, 0.0)
             if resp.status >= 300:
                 raw = await resp.content.read(ERROR_BODY_READ_BYTES)
                 raise self._status_error(where, resp.status, resp.headers, raw, resp.reason)
@@ -283,6 +289,10 @@ class ProviderHttp:
         if expected is not None and size != expected:
             raise ProviderTransient(f"{where}: truncated download ({size} of {expected} bytes)")
         return size
+
+
+def _since(sent: float) -> float:
+    return time.monotonic() - sent
 
 
 def _expected_length(headers: Mapping[str, str]) -> int | None:

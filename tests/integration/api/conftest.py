@@ -97,6 +97,7 @@ async def start_api(
     request_timeout_s: float = 60.0,
 ) -> Api:
     short = Path(tempfile.mkdtemp(prefix="bd-api-", dir="/tmp"))  # sun_path is 108 bytes
+    short.chmod(0o755)  # other users reach the socket (tests/integration/api/peers.py)
     tokens = {role: new_token() for role in ("read", "submit", "admin")}
     tokens_file = tmp_path / "tokens"
     tokens_file.write_text(

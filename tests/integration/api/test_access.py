@@ -24,7 +24,6 @@ async def test_a_spool_group_member_sees_their_routes_and_cancels_only_their_own
 ) -> None:
     api = await start_api(tmp_path, speed=1.0)  # slow: the jobs stay open
     try:
-        os.chmod(api.short, 0o755)
         os.chown(api.root / "spool", -1, USERS_GID)  # route chat: the member's; other: not
         async with api.unix() as bd:  # root: everything
             roots = (await bd.submit(lines(2, "r"), name="root.jsonl"))["id"]
