@@ -164,6 +164,10 @@ def _one(summary: str, ok: dict[str, Any], method: str = "get") -> dict[str, Any
     }
 
 
+def _text(media: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {media: {}}}
+
+
 def _jsonl(description: str) -> dict[str, Any]:
     return {"200": {"description": description, "content": {"application/jsonl": {}}}}
 
@@ -208,6 +212,29 @@ def spec() -> dict[str, Any]:
                 },
                 method="post",
             ),
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (callers who see every route)",
+                    "responses": {"200": _text("text/plain", "the text format"), **ERRORS},
+                }
+            },
+            "/": {
+                "get": {
+                    "summary": "The dashboard (HTML)",
+                    "responses": {"200": _text("text/html", "the overview"), **ERRORS},
+                }
+            },
+            "/submissions/{id}": _one(
+                "A submission's dashboard page", {"200": _text("text/html", "it")}
+            ),
+            "/v1/events/stream": {
+                "get": {
+                    "summary": "Events as Server-Sent Events, after cursor (or Last-Event-ID)",
+                    "parameters": [CURSOR],
+                    "responses": {"200": _text("text/event-stream", "never ends"), **ERRORS},
+                    "x-streaming": True,
+                }
+            },
             "/v1/events": {
                 "get": {
                     "summary": "Events, oldest first",

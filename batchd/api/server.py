@@ -18,7 +18,7 @@ from typing import Final
 import structlog
 from aiohttp import web
 
-from batchd.api import events, metrics_route, openapi, submissions, uploads
+from batchd.api import dashboard, events, metrics_route, openapi, submissions, uploads
 from batchd.api.auth import load_tokens
 from batchd.api.context import CTX, PRINCIPAL, PUBLIC, ApiContext
 from batchd.api.ledger import Ledger
@@ -89,6 +89,7 @@ def build_app(ctx: ApiContext) -> web.Application:
     submissions.add_routes(app)
     events.add_routes(app)
     metrics_route.add_routes(app)
+    dashboard.add_routes(app)
     return app
 
 

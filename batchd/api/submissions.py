@@ -7,9 +7,10 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from batchd.api.context import CTX, PRINCIPAL
+from batchd.api.auth import Principal
+from batchd.api.context import CTX, PRINCIPAL, ApiContext
 from batchd.api.problems import Problem
-from batchd.models import SubmissionState
+from batchd.models import Submission, SubmissionState
 from batchd.store.base import EventSpec
 from batchd.views import submission_detail, submission_row
 
@@ -90,8 +91,15 @@ async def get_errors(request: web.Request) -> web.StreamResponse:
 
 
 async def cancel(request: web.Request) -> web.Response:
-    ctx, who = request.app[CTX], request[PRINCIPAL]
-    sub = await ctx.visible(who, request.match_info["id"])
+    ctx = request.app[CTX]
+    sub = await request_cancel(ctx, request[PRINCIPAL], request.match_info["id"])
+    view = submission_row(sub, await ctx.store.jobs_for_submission(sub.id))
+    return web.json_response(view, status=202)
+
+
+async def request_cancel(ctx: ApiContext, who: Principal, submission_id: str) -> Submission:
+    """Record the cancel (the owner, or admin), as ``batchd cancel`` does; wake the tracker."""
+    sub = await ctx.visible(who, submission_id)
     if not who.may_cancel(sub.route, ctx.owner_of(sub)):
         raise Problem(403, f"{who.name} may not cancel {sub.id} (not its owner)")
     if sub.state not in CANCELLABLE:
@@ -102,8 +110,7 @@ async def cancel(request: web.Request) -> web.Response:
     )
     sub = await ctx.store.request_cancel(sub.id, now=ctx.clock.now(), event=event)
     ctx.wake_tracker()
-    view = submission_row(sub, await ctx.store.jobs_for_submission(sub.id))
-    return web.json_response(view, status=202)
+    return sub
 
 
 def add_routes(app: web.Application) -> None:

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -40,7 +41,7 @@ MAX_KEY_LEN: Final = 255
 
 async def post_submission(request: web.Request) -> web.Response:
     ctx, who = request.app[CTX], request[PRINCIPAL]
-    route = _route(ctx, who, request.query.get("route"))
+    route = route_for(ctx, who, request.query.get("route"))
     name = request.query.get("name", "")
     if not name_allowed(name):
         raise Problem(400, "query parameter name: [A-Za-z0-9._-], ends in .jsonl")
@@ -51,10 +52,19 @@ async def post_submission(request: web.Request) -> web.Response:
     if ctx.uploads.locked():
         raise Problem(429, "too many uploads at once; try again shortly", retry_after_s=1)
     async with ctx.uploads:
-        return await _accept(request, ctx, who=who, route=route, name=name, given=given, key=key)
+        sub = await accept(
+            ctx,
+            lambda part: _receive(request, ctx, part),
+            who=who,
+            route=route,
+            name=name,
+            given=given,
+            key=key,
+        )
+    return _answer(sub, name, route.name)
 
 
-def _route(ctx: ApiContext, who: Principal, name: str | None) -> RouteConfig:
+def route_for(ctx: ApiContext, who: Principal, name: str | None) -> RouteConfig:
     try:
         route = ctx.settings.route(name) if name else ctx.settings.routes[0]
     except ConfigError:
@@ -84,22 +94,26 @@ def _idempotency_key(request: web.Request, who: Principal) -> str | None:
     return key_of(who.name, raw)
 
 
-async def _accept(
-    request: web.Request,
+async def accept(
     ctx: ApiContext,
+    receive: Callable[[Path], Awaitable[str]],
     *,
     who: Principal,
     route: RouteConfig,
     name: str,
     given: sidecars.FileOptions | None,
     key: str | None,
-) -> web.Response:
+) -> Submission | None:
+    """Receive the file into the inbox's part file, check it, hand it to intake; the
+    submission once claimed (None: not within ``claim_wait_s``)."""
     inbox = SpoolPaths(route.spool).inbox
     part = inbox / f".{name}.{secrets.token_hex(6)}.part"
     try:
-        digest = await _receive(request, ctx, part)
+        digest = await receive(part)
         if key is not None and (done := ctx.ledger.by_key(key)) is not None:
-            return await _replay(ctx, done, digest)  # a retry that raced the first request
+            if digest != done.body_sha256:  # a retry that raced the first request
+                raise Problem(422, "this Idempotency-Key was used with another body")
+            return await _claimed(ctx, route.name, done.processing_path)
         await asyncio.to_thread(_validate, ctx, part, route, given)
         await _refuse_duplicate(ctx, route, given, digest)
         # the inode survives the rename: intake will record processing/<inode>-<name>
@@ -110,8 +124,7 @@ async def _accept(
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
     ctx.wake_intake()
-    sub = await _claimed(ctx, route.name, processing)
-    return _answer(sub, name, route.name)
+    return await _claimed(ctx, route.name, processing)
 
 
 async def _receive(request: web.Request, ctx: ApiContext, part: Path) -> str:
@@ -119,10 +132,14 @@ async def _receive(request: web.Request, ctx: ApiContext, part: Path) -> str:
     limit = ctx.settings.api.max_upload_bytes
     if request.content_length is not None and request.content_length > limit:
         raise Problem(413, f"the body is larger than api.max_upload_bytes ({limit})")
+    return await write_part(request.content.iter_chunked(CHUNK_BYTES), part, limit)
+
+
+async def write_part(chunks: AsyncIterator[bytes], part: Path, limit: int) -> str:
     digest, size = hashlib.sha256(), 0
     fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
     with os.fdopen(fd, "wb") as out:
-        while chunk := await request.content.read(CHUNK_BYTES):
+        async for chunk in chunks:
             size += len(chunk)
             if size > limit:
                 raise Problem(413, f"the body is larger than api.max_upload_bytes ({limit})")

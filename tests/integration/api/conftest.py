@@ -89,13 +89,23 @@ class Api:
         return Client(self.tcp, token=self.tokens[role])
 
 
-async def start_api(
+@dataclass
+class Setup:
+    config: Path
+    sock: Path
+    short: Path
+    tcp: str
+    tokens: dict[str, str]
+
+
+def write_setup(
     tmp_path: Path,
     *,
     speed: float = 3600.0,
     max_upload: int = 1 << 20,
     request_timeout_s: float = 60.0,
-) -> Api:
+) -> Setup:
+    """A configuration with two routes, a socket, a TCP port and one token per role."""
     short = Path(tempfile.mkdtemp(prefix="bd-api-", dir="/tmp"))  # sun_path is 108 bytes
     short.chmod(0o755)  # other users reach the socket (tests/integration/api/peers.py)
     tokens = {role: new_token() for role in ("read", "submit", "admin")}
@@ -120,9 +130,22 @@ async def start_api(
             request_timeout=request_timeout_s,
         )
     )
+    return Setup(config, short / "api.sock", short, f"http://127.0.0.1:{port}", tokens)
+
+
+async def start_api(
+    tmp_path: Path,
+    *,
+    speed: float = 3600.0,
+    max_upload: int = 1 << 20,
+    request_timeout_s: float = 60.0,
+) -> Api:
+    setup = write_setup(
+        tmp_path, speed=speed, max_upload=max_upload, request_timeout_s=request_timeout_s
+    )
     daemon = Daemon(
-        load_settings(config, environ={}),
-        config_path=config,
+        load_settings(setup.config, environ={}),
+        config_path=setup.config,
         install_signals=False,
         systemd=Recorder(),
     )
@@ -132,9 +155,7 @@ async def start_api(
     if not daemon.ready.is_set():
         waiter.cancel()
         raise RuntimeError(f"the daemon did not start: {task.exception() if task.done() else ''}")
-    return Api(
-        daemon, tmp_path, short / "api.sock", f"http://127.0.0.1:{port}", tokens, task, short
-    )
+    return Api(daemon, tmp_path, setup.sock, setup.tcp, setup.tokens, task, setup.short)
 
 
 async def stop_api(api: Api) -> None:
