@@ -92,13 +92,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _with_store(config: Path | None, action: Callable[[Any], Awaitable[T]]) -> T:
+    """``action(store)`` on the database, or on the daemon's API socket for a user who may not
+    read the database (``[api] listen`` has a ``unix:`` address)."""
+    from batchd.cli._api_store import api_store_for
+    from batchd.cli._submit import unreadable
     from batchd.config_load import load_settings
     from batchd.store.registry import StoreOptions, make_store
 
     settings = load_settings(config)
 
     async def run() -> T:
-        store = make_store(settings.store.url, StoreOptions(migrate=False))
+        over_api = api_store_for(settings, await asyncio.to_thread(unreadable, settings))
+        store = over_api or make_store(settings.store.url, StoreOptions(migrate=False))
         await store.open()
         try:
             return await action(store)

@@ -120,8 +120,8 @@ def write_setup(
     config.write_text(
         CONFIG.format(
             data=tmp_path / "data",
-            spool=tmp_path / "spool",
-            other=tmp_path / "other",
+            spool=short / "spool",  # reachable by other users (the data folder is not)
+            other=short / "other",
             speed=speed,
             sock=short / "api.sock",
             port=port,

@@ -73,3 +73,61 @@ async def as_user(
     answers = json.loads(text)
     assert isinstance(answers, list), answers
     return [(a[0], a[1]) for a in answers]
+
+
+def _run_cli(argv: list[str], uid: int, groups: list[int], out: int) -> int:
+    import threading
+
+    from batchd.cli import run
+
+    os.setgroups(groups)
+    os.setgid(groups[0] if groups else uid)
+    os.setuid(uid)
+    os.dup2(out, 1)
+    import sys
+
+    sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115  (the parent's is pytest's)
+    result: list[int] = []
+
+    # a thread of its own: this (forked) thread still looks like it runs the parent's loop
+    def main() -> None:
+        try:
+            result.append(run(argv))
+        except BaseException:
+            import traceback
+
+            os.write(2, traceback.format_exc().encode())
+            raise
+
+    worker = threading.Thread(target=main)
+    worker.start()
+    worker.join()
+    sys.stdout.flush()
+    return result[0] if result else 99
+
+
+async def cli_as_user(argv: list[str], uid: int, groups: list[int]) -> tuple[int, str]:
+    """``batchd <argv>`` run in-process by a forked child as ``uid``: (exit code, stdout)."""
+    import _strptime  # type: ignore[import-not-found]  # noqa: F401  (before the child loses access)
+
+    import batchd.claims
+    import batchd.cli._api_store
+    import batchd.cli._submit
+    import batchd.cli._views
+    import batchd.cli.daemon_cmd
+    import batchd.cli.jobs
+    import batchd.submit_file  # noqa: F401
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 98
+        try:
+            os.close(read_end)
+            code = _run_cli(argv, uid, groups, write_end)
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    text = await asyncio.to_thread(_read_all, read_end)
+    _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+    return os.waitstatus_to_exitcode(status), text

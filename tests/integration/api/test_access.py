@@ -24,7 +24,7 @@ async def test_a_spool_group_member_sees_their_routes_and_cancels_only_their_own
 ) -> None:
     api = await start_api(tmp_path, speed=1.0)  # slow: the jobs stay open
     try:
-        os.chown(api.root / "spool", -1, USERS_GID)  # route chat: the member's; other: not
+        os.chown(api.short / "spool", -1, USERS_GID)  # route chat: the member's; other: not
         async with api.unix() as bd:  # root: everything
             roots = (await bd.submit(lines(2, "r"), name="root.jsonl"))["id"]
             hidden = (await bd.submit(lines(2, "h"), name="hid.jsonl", route="other"))["id"]
@@ -149,6 +149,6 @@ async def test_a_request_slower_than_the_timeout_is_answered_408(tmp_path: Path)
             with pytest.raises(ApiError) as slow:
                 await bd.submit(stalled(), name="slow.jsonl")
             assert slow.value.status == 408
-            assert sorted(p.name for p in (api.root / "spool" / "inbox").iterdir()) == []
+            assert sorted(p.name for p in (api.short / "spool" / "inbox").iterdir()) == []
     finally:
         await stop_api(api)

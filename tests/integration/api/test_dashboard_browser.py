@@ -40,7 +40,7 @@ async def test_a_dropped_files_progress_moves_and_its_outcome_shows(browser_page
     api, page = browser_page
     await page.goto(api.tcp + "/")
     assert await page.locator("#open").count() == 0  # nothing open yet
-    inbox = api.root / "spool" / "inbox"
+    inbox = api.short / "spool" / "inbox"
     (api.root / "drop.part").write_bytes(lines(60, "b"))
     (api.root / "drop.part").rename(inbox / "dropped.jsonl")  # a drop, not the API
     row = page.locator("#open tr[data-open]")

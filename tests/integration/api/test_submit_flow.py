@@ -75,7 +75,7 @@ async def test_bad_files_duplicates_and_sizes_are_refused_with_problems(api: Api
             lines(2, "d"), name="again.jsonl", options={"allow_duplicate": True}
         )
         assert allowed["id"] != first["id"]
-        inbox = api.root / "spool" / "inbox"
+        inbox = api.short / "spool" / "inbox"
         assert sorted(p.name for p in inbox.iterdir()) == []  # no .part left behind
 
 
