@@ -35,6 +35,8 @@ from batchd.safe_folder import make_folders
 from batchd.sources import Source
 from batchd.spool import GROUP_READABLE, PRIVATE, Modes, write_atomic
 from batchd.store.base import JobStore
+from batchd.store.leases import LEASE_S
+from batchd.store.wakeups import SharedStore
 from batchd.submitter import SubmitPolicy, Submitter
 from batchd.systemd import Heartbeats
 from batchd.tracker import Tracker, TrackPolicy
@@ -257,6 +259,12 @@ def build_runtime(
     )
     notifier = Notifier(store, settings.webhook_endpoints(), clock=clock)
     housekeeper = Housekeeper(store, clock=clock, policy=policies.retention)
+    if isinstance(store, SharedStore):  # several instances on one database: wake each other
+        store.on_wakeup("submit", submitter.wake)
+        store.on_wakeup("track", tracker.wake)
+        store.on_wakeup("collect", collector.wake)
+        store.on_wakeup("notify", notifier.wake)
+        store.keep_alive(instance, LEASE_S)
     loops: list[Loop] = [intake, *queues, submitter, tracker, collector, notifier, housekeeper]
     for loop in loops:
         heartbeats.register(loop.name)

@@ -44,6 +44,7 @@ from batchd.store.base import (
 )
 from batchd.store.postgres_db import Database, Tx
 from batchd.store.postgres_leases import PostgresLeases, write_job
+from batchd.store.postgres_live import Live, notify
 from batchd.store.postgres_outbox import PostgresOutbox, insert_event
 from batchd.store.postgres_rows import (
     INSERT_JOB,
@@ -52,9 +53,11 @@ from batchd.store.postgres_rows import (
     UPDATE_SUBMISSION,
     job_from_row,
     job_params,
+    jobs_query,
     submission_from_row,
     submission_params,
 )
+from batchd.store.wakeups import Topic
 
 log = structlog.get_logger(__name__)
 
@@ -73,8 +76,7 @@ def _duplicate_params(route: str, sha256: str) -> tuple[object, ...]:
     return (route, sha256, SubmissionState.ACTIVE, SubmissionState.DONE, _ANSWERED)
 
 
-_OPEN_JOBS = sorted(LOCAL | ACTIVE)
-_TERMINAL = sorted(TERMINAL)
+_OPEN_JOBS, _TERMINAL = sorted(LOCAL | ACTIVE), sorted(TERMINAL)
 _STATS = (
     "SELECT (SELECT count(*) FROM submissions WHERE state = ANY(%s)), "
     "(SELECT count(*) FROM jobs WHERE state = ANY(%s)), "
@@ -109,6 +111,7 @@ class PostgresJobStore(PostgresOutbox, PostgresLeases):
         self._clock = clock or SystemClock()
         self._on_migration = on_migration
         self._migrate = migrate
+        self._live = Live(db, self._clock)
 
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
@@ -128,7 +131,14 @@ class PostgresJobStore(PostgresOutbox, PostgresLeases):
         log.debug("store.opened", store=self._db.shown, schema_version=version)
 
     async def close(self) -> None:
+        await self._live.close()
         await self._db.close()
+
+    def on_wakeup(self, topic: Topic, wake: Callable[[], None]) -> None:
+        self._live.on_wakeup(topic, wake)
+
+    def keep_alive(self, owner: str, lease_s: float) -> None:
+        self._live.keep_alive(owner, lease_s)
 
     @property
     def database(self) -> Database:
@@ -139,15 +149,13 @@ class PostgresJobStore(PostgresOutbox, PostgresLeases):
         return await postgres_migrate.schema_version(self._db)
 
     async def server_time(self) -> float:
-        """The database server's clock (seconds since the epoch): leases are compared with the
-        hosts' clocks, so ``batchd check`` reports the skew."""
+        """The server's clock (epoch seconds): ``batchd check`` reports the hosts' skew."""
         row = await self._db.fetch_one("SELECT extract(epoch FROM clock_timestamp()) AS t")
         assert row is not None
         return float(row["t"])
 
     async def integrity_check(self) -> list[str]:
-        # PostgreSQL enforces the foreign keys and checks on every write; what is left to
-        # check is what no constraint says: every job's submission holds it in range.
+        # Foreign keys and checks hold on every write; left: chunk indexes within range.
         rows = await self._db.fetch(
             "SELECT j.id FROM jobs j JOIN submissions s ON s.id = j.submission_id "
             "WHERE j.chunk_index < 0 OR (s.chunk_count > 0 AND j.chunk_index >= s.chunk_count) "
@@ -236,6 +244,7 @@ class PostgresJobStore(PostgresOutbox, PostgresLeases):
             jobs = rules.new_jobs(sub, chunks, now=now)
             await self._put_submission(tx, sub, event, now)
             await tx.many(INSERT_JOB, [job_params(j) for j in jobs])
+            await notify(tx, "submit")
             return jobs
 
         return await self._db.write(body)
@@ -359,7 +368,7 @@ class PostgresJobStore(PostgresOutbox, PostgresLeases):
         result_pending: bool = False,
         limit: int = 100_000,
     ) -> list[Job]:
-        sql, params = _jobs_query(states, provider, due_before, cancel_requested, result_pending)
+        sql, params = jobs_query(states, provider, due_before, cancel_requested, result_pending)
         rows = await self._db.fetch_tuples(sql, (*params, max(0, limit)))
         return [job_from_row(r) for r in rows]
 
@@ -382,34 +391,9 @@ class PostgresJobStore(PostgresOutbox, PostgresLeases):
             changed = rules.transitioned(job, expected, new, now=now, fields=fields, owner=owner)
             ids = {"submission_id": job.submission_id, "job_id": job.id}
             await write_job(tx, job, changed)
+            if changed.state is not job.state and changed.state in ACTIVE | TERMINAL:
+                await notify(tx, "track" if changed.state in ACTIVE else "collect")
             await insert_event(tx, rules.build_event(event, now=now, **ids) if event else None)
             return changed
 
         return await self._db.write(body)
-
-
-def _jobs_query(
-    states: Sequence[JobState] | None,
-    provider: str | None,
-    due_before: float | None,
-    cancel_requested: bool | None,
-    result_pending: bool,
-) -> tuple[str, list[object]]:
-    where: list[str] = ["TRUE"]
-    params: list[object] = []
-    if states is not None:
-        where.append("state = ANY(%s)")
-        params.append(sorted({rules.job_state(s).value for s in states}))
-    if result_pending:
-        where.append("result_state = %s AND state = ANY(%s)")
-        params += [ResultState.PENDING.value, _TERMINAL]
-    if provider is not None:
-        where.append("provider = %s")
-        params.append(provider)
-    if due_before is not None:
-        where.append("next_attempt_at <= %s")
-        params.append(due_before)
-    if cancel_requested is not None:  # a literal: the partial index jobs_cancel_wanted
-        where.append("cancel_requested = 1" if cancel_requested else "cancel_requested = 0")
-    sql = f"{SELECT_JOBS} WHERE {' AND '.join(where)} ORDER BY next_attempt_at, id LIMIT %s"
-    return sql, params

@@ -14,6 +14,7 @@ from batchd.models import Event
 from batchd.store import rules
 from batchd.store.base import Delivery, DeliveryState, EndpointHealth, EventSpec
 from batchd.store.postgres_db import Database, Tx
+from batchd.store.postgres_live import notify
 from batchd.store.postgres_rows import (
     INSERT_EVENT,
     UPDATE_DELIVERY,
@@ -61,6 +62,7 @@ _HEALTH = (
 async def insert_event(tx: Tx, new: rules.NewEvent | None) -> None:
     if new is not None:
         await tx.run(INSERT_EVENT, event_params(new))
+        await notify(tx, "notify")  # the outbox has work: wake every instance's notifier
 
 
 class PostgresOutbox:

@@ -8,10 +8,11 @@ are the SQLite schema's, so the conversions are ``sqlite_rows``'s; only the plac
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from batchd.models import Event, JobState, Submission
+from batchd.models import TERMINAL, Event, JobState, ResultState, Submission
+from batchd.store import rules
 from batchd.store import sqlite_rows as rows
 from batchd.store.base import Delivery, DuplicateJob, EndpointHealth
 from batchd.store.postgres_db import from_qmark
@@ -57,3 +58,30 @@ def duplicate_from_row(row: dict[str, Any]) -> DuplicateJob:
     values["state"] = JobState(values["state"])
     values["cancelled"] = bool(values["cancelled"])
     return DuplicateJob(**values)
+
+
+def jobs_query(
+    states: Sequence[JobState] | None,
+    provider: str | None,
+    due_before: float | None,
+    cancel_requested: bool | None,
+    result_pending: bool,
+) -> tuple[str, list[object]]:
+    where: list[str] = ["TRUE"]
+    params: list[object] = []
+    if states is not None:
+        where.append("state = ANY(%s)")
+        params.append(sorted({rules.job_state(s).value for s in states}))
+    if result_pending:
+        where.append("result_state = %s AND state = ANY(%s)")
+        params += [ResultState.PENDING.value, sorted(TERMINAL)]
+    if provider is not None:
+        where.append("provider = %s")
+        params.append(provider)
+    if due_before is not None:
+        where.append("next_attempt_at <= %s")
+        params.append(due_before)
+    if cancel_requested is not None:  # a literal: the partial index jobs_cancel_wanted
+        where.append("cancel_requested = 1" if cancel_requested else "cancel_requested = 0")
+    sql = f"{SELECT_JOBS} WHERE {' AND '.join(where)} ORDER BY next_attempt_at, id LIMIT %s"
+    return sql, params

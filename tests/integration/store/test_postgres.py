@@ -5,6 +5,7 @@ instances at once. Each test has a schema of its own (``tests/postgres_schema.py
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import Any
@@ -227,3 +228,60 @@ async def test_instances_claiming_at_once_take_disjoint_jobs(url: str) -> None:
     assert all(j.owner == "a" for j in first) and all(j.owner == "b" for j in second)
     await one.close()
     await two.close()
+
+
+# ---------------------------------------------------------------------------- several instances
+
+
+async def wait_for(predicate: Any, what: str) -> None:
+    for _ in range(200):  # 10 s at most: a generous bound, not a timing assertion
+        if await predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def test_work_committed_by_one_instance_wakes_the_others(url: str) -> None:
+    one, two = pg_store(url), pg_store(url)
+    await one.open()
+    await two.open()
+    woken: list[str] = []
+    for topic in ("submit", "track", "collect", "notify"):
+        two.on_wakeup(topic, lambda t=topic: woken.append(t))  # type: ignore[misc]
+
+    async def heard(*topics: str) -> bool:
+        return set(topics) <= set(woken)
+
+    # Once listening it wakes every loop (what was sent before is not lost): connected now.
+    await wait_for(lambda: heard("submit", "track", "collect", "notify"), "listening")
+    woken.clear()
+    _, [job] = await accepted(one, 1)  # new jobs (submit) and an event (notify)
+
+    await wait_for(lambda: heard("submit", "notify"), "submit and notify")
+    assert "track" not in woken and "collect" not in woken
+    job = await drive(one, job, JobState.PENDING)  # created at the provider: track it
+    await wait_for(lambda: heard("track"), "track")
+    await one.transition_job(job.id, job.state, JobState.SUCCEEDED, now=NOW)
+    await wait_for(lambda: heard("collect"), "collect")
+    await one.close()
+    await two.close()
+
+
+async def test_keep_alive_extends_held_leases_only(url: str) -> None:
+    store = pg_store(url)
+    await store.open()
+    _, jobs = await accepted(store, 3)
+    now = time.time()
+    held, lapsed = jobs[0], jobs[1]  # jobs[2]: another owner's
+    await store.claim_due("submit", "me", 600, now=now)  # all three, then set them apart
+    sql(url, f"UPDATE jobs SET lease_until = {now + 1} WHERE id = '{held.id}'")
+    sql(url, f"UPDATE jobs SET lease_until = {now - 1} WHERE id = '{lapsed.id}'")
+    sql(url, f"UPDATE jobs SET owner = 'other', lease_until = {now + 1} WHERE id = '{jobs[2].id}'")
+    store.keep_alive("me", 30.0)  # a round every 10 s: the first one comes only later
+    await store._live.renew()  # one round now
+
+    leases = {str(r[0]): float(str(r[1])) for r in sql(url, "SELECT id, lease_until FROM jobs")}
+    assert leases[held.id] >= now + 29
+    assert leases[lapsed.id] == now - 1  # ran out: it may be another instance's by now
+    assert leases[jobs[2].id] == now + 1
+    await store.close()
