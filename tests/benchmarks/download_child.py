@@ -2,9 +2,8 @@
 
 Variants:
 
-- ``batchd``: ``MistralProvider.download_file`` (what the collector calls), on the event loop
-  ``batchd run`` uses (``batchd.event_loop``: uvloop): streamed in 1 MiB chunks to a temp file,
-  fsync, rename, directory fsync, length checked.
+- ``batchd``: ``MistralProvider.download_file`` (what the collector calls): streamed in 1 MiB
+  chunks to a temp file, fsync, rename, directory fsync, length checked.
 - ``aiohttp``: a bare aiohttp streaming download into a file (1 MiB chunks, no fsync).
 - ``aiohttp-fsync``: the same plus one fsync at the end (the price of durability alone).
 - ``sdk``: the script's path, ``client.files.download(file_id=...).read()`` written to a file.
@@ -144,9 +143,7 @@ def main() -> None:
         return size
 
     if args.variant == "batchd":
-        from batchd.event_loop import run as run_like_the_daemon  # uvloop, as batchd run
-
-        size = run_like_the_daemon(with_batchd(args.server, args.file_id, args.dest, measure_async))
+        size = asyncio.run(with_batchd(args.server, args.file_id, args.dest, measure_async))
     elif args.variant.startswith("aiohttp"):
         fsync = args.variant == "aiohttp-fsync"
         size = asyncio.run(
