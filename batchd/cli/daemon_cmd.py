@@ -109,7 +109,6 @@ def _add_option_flags(submit: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from batchd.config_load import load_settings
     from batchd.daemon import Daemon
-    from batchd.event_loop import run as run_event_loop
     from batchd.log import configure_logging
 
     settings = load_settings(args.config)
@@ -118,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         level=daemon.log_level, fmt=daemon.log_format, debug_loggers=daemon.debug_loggers
     )
     try:
-        return run_event_loop(Daemon(settings, config_path=args.config).run())
+        return asyncio.run(Daemon(settings, config_path=args.config).run())
     except (ConfigError, StoreError) as exc:
         print(f"batchd: start-up failed: {exc}", file=sys.stderr)
         return EXIT_CONFIG
