@@ -194,6 +194,11 @@ class Submission:
     accepted_at: float | None = None
     finished_at: float | None = None
     results: ResultCounts | None = None  # set when DONE
+    # Claims (``store/leases.py``): the instance finishing the submission and until when;
+    # ``version`` is bumped by every change and checked by every conditional update.
+    owner: str | None = None
+    lease_until: float | None = None
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,9 @@ Rules every implementation keeps (the behaviour suite in ``tests/integration/sto
 * Every write verb is one transaction. A verb that takes ``event=`` writes that event in the
   *same* transaction as the state change (transactional outbox): both happen or neither does.
 * Job and submission transitions are compare-and-set: the verb names the state it expects and
-  raises ``StaleState`` (changing nothing) when the row is elsewhere. Job transitions must also be
+  raises ``StaleState`` (changing nothing) when the row is elsewhere; every change of a job or
+  a submission bumps its ``version``, and is written only where the version is still the one
+  read. Job transitions must also be
   allowed by ``models.can_transition``; a forbidden one raises ``StoreError``.
 * The duplicate check is the store's: ``accept_submission(..., unique=True)`` refuses content
   already accepted on the route in the same transaction as the accept, so two intakes (tasks,
@@ -17,12 +19,11 @@ Rules every implementation keeps (the behaviour suite in ``tests/integration/sto
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from batchd.errors import StoreError
 from batchd.models import (
-    Event,
     Job,
     JobState,
     Outcome,
@@ -30,7 +31,25 @@ from batchd.models import (
     Submission,
     SubmissionState,
 )
-from batchd.store.leases import Stage
+from batchd.store.claim_verbs import ClaimVerbs
+from batchd.store.outbox import Delivery, DeliveryState, EndpointHealth, EventSpec, OutboxVerbs
+
+# The outbox's values are named here too: callers import every store value from this module.
+__all__ = [
+    "ChunkPlan",
+    "ClaimVerbs",
+    "Delivery",
+    "DeliveryState",
+    "DuplicateContent",
+    "DuplicateJob",
+    "EndpointHealth",
+    "EventSpec",
+    "JobStore",
+    "NewSubmission",
+    "OutboxVerbs",
+    "PruneCounts",
+    "StoreStats",
+]
 
 
 class DuplicateContent(StoreError):
@@ -40,14 +59,6 @@ class DuplicateContent(StoreError):
     def __init__(self, earlier: Submission) -> None:
         super().__init__(f"submission {earlier.id} already holds this content")
         self.earlier = earlier
-
-
-@dataclass(frozen=True, slots=True)
-class EventSpec:
-    """An event to append together with a state change."""
-
-    type: str
-    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,42 +87,6 @@ class NewSubmission:
     size_bytes: int
     file_dev: int
     file_ino: int
-
-
-class DeliveryState:
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    DEAD = "dead"  # attempts exhausted: a dead letter
-    DROPPED = "dropped"  # the endpoint was disabled (410) or removed from the configuration
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One event to one webhook endpoint. ``payload`` holds the exact bytes to send."""
-
-    event_id: str
-    endpoint: str
-    event_type: str
-    payload: bytes
-    state: str
-    attempts: int
-    next_attempt_at: float
-    first_attempt_at: float | None = None
-    last_status: int | None = None
-    last_error: str | None = None
-    delivered_at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointHealth:
-    name: str
-    disabled_at: float | None = None
-    disabled_reason: str | None = None
-    last_success_at: float | None = None
-    last_failure_at: float | None = None
-    consecutive_failures: int = 0
-    pending: int = 0
-    dead: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +127,7 @@ class PruneCounts:
     deliveries: int = 0
 
 
-class JobStore(Protocol):
+class JobStore(ClaimVerbs, OutboxVerbs, Protocol):
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
         """Create or migrate the database. Refuses a database newer than the code."""
@@ -211,10 +186,12 @@ class JobStore(Protocol):
         event: EventSpec,
         results: ResultCounts | None = None,
         results_dir: str | None = None,
+        owner: str | None = None,
     ) -> Submission:
         """ACTIVE -> DONE, once every job is terminal with results collected or unavailable.
         ``results`` (what the merged results hold) is kept on the submission; ``results_dir``,
-        when given, is where its results ended up."""
+        when given, is where its results ended up. With ``owner``: ``LeaseLost`` (changing
+        nothing) when another owner holds the submission (``claim_submission``)."""
         ...
 
     async def move_results(self, submission_id: str, results_dir: str) -> Submission:
@@ -281,24 +258,6 @@ class JobStore(Protocol):
         are PENDING."""
         ...
 
-    async def claim_due(
-        self,
-        stage: Stage,
-        owner: str,
-        lease_s: float,
-        *,
-        now: float,
-        limit: int = 100,
-        provider: str | None = None,
-        due_only: bool = True,
-    ) -> list[Job]:
-        """Take the due jobs of ``stage`` (``leases.in_stage``; ``next_attempt_at <= now``
-        unless ``due_only`` is False: the tracker's sweep) that no other owner holds, ordered by
-        ``next_attempt_at`` then id: each is returned held by ``owner`` for at least ``lease_s /
-        2`` more (renewed to ``now + lease_s``, its version bumped, when it had less:
-        ``leases.renewal_due``)."""
-        ...
-
     async def transition_job(
         self,
         job_id: str,
@@ -319,11 +278,6 @@ class JobStore(Protocol):
         ``result_state`` from NONE to PENDING unless ``result_state`` is given."""
         ...
 
-    async def reschedule_jobs(self, job_ids: Sequence[str], next_attempt_at: float) -> int:
-        """Set ``next_attempt_at`` on many jobs in one transaction (the tracker's sweep), without
-        touching their state or ``updated_at``. Unknown ids are skipped. Returns rows changed."""
-        ...
-
     async def record_duplicate(self, dup: DuplicateJob, *, event: EventSpec) -> bool:
         """Record a duplicate provider job with its event (one transaction). A duplicate already
         recorded (same provider job id) changes nothing, appends no event and returns False."""
@@ -332,82 +286,6 @@ class JobStore(Protocol):
     async def duplicates(self, *, submission_id: str | None = None) -> list[DuplicateJob]:
         """Recorded duplicates (of one submission), oldest first."""
         ...
-
-    # ------------------------------------------------------------------ outbox
-    async def append_event(
-        self,
-        event: EventSpec,
-        *,
-        now: float,
-        submission_id: str | None = None,
-        job_id: str | None = None,
-    ) -> Event:
-        """Append a standalone event (one that no state change carries)."""
-        ...
-
-    async def unfanned_events(self, limit: int = 500) -> list[Event]:
-        """Events not yet handed to the sinks, oldest first."""
-        ...
-
-    async def fan_out(self, event_id: str, endpoints: Sequence[str], *, now: float) -> None:
-        """Mark the event handed to the sinks and create a PENDING delivery per endpoint.
-        Idempotent: existing deliveries are left alone."""
-        ...
-
-    async def due_deliveries(
-        self, *, now: float, limit: int = 500, endpoints: Sequence[str] | None = None
-    ) -> list[Delivery]:
-        """PENDING deliveries with ``next_attempt_at <= now``, oldest event first."""
-        ...
-
-    async def record_delivery(
-        self,
-        event_id: str,
-        endpoint: str,
-        *,
-        now: float,
-        state: str,
-        status: int | None,
-        error: str | None,
-        next_attempt_at: float | None,
-        event: EventSpec | None = None,
-    ) -> Delivery:
-        """Record one attempt (``attempts`` + 1) and its result, updating the endpoint's health.
-        ``event`` (for example ``webhook.dead_letter``) is appended in the same transaction."""
-        ...
-
-    async def get_event(self, event_id: str) -> Event | None: ...
-
-    async def list_events(
-        self,
-        *,
-        since: float | None = None,
-        undelivered: bool = False,
-        limit: int = 1000,
-        newest_first: bool = False,
-        after: str | None = None,
-    ) -> list[Event]:
-        """Oldest first (or newest first). ``undelivered``: not yet fanned out, or with a
-        PENDING/DEAD delivery. ``after``: only those listed after the event with that id (a page
-        cursor; an unknown id lists nothing)."""
-        ...
-
-    async def deliveries_for(self, event_id: str) -> list[Delivery]: ...
-
-    async def replay(
-        self, *, event_ids: Sequence[str] = (), since: float | None = None, now: float
-    ) -> int:
-        """Make events deliverable again: un-fan them out so that every current endpoint gets a
-        fresh PENDING delivery (same event id, attempts reset). Returns how many events."""
-        ...
-
-    async def disable_endpoint(self, name: str, reason: str, *, now: float) -> None:
-        """Disable (410): drop its PENDING deliveries and stop fanning out to it."""
-        ...
-
-    async def enable_endpoint(self, name: str) -> None: ...
-
-    async def endpoint_health(self) -> list[EndpointHealth]: ...
 
     # ------------------------------------------------------------------ housekeeping
     async def prune(

@@ -1,4 +1,5 @@
-"""Claims on jobs: which instance works on a job now (an owner and a lease), as pure rules.
+"""Claims: which instance works on a job, a submission or a named task now (an owner and a
+lease), as pure rules. The verbs are ``store/claim_verbs.py``'s.
 
 A loop takes its work with ``JobStore.claim_due(stage, owner, lease_s, now=...)``: the due
 jobs of its stage that no other owner holds (never held, held by this owner, or the lease has
@@ -12,15 +13,33 @@ still the one read (``WHERE version = ?``), so a change decided on a stale read 
 ``transition_job(..., owner=...)`` refuses with ``LeaseLost`` (a ``StaleState``: nothing
 changed) when another owner holds the job, so an instance whose lease ran out in the middle
 of a step cannot overwrite the work of the instance that took the job over.
+
+The same owner/lease/version triple guards two more kinds of work:
+
+* a **submission** being finished (its results merged into the sink, then DONE):
+  ``claim_submission`` holds an ACTIVE submission for one owner, and ``finish_submission(...,
+  owner=...)`` refuses with ``LeaseLost`` when another owner holds it;
+* a **named task** that one instance at a time does for the whole deployment (the tracker's
+  sweep of a provider, its duplicate scans, the cancels it sends): ``claim_task(name, owner,
+  lease_s, now=...)`` is True while ``owner`` holds the lease named ``name``.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Final, Literal
+from dataclasses import dataclass, replace
+from typing import Final, Literal, Protocol
 
 from batchd.errors import StaleState
-from batchd.models import ACTIVE, LOCAL, TERMINAL, Job, JobState, ResultState
+from batchd.models import (
+    ACTIVE,
+    LOCAL,
+    TERMINAL,
+    Job,
+    JobState,
+    ResultState,
+    Submission,
+    SubmissionState,
+)
 
 # How long a claim holds: longer than any pass may run (``loops.DEFAULT_MAX_PASS_S``, after
 # which the watchdog restarts a stuck daemon), so a live instance never loses a job mid-step.
@@ -44,12 +63,21 @@ def in_stage(job: Job, stage: Stage) -> bool:
     return stage != "collect" or job.result_state is ResultState.PENDING
 
 
-def held_by_other(job: Job, owner: str, now: float) -> bool:
+class Held(Protocol):
+    """What a claim is on: a job, a submission or a named task."""
+
+    @property
+    def owner(self) -> str | None: ...
+    @property
+    def lease_until(self) -> float | None: ...
+
+
+def held_by_other(held: Held, owner: str, now: float) -> bool:
     return (
-        job.owner is not None
-        and job.owner != owner
-        and job.lease_until is not None
-        and job.lease_until > now
+        held.owner is not None
+        and held.owner != owner
+        and held.lease_until is not None
+        and held.lease_until > now
     )
 
 
@@ -64,7 +92,7 @@ def claimable(
     )
 
 
-def renewal_due(job: Job, owner: str, now: float, lease_s: float) -> bool:
+def renewal_due(job: Held, owner: str, now: float, lease_s: float) -> bool:
     """Whether a claim must write the job: another owner's (or nobody's) job, or one of
     ``owner``'s with less than half its lease left. A job held with more is returned as it is:
     a sweep over 10,000 jobs every 40 s rewrites each only every ``lease_s / 2``."""
@@ -75,7 +103,63 @@ def claimed(job: Job, owner: str, until: float) -> Job:
     return replace(job, owner=owner, lease_until=until, version=job.version + 1)
 
 
-def check_owner(job: Job, owner: str | None, now: float) -> None:
-    """``LeaseLost`` when ``owner`` is given and another owner holds the job."""
+def check_owner(job: Job | Submission, owner: str | None, now: float) -> None:
+    """``LeaseLost`` when ``owner`` is given and another owner holds the job (or submission)."""
     if owner is not None and held_by_other(job, owner, now):
-        raise LeaseLost(f"job {job.id}", f"held by {owner}", f"held by {job.owner}")
+        what = "job" if isinstance(job, Job) else "submission"
+        raise LeaseLost(f"{what} {job.id}", f"held by {owner}", f"held by {job.owner}")
+
+
+# ---------------------------------------------------------------------------- submissions
+
+
+def claim_submission(sub: Submission, owner: str, now: float, lease_s: float) -> Submission | None:
+    """The submission held by ``owner`` (renewed when ``renewal_due``; the caller writes it
+    when it changed), or None: not ACTIVE, or another owner holds it."""
+    if sub.state is not SubmissionState.ACTIVE or held_by_other(sub, owner, now):
+        return None
+    if not renewal_due(sub, owner, now, lease_s):
+        return sub
+    return replace(sub, owner=owner, lease_until=now + lease_s, version=sub.version + 1)
+
+
+# ---------------------------------------------------------------------------- named tasks
+
+
+@dataclass(frozen=True, slots=True)
+class TaskLease:
+    """A named lease (``claim_task``): who does that task for the deployment, until when."""
+
+    name: str
+    owner: str | None = None
+    lease_until: float | None = None
+    version: int = 0
+
+
+def claim_task(
+    lease: TaskLease | None, name: str, owner: str, now: float, lease_s: float
+) -> TaskLease | None:
+    """What to write for ``claim_task``: the lease now held by ``owner``; ``lease`` itself when
+    ``owner`` holds it with more than half left (nothing to write); None when another owner
+    holds it."""
+    current = lease or TaskLease(name)
+    if held_by_other(current, owner, now):
+        return None
+    if lease is not None and not renewal_due(current, owner, now, lease_s):
+        return lease
+    return TaskLease(name, owner, now + lease_s, current.version + 1)
+
+
+def renew_task(lease: TaskLease | None, owner: str, now: float, lease_s: float) -> TaskLease | None:
+    """``renew_task``: the lease extended to ``now + lease_s`` while ``owner`` still holds it
+    (even past its end, as long as nobody took it over); None otherwise."""
+    if lease is None or lease.owner != owner:
+        return None
+    return replace(lease, lease_until=now + lease_s, version=lease.version + 1)
+
+
+def release_task(lease: TaskLease | None, owner: str) -> TaskLease | None:
+    """``release_task``: the lease freed, when ``owner`` holds it; None otherwise."""
+    if lease is None or lease.owner != owner:
+        return None
+    return replace(lease, owner=None, lease_until=None, version=lease.version + 1)

@@ -28,7 +28,7 @@ from batchd.models import (
     Submission,
     SubmissionState,
 )
-from batchd.store import rules
+from batchd.store import leases, rules
 from batchd.store.base import (
     ChunkPlan,
     DeliveryState,
@@ -39,8 +39,9 @@ from batchd.store.base import (
     PruneCounts,
     StoreStats,
 )
+from batchd.store.memory_duplicates import MemoryDuplicates
 from batchd.store.memory_leases import MemoryLeases
-from batchd.store.memory_outbox import MemoryOutbox, first
+from batchd.store.memory_outbox import first
 
 
 def _copy_job(job: Job) -> Job:
@@ -52,7 +53,7 @@ def _copy_submission(sub: Submission) -> Submission:
     return replace(sub, metadata=dict(sub.metadata), results=results)
 
 
-class MemoryJobStore(MemoryOutbox, MemoryLeases):
+class MemoryJobStore(MemoryDuplicates, MemoryLeases):
     """A ``JobStore`` held in memory. Same behaviour as ``SqliteJobStore``, no durability."""
 
     def __init__(self) -> None:
@@ -61,6 +62,7 @@ class MemoryJobStore(MemoryOutbox, MemoryLeases):
         self._sub_seq: dict[str, int] = {}
         self._jobs: dict[str, Job] = {}
         self._duplicates: dict[str, DuplicateJob] = {}
+        self._tasks: dict[str, leases.TaskLease] = {}
 
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
@@ -106,11 +108,14 @@ class MemoryJobStore(MemoryOutbox, MemoryLeases):
             raise StoreError(f"job {job_id} not found")
         return job
 
-    def _put_sub(self, sub: Submission, event: EventSpec | None, now: float) -> None:
-        """Commit a submission change and its event (built first: it may still fail)."""
+    def _put_sub(self, sub: Submission, event: EventSpec | None, now: float) -> Submission:
+        """Commit a submission change (its version bumped) and its event (built first: it may
+        still fail); returns a copy of what was committed."""
         new = rules.build_event(event, now=now, submission_id=sub.id) if event else None
+        sub = replace(sub, version=sub.version + 1)
         self._subs[sub.id] = sub
         self._add_event(new)
+        return _copy_submission(sub)
 
     # ------------------------------------------------------------------ submissions
     async def begin_claim(self, new: NewSubmission, *, now: float) -> Submission:
@@ -120,9 +125,7 @@ class MemoryJobStore(MemoryOutbox, MemoryLeases):
         return _copy_submission(sub)
 
     async def mark_claimed(self, submission_id: str, *, now: float) -> Submission:
-        sub = rules.claimed(self._sub(submission_id))
-        self._subs[sub.id] = sub
-        return _copy_submission(sub)
+        return self._put_sub(rules.claimed(self._sub(submission_id)), None, now)
 
     async def abandon_submission(self, submission_id: str, reason: str, *, now: float) -> None:
         sub, event = rules.abandoned(self._sub(submission_id), reason, now=now)
@@ -171,19 +174,24 @@ class MemoryJobStore(MemoryOutbox, MemoryLeases):
         event: EventSpec,
         results: ResultCounts | None = None,
         results_dir: str | None = None,
+        owner: str | None = None,
     ) -> Submission:
         jobs = await self.jobs_for_submission(submission_id)
         current = self._sub(submission_id)
         sub = rules.finished(
-            current, outcome, jobs, now=now, results=results, results_dir=results_dir
+            current,
+            outcome,
+            jobs,
+            now=now,
+            results=results,
+            results_dir=results_dir,
+            owner=owner,
         )
-        self._put_sub(sub, event, now)
-        return _copy_submission(sub)
+        return self._put_sub(sub, event, now)
 
     async def move_results(self, submission_id: str, results_dir: str) -> Submission:
         sub = rules.results_moved(self._sub(submission_id), results_dir)
-        self._subs[sub.id] = sub
-        return _copy_submission(sub)
+        return self._put_sub(sub, None, 0.0)
 
     async def request_cancel(
         self, submission_id: str, *, now: float, event: EventSpec
@@ -192,15 +200,17 @@ class MemoryJobStore(MemoryOutbox, MemoryLeases):
         sub = rules.cancel_requested(current, now=now)
         if sub is None:
             return _copy_submission(current)
-        self._put_sub(sub, event, now)
+        written = self._put_sub(sub, event, now)
         for job in list(self._jobs.values()):
             if (
                 job.submission_id == sub.id
                 and job.state not in TERMINAL
                 and not job.cancel_requested
             ):
-                self._jobs[job.id] = replace(job, cancel_requested=True, updated_at=now)
-        return _copy_submission(sub)
+                self._jobs[job.id] = replace(
+                    job, cancel_requested=True, updated_at=now, version=job.version + 1
+                )
+        return written
 
     async def get_submission(self, submission_id: str) -> Submission | None:
         sub = self._subs.get(submission_id)
@@ -318,26 +328,6 @@ class MemoryJobStore(MemoryOutbox, MemoryLeases):
         self._jobs[job.id] = changed
         self._add_event(built)
         return _copy_job(changed)
-
-    async def record_duplicate(self, dup: DuplicateJob, *, event: EventSpec) -> bool:
-        if dup.provider_job_id in self._duplicates:
-            return False
-        if dup.submission_id is not None:
-            self._sub(dup.submission_id)
-        new = rules.build_event(
-            event, now=dup.found_at, submission_id=dup.submission_id, job_id=dup.job_id
-        )
-        self._duplicates[dup.provider_job_id] = dup
-        self._add_event(new)
-        return True
-
-    async def duplicates(self, *, submission_id: str | None = None) -> list[DuplicateJob]:
-        found = [
-            d
-            for d in self._duplicates.values()
-            if submission_id is None or d.submission_id == submission_id
-        ]
-        return sorted(found, key=lambda d: (d.found_at, d.provider_job_id))
 
     # ------------------------------------------------------------------ housekeeping
     async def prune(

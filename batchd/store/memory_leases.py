@@ -1,11 +1,12 @@
-"""The job-claim verbs of ``MemoryJobStore`` (the rules are ``store/leases.py``)."""
+"""The claim verbs of ``MemoryJobStore``: jobs, submissions and named tasks (the rules are
+``store/leases.py``'s)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
 
-from batchd.models import Job
+from batchd.models import Job, Submission
 from batchd.store import leases
 from batchd.store.leases import Stage
 
@@ -15,6 +16,8 @@ class MemoryLeases:
     without awaiting in between, so a claim is atomic among tasks."""
 
     _jobs: dict[str, Job]
+    _subs: dict[str, Submission]
+    _tasks: dict[str, leases.TaskLease]
 
     async def claim_due(
         self,
@@ -51,3 +54,30 @@ class MemoryLeases:
                 job, next_attempt_at=float(next_attempt_at), version=job.version + 1
             )
         return len(found)
+
+    async def claim_submission(
+        self, submission_id: str, owner: str, lease_s: float, *, now: float
+    ) -> Submission | None:
+        sub = self._subs.get(submission_id)
+        held = None if sub is None else leases.claim_submission(sub, owner, now, lease_s)
+        if held is None:
+            return None
+        self._subs[held.id] = held
+        return replace(held, metadata=dict(held.metadata))
+
+    async def claim_task(self, name: str, owner: str, lease_s: float, *, now: float) -> bool:
+        return self._put_task(
+            name, leases.claim_task(self._tasks.get(name), name, owner, now, lease_s)
+        )
+
+    async def renew_task(self, name: str, owner: str, lease_s: float, *, now: float) -> bool:
+        return self._put_task(name, leases.renew_task(self._tasks.get(name), owner, now, lease_s))
+
+    async def release_task(self, name: str, owner: str) -> bool:
+        return self._put_task(name, leases.release_task(self._tasks.get(name), owner))
+
+    def _put_task(self, name: str, lease: leases.TaskLease | None) -> bool:
+        if lease is None:
+            return False
+        self._tasks[name] = lease
+        return True

@@ -174,8 +174,11 @@ def finished(
     now: float,
     results: ResultCounts | None = None,
     results_dir: str | None = None,
+    owner: str | None = None,
 ) -> Submission:
-    """ACTIVE -> DONE, refused (``StaleState``) while some job is not settled."""
+    """ACTIVE -> DONE, refused (``StaleState``) while some job is not settled, and
+    (``LeaseLost``) when ``owner`` is given and another owner holds the submission."""
+    leases.check_owner(sub, owner, now)
     expect_submission(sub, {SubmissionState.ACTIVE})
     unsettled = [j.id for j in jobs if not settled(j)]
     if unsettled:

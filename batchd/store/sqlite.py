@@ -21,25 +21,17 @@ from batchd.clock import Clock, SystemClock
 from batchd.errors import SchemaMismatch, StoreError
 from batchd.models import (
     ACTIVE,
-    ANSWERED,
     LOCAL,
     SUBMISSION_OPEN,
     TERMINAL,
     Job,
     JobState,
-    Outcome,
-    ResultCounts,
     ResultState,
-    Submission,
-    SubmissionState,
 )
 from batchd.store import rules, sqlite_prune
 from batchd.store.base import (
-    ChunkPlan,
     DeliveryState,
-    DuplicateContent,
     EventSpec,
-    NewSubmission,
     PruneCounts,
     StoreStats,
 )
@@ -49,15 +41,10 @@ from batchd.store.sqlite_duplicates import SqliteDuplicates
 from batchd.store.sqlite_leases import SqliteLeases, write_job
 from batchd.store.sqlite_outbox import SqliteOutbox, insert_event
 from batchd.store.sqlite_rows import (
-    INSERT_JOB,
-    INSERT_SUBMISSION,
     SELECT_JOBS,
-    UPDATE_SUBMISSION,
     job_from_row,
-    job_params,
-    submission_from_row,
-    submission_params,
 )
+from batchd.store.sqlite_submissions import SqliteSubmissions
 
 log = structlog.get_logger(__name__)
 
@@ -67,18 +54,6 @@ def _in(values: Sequence[str]) -> str:
 
 
 _OPEN_SUBS = sorted(SUBMISSION_OPEN)
-_ANSWERED = sorted(ANSWERED)
-_FIND_DUPLICATE = (
-    "SELECT * FROM submissions WHERE route = ? AND sha256 = ? "  # noqa: S608
-    f"AND (state = ? OR (state = ? AND outcome IN {_in(_ANSWERED)})) "
-    "ORDER BY created_at DESC, seq DESC LIMIT ?"
-)
-
-
-def _duplicate_params(route: str, sha256: str) -> tuple[object, ...]:
-    return (route, sha256, SubmissionState.ACTIVE, SubmissionState.DONE, *_ANSWERED, 1)
-
-
 _OPEN_JOBS = sorted(LOCAL | ACTIVE)
 _TERMINAL = sorted(TERMINAL)
 _STATS = (
@@ -89,15 +64,9 @@ _STATS = (
     "+ (SELECT count(*) FROM deliveries WHERE state = ?)"
 )
 _STATS_PARAMS = (*_OPEN_SUBS, *_OPEN_JOBS, ResultState.PENDING, DeliveryState.PENDING)
-_NEWEST_FIRST = " ORDER BY created_at DESC, seq DESC LIMIT ?"
-_BEFORE_SUBMISSION = "(created_at, seq) < (SELECT created_at, seq FROM submissions WHERE id = ?)"
-_CANCEL_JOBS = (
-    f"UPDATE jobs SET cancel_requested = 1, updated_at = ? "  # noqa: S608
-    f"WHERE submission_id = ? AND cancel_requested = 0 AND state NOT IN {_in(_TERMINAL)}"
-)
 
 
-class SqliteJobStore(SqliteOutbox, SqliteDuplicates, SqliteLeases):
+class SqliteJobStore(SqliteSubmissions, SqliteOutbox, SqliteDuplicates, SqliteLeases):
     """A ``JobStore`` on the SQLite file at ``path``.
 
     ``on_migration(version)`` is called before each schema migration ``open()`` applies (the
@@ -168,171 +137,6 @@ class SqliteJobStore(SqliteOutbox, SqliteDuplicates, SqliteLeases):
         row = await self._db.fetch_one(_STATS, _STATS_PARAMS)
         assert row is not None
         return StoreStats(*(int(v) for v in row))
-
-    # ------------------------------------------------------------------ helpers
-    # Transaction bodies run on the writer thread (``Database.write``): plain functions.
-    @staticmethod
-    def _submission(tx: Tx, submission_id: str) -> Submission:
-        row = tx.row("SELECT * FROM submissions WHERE id = ?", (submission_id,))
-        if row is None:
-            raise StoreError(f"submission {submission_id} not found")
-        return submission_from_row(row)
-
-    @staticmethod
-    def _jobs_of(tx: Tx, submission_id: str) -> list[Job]:
-        rows = tx.rows(
-            SELECT_JOBS + " WHERE submission_id = ? ORDER BY chunk_index", (submission_id,)
-        )
-        return [job_from_row(r) for r in rows]
-
-    @staticmethod
-    def _put_submission(tx: Tx, sub: Submission, event: EventSpec | None, now: float) -> None:
-        new_event = rules.build_event(event, now=now, submission_id=sub.id) if event else None
-        tx.run(UPDATE_SUBMISSION, submission_params(sub))
-        insert_event(tx, new_event)
-
-    # ------------------------------------------------------------------ submissions
-    async def begin_claim(self, new: NewSubmission, *, now: float) -> Submission:
-        sub = rules.new_submission(new, now=now)
-        await self._db.write(lambda tx: tx.run(INSERT_SUBMISSION, submission_params(sub, new)))
-        return sub
-
-    async def mark_claimed(self, submission_id: str, *, now: float) -> Submission:
-        def body(tx: Tx) -> Submission:
-            sub = rules.claimed(self._submission(tx, submission_id))
-            self._put_submission(tx, sub, None, now)
-            return sub
-
-        return await self._db.write(body)
-
-    async def abandon_submission(self, submission_id: str, reason: str, *, now: float) -> None:
-        def body(tx: Tx) -> None:
-            sub, event = rules.abandoned(self._submission(tx, submission_id), reason, now=now)
-            self._put_submission(tx, sub, event, now)
-
-        await self._db.write(body)
-
-    async def accept_submission(
-        self,
-        submission_id: str,
-        *,
-        sha256: str,
-        line_count: int,
-        results_dir: str,
-        chunks: Sequence[ChunkPlan],
-        now: float,
-        event: EventSpec,
-        unique: bool = False,
-    ) -> list[Job]:
-        def body(tx: Tx) -> list[Job]:
-            current = self._submission(tx, submission_id)
-            if unique:  # inside BEGIN IMMEDIATE: no other writer can accept it meanwhile
-                rows = tx.rows(_FIND_DUPLICATE, _duplicate_params(current.route, sha256))
-                if rows and rows[0]["id"] != submission_id:
-                    raise DuplicateContent(submission_from_row(rows[0]))
-            sub = rules.accepted(
-                current,
-                sha256=sha256,
-                line_count=line_count,
-                results_dir=results_dir,
-                chunks=len(chunks),
-                now=now,
-            )
-            jobs = rules.new_jobs(sub, chunks, now=now)
-            self._put_submission(tx, sub, event, now)
-            tx.many(INSERT_JOB, [job_params(j) for j in jobs])
-            return jobs
-
-        return await self._db.write(body)
-
-    async def reject_submission(
-        self, submission_id: str, reason: str, *, now: float, event: EventSpec
-    ) -> None:
-        def body(tx: Tx) -> None:
-            sub = rules.rejected(self._submission(tx, submission_id), reason, now=now)
-            self._put_submission(tx, sub, event, now)
-
-        await self._db.write(body)
-
-    async def finish_submission(
-        self,
-        submission_id: str,
-        outcome: Outcome,
-        *,
-        now: float,
-        event: EventSpec,
-        results: ResultCounts | None = None,
-        results_dir: str | None = None,
-    ) -> Submission:
-        def body(tx: Tx) -> Submission:
-            current = self._submission(tx, submission_id)
-            jobs = self._jobs_of(tx, submission_id)
-            sub = rules.finished(
-                current, outcome, jobs, now=now, results=results, results_dir=results_dir
-            )
-            self._put_submission(tx, sub, event, now)
-            return sub
-
-        return await self._db.write(body)
-
-    async def move_results(self, submission_id: str, results_dir: str) -> Submission:
-        def body(tx: Tx) -> Submission:
-            sub = rules.results_moved(self._submission(tx, submission_id), results_dir)
-            self._put_submission(tx, sub, None, 0.0)
-            return sub
-
-        return await self._db.write(body)
-
-    async def request_cancel(
-        self, submission_id: str, *, now: float, event: EventSpec
-    ) -> Submission:
-        def body(tx: Tx) -> Submission:
-            current = self._submission(tx, submission_id)
-            sub = rules.cancel_requested(current, now=now)
-            if sub is None:
-                return current
-            self._put_submission(tx, sub, event, now)
-            tx.run(_CANCEL_JOBS, (now, sub.id, *_TERMINAL))
-            return sub
-
-        return await self._db.write(body)
-
-    async def get_submission(self, submission_id: str) -> Submission | None:
-        row = await self._db.fetch_one("SELECT * FROM submissions WHERE id = ?", (submission_id,))
-        return None if row is None else submission_from_row(row)
-
-    async def list_submissions(
-        self,
-        *,
-        states: Sequence[SubmissionState] | None = None,
-        route: str | None = None,
-        limit: int = 1000,
-        after: str | None = None,
-    ) -> list[Submission]:
-        where, params = ["1"], []
-        if after is not None:
-            where.append(_BEFORE_SUBMISSION)
-            params.append(after)
-        if states is not None:
-            where.append(f"state IN {_in(states)}")
-            params += [str(s) for s in states]
-        if route is not None:
-            where.append("route = ?")
-            params.append(route)
-        sql = f"SELECT * FROM submissions WHERE {' AND '.join(where)}{_NEWEST_FIRST}"  # noqa: S608
-        rows = await self._db.fetch(sql, (*params, max(0, limit)))
-        return [submission_from_row(r) for r in rows]
-
-    async def find_duplicate(self, route: str, sha256: str) -> Submission | None:
-        row = await self._db.fetch_one(_FIND_DUPLICATE, _duplicate_params(route, sha256))
-        return None if row is None else submission_from_row(row)
-
-    async def results_dir_taken(self, results_dir: str) -> bool:
-        row = await self._db.fetch_one(
-            "SELECT 1 FROM submissions WHERE results_dir = ? AND state = ? LIMIT 1",
-            (results_dir, SubmissionState.ACTIVE),
-        )
-        return row is not None
 
     # ------------------------------------------------------------------ jobs
     async def get_job(self, job_id: str) -> Job | None:

@@ -1,5 +1,6 @@
-"""The job-claim verbs of ``SqliteJobStore`` (columns ``owner``, ``lease_until``, ``version``,
-migration 0004; the rules are ``store/leases.py``).
+"""The claim verbs of ``SqliteJobStore``: jobs (columns ``owner``, ``lease_until``,
+``version``, migration 0004), submissions and named tasks (migration 0005: the same columns on
+``submissions``, the ``task_leases`` table). The rules are ``store/leases.py``'s.
 
 Each runs in one ``BEGIN IMMEDIATE`` transaction, and every row it changes is written with
 ``WHERE version = <the version read>``: the same conditional update another engine (one
@@ -8,14 +9,20 @@ without a database-wide write lock) would need.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from batchd.errors import StaleState
-from batchd.models import Job, ResultState
+from batchd.models import Job, ResultState, Submission
 from batchd.store import leases
 from batchd.store.leases import Stage
 from batchd.store.sqlite_db import Database, Tx
-from batchd.store.sqlite_rows import SELECT_JOBS, UPDATE_JOB_AT_VERSION, job_from_row, job_params
+from batchd.store.sqlite_rows import (
+    SELECT_JOBS,
+    UPDATE_JOB_AT_VERSION,
+    job_from_row,
+    job_params,
+    submission_from_row,
+)
 
 _CLAIM = "UPDATE jobs SET owner = ?, lease_until = ?, version = ? WHERE id = ? AND version = ?"
 _FREE = "(owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until <= ?)"
@@ -92,3 +99,67 @@ class SqliteLeases:
                 "UPDATE jobs SET next_attempt_at = ?, version = version + 1 WHERE id = ?", rows
             )
         )
+
+    # ------------------------------------------------------------------ submissions, tasks
+    async def claim_submission(
+        self, submission_id: str, owner: str, lease_s: float, *, now: float
+    ) -> Submission | None:
+        def body(tx: Tx) -> Submission | None:
+            row = tx.row("SELECT * FROM submissions WHERE id = ?", (submission_id,))
+            if row is None:
+                return None
+            sub = submission_from_row(row)
+            held = leases.claim_submission(sub, owner, now, lease_s)
+            if held is None or held is sub:
+                return held
+            values = (owner, held.lease_until, held.version, sub.id, sub.version)
+            return held if tx.run(_CLAIM_SUBMISSION, values) == 1 else None
+
+        return await self._db.write(body)
+
+    async def claim_task(self, name: str, owner: str, lease_s: float, *, now: float) -> bool:
+        return await self._db.write(
+            lambda tx: _write_task(
+                tx, name, lambda t: leases.claim_task(t, name, owner, now, lease_s)
+            )
+        )
+
+    async def renew_task(self, name: str, owner: str, lease_s: float, *, now: float) -> bool:
+        return await self._db.write(
+            lambda tx: _write_task(tx, name, lambda t: leases.renew_task(t, owner, now, lease_s))
+        )
+
+    async def release_task(self, name: str, owner: str) -> bool:
+        return await self._db.write(
+            lambda tx: _write_task(tx, name, lambda t: leases.release_task(t, owner))
+        )
+
+
+_CLAIM_SUBMISSION = (
+    "UPDATE submissions SET owner = ?, lease_until = ?, version = ? WHERE id = ? AND version = ?"
+)
+_GET_TASK = "SELECT name, owner, lease_until, version FROM task_leases WHERE name = ?"
+_PUT_TASK = (
+    "INSERT INTO task_leases (name, owner, lease_until, version) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
+    "lease_until = excluded.lease_until, version = excluded.version "
+    "WHERE task_leases.version = ?"
+)
+
+
+def _write_task(
+    tx: Tx, name: str, decide: Callable[[leases.TaskLease | None], leases.TaskLease | None]
+) -> bool:
+    """Read the lease ``name``, decide, and write the decision where the version is still the
+    one read (an insert when there was no row). True when the decision holds."""
+    row = tx.row(
+        "SELECT name, owner, lease_until, version FROM task_leases WHERE name = ?", (name,)
+    )
+    current = None if row is None else leases.TaskLease(*row)
+    new = decide(current)
+    if new is None:
+        return False
+    if new is current:
+        return True
+    read = -1 if current is None else current.version
+    return tx.run(_PUT_TASK, (new.name, new.owner, new.lease_until, new.version, read)) == 1

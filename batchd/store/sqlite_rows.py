@@ -63,6 +63,9 @@ SUBMISSION_COLUMNS = (
     "created_at",
     "accepted_at",
     "finished_at",
+    "owner",
+    "lease_until",
+    "version",
 )
 # Submission.results (migration 0002), spread over four columns.
 RESULT_COLUMNS = ("results_succeeded", "results_failed", "results_missing", "usage")
@@ -71,7 +74,9 @@ _SUB_CHANGES = [c for c in (*SUBMISSION_COLUMNS, *RESULT_COLUMNS) if c != "id"]
 INSERT_SUBMISSION = _insert(
     "submissions", (*SUBMISSION_COLUMNS, *RESULT_COLUMNS, "inbox_path", "file_dev", "file_ino")
 )
-UPDATE_SUBMISSION = _update("submissions", _SUB_CHANGES, "id = :id")
+UPDATE_SUBMISSION_AT_VERSION = _update(
+    "submissions", _SUB_CHANGES, "id = :id AND version = :read_version"
+)
 
 
 def submission_params(sub: Submission, new: NewSubmission | None = None) -> dict[str, Any]:

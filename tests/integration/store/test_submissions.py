@@ -55,7 +55,7 @@ async def test_begin_claim_refuses_metadata_that_is_not_strings(store: JobStore)
 async def test_mark_claimed_is_compare_and_set(store: JobStore) -> None:
     sub = await store.begin_claim(new_submission(), now=NOW)
     done = await store.mark_claimed(sub.id, now=NOW + 1)
-    assert done == replace(sub, state=SubmissionState.CLAIMED)
+    assert done == replace(sub, state=SubmissionState.CLAIMED, version=sub.version + 1)
 
     before = await snapshot(store)
     with pytest.raises(StaleState) as err:
@@ -76,7 +76,11 @@ async def test_abandon_appends_its_event_in_the_same_change(store: JobStore) -> 
     await store.abandon_submission(sub.id, "vanished", now=NOW + 5)
 
     assert await store.get_submission(sub.id) == replace(
-        sub, state=SubmissionState.ABANDONED, reason="vanished", finished_at=NOW + 5
+        sub,
+        state=SubmissionState.ABANDONED,
+        reason="vanished",
+        finished_at=NOW + 5,
+        version=sub.version + 1,
     )
     [event] = await store.list_events()
     assert (event.type, event.submission_id, event.job_id, event.created_at) == (
@@ -141,6 +145,7 @@ async def test_accept_inserts_one_new_job_per_chunk_with_its_event(store: JobSto
         results_dir="/spool/done/a",
         chunk_count=2,
         accepted_at=NOW + 1,
+        version=sub.version + 1,
     )
     [event] = await store.list_events()
     assert (event.type, event.data, event.submission_id, event.job_id) == (
@@ -199,7 +204,11 @@ async def test_reject_from_claiming_or_claimed(store: JobStore, claim_first: boo
     await store.reject_submission(sub.id, "line 3: bad", now=NOW + 2, event=event)
 
     assert await store.get_submission(sub.id) == replace(
-        sub, state=SubmissionState.REJECTED, reason="line 3: bad", finished_at=NOW + 2
+        sub,
+        state=SubmissionState.REJECTED,
+        reason="line 3: bad",
+        finished_at=NOW + 2,
+        version=sub.version + 1,
     )
     [stored] = await store.list_events()
     assert (stored.type, stored.submission_id) == ("submission.rejected", sub.id)
@@ -229,7 +238,11 @@ async def test_finish_waits_for_every_job_to_settle(store: JobStore) -> None:
     )
     done = await store.finish_submission(sub.id, Outcome.PARTIAL, now=NOW + 9, event=done_event)
     assert done == replace(
-        sub, state=SubmissionState.DONE, outcome=Outcome.PARTIAL, finished_at=NOW + 9
+        sub,
+        state=SubmissionState.DONE,
+        outcome=Outcome.PARTIAL,
+        finished_at=NOW + 9,
+        version=sub.version + 1,
     )
     assert await store.get_submission(sub.id) == done
     last = (await store.list_events())[-1]
@@ -250,11 +263,15 @@ async def test_request_cancel_marks_open_jobs_and_is_idempotent(store: JobStore)
     event = EventSpec("submission.cancel_requested", {"submission_id": sub.id})
 
     first = await store.request_cancel(sub.id, now=NOW + 3, event=event)
-    assert first == replace(sub, cancel_requested_at=NOW + 3)
+    assert first == replace(sub, cancel_requested_at=NOW + 3, version=sub.version + 1)
     by_id = {j.id: j for j in await store.jobs_for_submission(sub.id)}
     assert by_id[finished.id] == finished  # terminal: untouched
-    assert by_id[running.id] == replace(running, cancel_requested=True, updated_at=NOW + 3)
-    assert by_id[jobs[2].id] == replace(jobs[2], cancel_requested=True, updated_at=NOW + 3)
+    assert by_id[running.id] == replace(
+        running, cancel_requested=True, updated_at=NOW + 3, version=running.version + 1
+    )
+    assert by_id[jobs[2].id] == replace(
+        jobs[2], cancel_requested=True, updated_at=NOW + 3, version=jobs[2].version + 1
+    )
     events = await store.list_events()
     assert [(e.type, e.submission_id) for e in events[-1:]] == [
         ("submission.cancel_requested", sub.id)
