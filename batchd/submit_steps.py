@@ -120,7 +120,8 @@ class SubmitSteps:
     _store: JobStore
     _work: WorkDir
     _clock: Clock
-    _instance_id: str
+    _instance_id: str  # the tag on provider jobs (the deployment's id)
+    _owner: str  # the owner of claims (this host's id)
     _policy: SubmitPolicy
     _gate: ProviderGate
     _duplicates: Duplicates
@@ -307,7 +308,7 @@ class SubmitSteps:
             JobState.CREATING,
             adopted_state(snapshot),
             now=now,
-            owner=self._instance_id,
+            owner=self._owner,
             provider_job_id=snapshot.id,
             raw_status=snapshot.raw_status,
             counts=snapshot.counts,
@@ -338,7 +339,7 @@ class SubmitSteps:
             job.state,
             JobState.FAILED,
             now=self._clock.now(),
-            owner=self._instance_id,
+            owner=self._owner,
             last_error=str(exc),
             event=EventSpec(
                 "batch.failed",
@@ -386,7 +387,7 @@ class SubmitSteps:
             job.state,
             JobState.CANCELLED,
             now=self._clock.now(),
-            owner=self._instance_id,
+            owner=self._owner,
             event=EventSpec(
                 "batch.cancelled",
                 {"submission_id": job.submission_id, "job_id": job.id, "sent": False},
@@ -403,5 +404,5 @@ class SubmitSteps:
 
     async def _transition(self, job: Job, new: JobState, **fields: Any) -> Job:
         return await self._store.transition_job(
-            job.id, job.state, new, now=self._clock.now(), owner=self._instance_id, **fields
+            job.id, job.state, new, now=self._clock.now(), owner=self._owner, **fields
         )

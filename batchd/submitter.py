@@ -40,6 +40,7 @@ class Submitter(SubmitSteps):
         work: WorkDir,
         clock: Clock,
         instance_id: str,
+        owner: str | None = None,
         policy: SubmitPolicy | None = None,
         gate: ProviderGate | None = None,
         on_created: Callable[[], None] = lambda: None,
@@ -48,7 +49,8 @@ class Submitter(SubmitSteps):
         self._providers = dict(providers)
         self._work = work
         self._clock = clock
-        self._instance_id = instance_id
+        self._instance_id = instance_id  # the tag on provider jobs: the deployment's id
+        self._owner = owner or instance_id  # holds claims: this host's id
         self._policy = policy or SubmitPolicy()
         self._on_created = on_created
         self._gate = gate or ProviderGate()
@@ -72,7 +74,7 @@ class Submitter(SubmitSteps):
     async def run_once(self) -> int:
         now = self._clock.now()
         jobs = await self._store.claim_due(
-            "submit", self._instance_id, LEASE_S, now=now, limit=self._policy.batch_size
+            "submit", self._owner, LEASE_S, now=now, limit=self._policy.batch_size
         )
         jobs = [j for j in jobs if self._gate.is_open(j.provider, now)]
         await gather_bounded(jobs, self._step, limit=self._policy.concurrency)

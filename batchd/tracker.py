@@ -24,6 +24,12 @@ Duplicates (``duplicates.py``): a sweep checks every listed job it did not expec
 tag, created since the oldest open job; stretched to use at most a tenth of the request budget)
 finds the duplicates that are not active any more; a duplicate is cancelled at once, recorded
 and announced.
+
+Several instances on one store (``store/claim_verbs.py``): per-job polls take their jobs by
+``claim_due``; what covers a whole provider is done by one instance at a time under a named
+lease (``claim_task``): its sweep (``sweep:<provider>``), its duplicate scan
+(``duplicates:<provider>``) and the cancels sent to it (``cancel:<provider>``). The tag on
+provider jobs is the deployment's id (``instance_id``), the owner of claims this host's.
 """
 
 from __future__ import annotations
@@ -34,7 +40,6 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
@@ -44,65 +49,35 @@ from batchd.duplicates import Duplicates
 from batchd.errors import AuthError, NotFound, ProviderError, RateLimited, StaleState
 from batchd.health import ProviderGate
 from batchd.loops import Waker, gather_bounded, report_progress
-from batchd.models import ACTIVE, LOCAL, TERMINAL, Job, JobState, event_type_for
+from batchd.models import ACTIVE, LOCAL, TERMINAL, Job, JobState
 from batchd.providers.base import BatchProvider, JobSnapshot, TagQuery
 from batchd.store.base import EventSpec, JobStore
 from batchd.store.leases import LEASE_S
+from batchd.tracking import (
+    CANCELLABLE,
+    CLOCK_SKEW_S,
+    LISTABLE,
+    MAX_WAIT_S,
+    TrackPolicy,
+    duplicate_scan_interval,
+    has_moved,
+    next_interval,
+    oldest,
+    snapshot_fields,
+    state_event,
+    sweep_interval,
+)
 
 log = structlog.get_logger(__name__)
 
-LISTABLE: tuple[JobState, ...] = (JobState.PENDING, JobState.RUNNING, JobState.CANCELLING)
-CANCELLABLE: tuple[JobState, ...] = (JobState.PENDING, JobState.RUNNING, JobState.UNKNOWN)
-MAX_WAIT_S = 5.0
-CLOCK_SKEW_S = (
-    300.0  # sweeps and duplicate scans list jobs created since the oldest open one, minus this
-)
-
-
-@dataclass(frozen=True, slots=True)
-class TrackPolicy:
-    concurrency: int = 8
-    poll_initial_s: float = 5.0
-    poll_max_s: float = 300.0
-    list_threshold: int = 10
-    rate_limit_slowdown_s: float = 30.0
-    page_size: int = 100
-    requests_per_second: float = 5.0  # a provider's own rate, when it has none in ``rates``
-    rates: Mapping[str, float] = field(default_factory=dict)  # requests/s, per provider
-    cancel_poll_s: float = 0.5  # how often a waiting tracker looks for new cancel intents
-    duplicate_scan_s: float = 60.0
-
-
-def next_interval(previous_s: float, moved: bool, policy: TrackPolicy) -> float:
-    """Per-job backoff (pure): reset on movement, otherwise double up to the cap."""
-    if moved or previous_s <= 0:
-        return policy.poll_initial_s
-    return min(policy.poll_max_s, previous_s * 2)
-
-
-def _oldest(jobs: Sequence[Job]) -> float | None:
-    """Where a sweep's listing may stop: the oldest job's creation minus clock skew."""
-    return min(j.created_at for j in jobs) - CLOCK_SKEW_S if jobs else None
-
-
-def sweep_interval(open_jobs: int, policy: TrackPolicy, provider: str | None = None) -> float:
-    """Seconds between sweeps of ``provider``: ``poll_initial_s``, or longer when the pages of
-    one sweep would take more than half that provider's own request budget."""
-    pages = max(1, math.ceil(open_jobs / policy.page_size))
-    rate = policy.rates.get(provider or "", policy.requests_per_second)
-    budget = rate * 0.5
-    return max(policy.poll_initial_s, pages / budget if budget > 0 else 0.0)
-
-
-def duplicate_scan_interval(pages: int, policy: TrackPolicy) -> float:
-    """Seconds until the next duplicate scan, after one that listed ``pages`` pages:
-    ``duplicate_scan_s``, or longer so that scans use at most a tenth of the request budget."""
-    budget = policy.requests_per_second * 0.1
-    return max(policy.duplicate_scan_s, pages / budget if budget > 0 else 0.0)
-
-
-def has_moved(job: Job, snap: JobSnapshot) -> bool:
-    return snap.state is not job.state or snap.counts != job.counts
+# The pure decisions live in batchd.tracking; named here too for the tracker's callers.
+__all__ = [
+    "TrackPolicy",
+    "Tracker",
+    "duplicate_scan_interval",
+    "next_interval",
+    "sweep_interval",
+]
 
 
 @dataclass
@@ -121,6 +96,7 @@ class Tracker:
         *,
         clock: Clock,
         instance_id: str,
+        owner: str | None = None,
         policy: TrackPolicy | None = None,
         gate: ProviderGate | None = None,
         on_terminal: Callable[[], None] = lambda: None,
@@ -129,7 +105,8 @@ class Tracker:
         self._store = store
         self._providers = dict(providers)
         self._clock = clock
-        self._instance_id = instance_id
+        self._instance_id = instance_id  # the tag on provider jobs: the deployment's id
+        self._owner = owner or instance_id  # holds claims: this host's id
         self._policy = policy or TrackPolicy()
         self._gate = gate or ProviderGate()
         self._on_terminal = on_terminal
@@ -188,15 +165,19 @@ class Tracker:
         return any(j.id not in self._cancels_seen for j in wanted)
 
     async def _refresh_provider(self, name: str, now: float) -> int:
-        """Poll the due jobs, or sweep every open job, that this instance holds (claim_due)."""
+        """Poll the due jobs, or sweep every open job, that this instance holds (claim_due); a
+        sweep only while this instance holds the provider's sweep lease."""
         open_jobs = await self._store.list_jobs(states=sorted(ACTIVE), provider=name)
         sweep = len(open_jobs) > self._policy.list_threshold
+        if sweep:
+            self._sweeps.due_at[name] = now + sweep_interval(len(open_jobs), self._policy, name)
+            if not await self._holds(f"sweep:{name}", now):
+                return 0  # another instance sweeps this provider
         mine = await self._store.claim_due(
-            "track", self._instance_id, LEASE_S, now=now, provider=name,
+            "track", self._owner, LEASE_S, now=now, provider=name,
             limit=len(open_jobs), due_only=not sweep,
         )  # fmt: skip
         if sweep:
-            self._sweeps.due_at[name] = now + sweep_interval(len(open_jobs), self._policy, name)
             return await self._sweep(name, mine)
         self._sweeps.due_at.pop(name, None)
         await self._bounded(self._poll(name, job) for job in mine)
@@ -210,7 +191,7 @@ class Tracker:
         query = TagQuery(
             {"batchd": self._instance_id},
             states=LISTABLE,
-            created_after=_oldest(open_jobs),
+            created_after=oldest(open_jobs),
             page_size=self._policy.page_size,
         )
         try:
@@ -240,6 +221,8 @@ class Tracker:
         if due > now:
             return
         self._sweeps.scan_at[name] = now + self._policy.duplicate_scan_s
+        if not await self._holds(f"duplicates:{name}", now):
+            return  # another instance scans this provider
         open_jobs = await self._store.list_jobs(states=sorted(LOCAL | ACTIVE), provider=name)
         if not open_jobs:
             return
@@ -273,19 +256,20 @@ class Tracker:
             return
         await self._apply(job, snap, schedule=True)
 
-    async def _apply(self, job: Job, snap: JobSnapshot, *, schedule: bool) -> None:
-        """Record what the provider says (pure decision, one store call)."""
+    async def _apply(self, job: Job, snap: JobSnapshot, *, schedule: bool) -> bool:
+        """Record what the provider says (pure decision, one store call). False when the job
+        moved meanwhile or another instance holds it (nothing recorded)."""
         moved = has_moved(job, snap)
         if not moved and not schedule:
-            return
+            return True
         now = self._clock.now()
         interval = next_interval(job.poll_interval_s, moved, self._policy)
         # A terminal job is due for collection at once; others at their next poll.
         due_at = now if snap.state in TERMINAL else now + interval * self._rng.uniform(0.8, 1.2)
-        fields = _snapshot_fields(snap) if moved else {}
+        fields = snapshot_fields(snap) if moved else {}
         event = None
         if snap.state is not job.state:
-            event = _state_event(job, snap)
+            event = state_event(job, snap)
             if snap.state is JobState.UNKNOWN:
                 log.warning("tracker.unknown_status", job_id=job.id, raw_status=snap.raw_status)
         try:
@@ -294,17 +278,18 @@ class Tracker:
                 job.state,
                 snap.state,
                 now=now,
-                owner=self._instance_id,
+                owner=self._owner,
                 event=event,
                 poll_interval_s=interval,
                 next_attempt_at=due_at,
                 **fields,
             )
         except StaleState:
-            return  # somebody else moved it (a cancel from the CLI): next pass sees it
+            return False  # somebody else moved it (a cancel from the CLI): next pass sees it
         if snap.state in TERMINAL:
             metrics.detected(job.provider, snap.completed_at, now)
             self._on_terminal()
+        return True
 
     async def _lost(self, job: Job) -> None:
         log.error("tracker.job_lost", job_id=job.id, provider_job_id=job.provider_job_id)
@@ -313,7 +298,7 @@ class Tracker:
             job.state,
             JobState.LOST,
             now=self._clock.now(),
-            owner=self._instance_id,
+            owner=self._owner,
             event=EventSpec(
                 "batch.lost",
                 {
@@ -331,8 +316,16 @@ class Tracker:
         wanted = await self._store.list_jobs(states=CANCELLABLE, cancel_requested=True)
         self._cancels_seen = {j.id for j in wanted}
         wanted = [j for j in wanted if self._gate.is_open(j.provider, now)]
-        await self._bounded(self._cancel(job) for job in wanted if job.provider in self._providers)
+        wanted = [j for j in wanted if j.provider in self._providers]
+        for name in sorted({j.provider for j in wanted}):
+            if not await self._holds(f"cancel:{name}", now):  # another instance sends them
+                wanted = [j for j in wanted if j.provider != name]
+        await self._bounded(self._cancel(job) for job in wanted)
         return len(wanted)
+
+    async def _holds(self, task: str, now: float) -> bool:
+        """Whether this instance does ``task`` now (takes or keeps its named lease)."""
+        return await self._store.claim_task(task, self._owner, LEASE_S, now=now)
 
     async def _cancel(self, job: Job) -> None:
         try:
@@ -344,7 +337,9 @@ class Tracker:
             await self._provider_failed(job.provider, exc, job)
             return
         log.info("tracker.cancel_sent", job_id=job.id, provider_job_id=job.provider_job_id)
-        await self._apply(job, snap, schedule=True)
+        if not await self._apply(job, snap, schedule=True):
+            # Held by another instance (or moved): its holder polls it at its next pass.
+            await self._store.reschedule_jobs([job.id], self._clock.now())
 
     # ------------------------------------------------------------------ failures
     async def _provider_failed(self, name: str, exc: ProviderError, job: Job | None = None) -> None:
@@ -371,7 +366,7 @@ class Tracker:
                     job.state,
                     job.state,
                     now=now,
-                    owner=self._instance_id,
+                    owner=self._owner,
                     next_attempt_at=now + interval,
                     poll_interval_s=interval,
                     last_error=str(exc),
@@ -382,39 +377,3 @@ class Tracker:
             await call
 
         await gather_bounded(calls, run, limit=self._policy.concurrency)
-
-
-def _snapshot_fields(snap: JobSnapshot) -> dict[str, Any]:
-    return {
-        "raw_status": snap.raw_status,
-        "counts": snap.counts,
-        "output_file_id": snap.output_file,
-        "error_file_id": snap.error_file,
-        "errors": tuple({"message": e.message, "count": e.count} for e in snap.errors),
-        "started_at": snap.started_at,
-        "completed_at": snap.completed_at,
-        "last_error": None,
-    }
-
-
-def _state_event(job: Job, snap: JobSnapshot) -> EventSpec | None:
-    event_type = event_type_for(snap.state)
-    if event_type is None:
-        return None
-    return EventSpec(
-        event_type,
-        {
-            "submission_id": job.submission_id,
-            "job_id": job.id,
-            "provider_job_id": snap.id,
-            "state": snap.state.value,
-            "raw_status": snap.raw_status,
-            "counts": {
-                "total": snap.counts.total,
-                "completed": snap.counts.completed,
-                "succeeded": snap.counts.succeeded,
-                "failed": snap.counts.failed,
-            },
-            "errors": [{"message": e.message, "count": e.count} for e in snap.errors[:5]],
-        },
-    )

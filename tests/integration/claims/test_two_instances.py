@@ -1,6 +1,8 @@
 """Two instances on one store (the memory store, a real SQLite file, a PostgreSQL schema): their
 loops take work with ``claim_due``, so a job is uploaded and created, polled and applied, or
-downloaded, by one of them only."""
+downloaded, by one of them only. Both tag provider jobs with the deployment's id (``bdtest``);
+each claims work as its own host (``bdtest`` for the world's loops, ``bdother`` for the
+second instance)."""
 
 from __future__ import annotations
 
@@ -71,7 +73,8 @@ async def test_two_submitters_upload_and_create_each_job_once(
         {"fake": world.provider},
         work=world.work,
         clock=world.clock,
-        instance_id="bdother",
+        instance_id="bdtest",
+        owner="bdother",
         policy=SubmitPolicy(reconcile_delay_s=5.0),
         gate=world.gate,
     )
@@ -109,8 +112,9 @@ async def test_two_collectors_download_each_job_once(tmp_path: Path, store: JobS
         {"fake": world.provider},
         work=world.work,
         clock=world.clock,
-        duplicates=Duplicates(store, clock=world.clock, instance_id="bdother"),
-        instance_id="bdother",
+        duplicates=Duplicates(store, clock=world.clock, instance_id="bdtest"),
+        instance_id="bdtest",
+        owner="bdother",
     )
     for _ in range(3):
         await asyncio.gather(world.collector.run_once(), other.run_once(), return_exceptions=True)
@@ -145,7 +149,8 @@ async def test_two_trackers_poll_and_apply_each_job_once(
         store,
         {"fake": world.provider},
         clock=world.clock,
-        instance_id="bdother",
+        instance_id="bdtest",
+        owner="bdother",
         policy=TrackPolicy(list_threshold=list_threshold, poll_initial_s=5.0),
         gate=world.gate,
     )
@@ -154,5 +159,7 @@ async def test_two_trackers_poll_and_apply_each_job_once(
     jobs = await world.jobs(sub.id)
     assert {j.state for j in jobs} == {JobState.SUCCEEDED}
     assert sorted(polled) == sorted(set(polled))  # no job polled by both
+    if list_threshold == 2:  # one instance sweeps the provider: one listing, not two
+        assert world.provider.calls["list_jobs"] == 1
     ended = [e for e in await store.list_events(limit=1000) if e.type == "batch.succeeded"]
     assert len(ended) == CHUNKS

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from batchd import collector as collector_module
+from batchd import finishing
 from batchd import results as results_module
 from batchd import sinks as sinks_module
 from batchd.collector import CollectPolicy
@@ -512,8 +512,8 @@ async def test_a_job_whose_results_are_unavailable_keeps_its_input(world: World)
 def test_result_lines_are_read_by_their_own_provider_only() -> None:
     mine, other = FakeProvider(), FakeProvider(name="other")
     line = b'{"custom_id": "r1", "response": {"status_code": 200, "body": {}}}\n'
-    assert collector_module.parser_for("fake", {"other": other, "fake": mine})(line).ok
-    parse = collector_module.parser_for("fake", {"other": other})  # never other's parser
+    assert finishing.parser_for("fake", {"other": other, "fake": mine})(line).ok
+    parse = finishing.parser_for("fake", {"other": other})  # never other's parser
     with pytest.raises(ProviderPermanent, match="'fake' is not open"):
         parse(line)
 
