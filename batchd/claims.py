@@ -2,20 +2,22 @@
 
 The order is what makes a crash at any instant harmless (ARCHITECTURE invariant 2):
 
-1. ``begin_claim`` commits a CLAIMING row naming the file's inode;
+1. ``begin_claim`` commits a CLAIMING row whose origin (``folder_origin.FolderOrigin``) names
+   this host, the file's paths and its inode;
 2. the file is renamed from inbox/ into processing/ (``mark_claimed``);
 3. it is validated and split; chunk files are written to the work folder (deterministic, so
    redoing this after a crash writes the same bytes);
 4. ``accept_submission`` commits the jobs and ``submission.accepted`` in one transaction, or the
    file moves to rejected/ with its reason and ``reject_submission`` commits the rejection.
 
-``resume`` finishes whatever a previous process left half done, by looking for the inode.
+``resume`` finishes whatever a previous process left half done, by looking for the inode. Only
+the host that saw a file acts on its submission (``Claimer.sees``): another instance sharing
+the store leaves it alone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -29,11 +31,11 @@ from batchd.batchfile import (
     ParsedFile,
     format_reason,
     model_mismatch,
-    parse_batch_file,
 )
-from batchd.chunks import FileChanged, plan_chunks, write_chunk
+from batchd.chunks import FileChanged
 from batchd.clock import Clock
 from batchd.errors import IntakeRejected, Problem
+from batchd.folder_origin import LOCAL, FolderOrigin, Host
 from batchd.models import Submission, SubmissionState
 from batchd.providers.base import ProviderLimits
 from batchd.rejects import (
@@ -44,33 +46,22 @@ from batchd.rejects import (
     rejected_candidates,
     rejected_name,
 )
-from batchd.safe_folder import make_folders, place_with_reason
+from batchd.safe_folder import place_with_reason
 from batchd.settle import Decision, GiveUp, SettleGate, Wait, changed_since
 from batchd.spool import (
     PRIVATE,
     Modes,
     SpoolPaths,
-    UnsafeFile,
     display_name,
     lstat_identity,
     move,
     name_allowed,
-    open_dropped,
 )
 from batchd.store.base import ChunkPlan, DuplicateContent, EventSpec, JobStore, NewSubmission
+from batchd.validate import duplicate_reason, validate_file, write_chunks
 from batchd.workdir import WorkDir
 
 log = structlog.get_logger(__name__)
-
-# A file up to this size keeps its normalized lines from the parse (at most about twice this in
-# memory while its chunks are written): they are written from memory instead of reading and
-# parsing the file a second time. Larger files are read again, line by line.
-PARSE_ONCE_UP_TO = 16 * 1024 * 1024
-
-UNREADABLE = (
-    "batchd cannot read this file (permission denied): in a shared drop folder, make it "
-    "readable by the folder's group (mode 0640) before you drop it"
-)
 
 
 class RouteLike(sidecars.RouteDefaults, Protocol):
@@ -95,8 +86,10 @@ class Claimer:
         clock: Clock,
         reject_duplicates: bool = True,
         modes: Modes = PRIVATE,
+        host: Host = LOCAL,
     ) -> None:
         self._store = store
+        self._host = host
         self._work = work
         self._limits = limits
         self._limits_for = limits_for
@@ -104,6 +97,10 @@ class Claimer:
         self._reject_duplicates = reject_duplicates
         self._modes = modes
         self.settle = SettleGate(clock)
+
+    def sees(self, sub: Submission) -> bool:
+        """Whether ``sub`` is a file this host claimed (the only ones it may act on)."""
+        return self._host.sees(sub)
 
     def configure(
         self, limits: FileLimits, *, reject_duplicates: bool, modes: Modes = PRIVATE
@@ -124,17 +121,21 @@ class Claimer:
         processing_name = f"{ident.ino}-{name}" if name_allowed(name) else f"{ident.ino}.jsonl"
         shown = display_name(name)  # what is stored, logged and written; the file keeps its name
         given = await asyncio.to_thread(sidecars.options_at_claim, paths.inbox / name)
+        origin = FolderOrigin(
+            host=self._host.id,
+            inbox=str(paths.inbox / shown),
+            processing=str(paths.processing / processing_name),
+            dev=ident.dev,
+            ino=ident.ino,
+        )
         sub = await self._store.begin_claim(
             NewSubmission(
                 route=route.name,
                 name=shown,
                 provider=route.provider,
                 **sidecars.submission_options(route, given),
-                inbox_path=str(paths.inbox / shown),
-                processing_path=str(paths.processing / processing_name),
                 size_bytes=ident.size_bytes,
-                file_dev=ident.dev,
-                file_ino=ident.ino,
+                origin=origin.to_json(),
             ),
             now=self._clock.now(),
         )
@@ -145,7 +146,7 @@ class Claimer:
     async def _finish_claim(
         self, sub: Submission, paths: SpoolPaths, ino: int, *, inbox_name: str | None = None
     ) -> Submission:
-        processing = Path(_required(sub.processing_path))
+        processing = Path(_folder(sub).processing)
         found = lstat_identity(processing)
         inbox = None  # None: already in processing/
         if found is None or found.ino != ino:
@@ -163,7 +164,7 @@ class Claimer:
     async def process(self, sub: Submission, route: RouteLike, *, settle_s: float = 0.0) -> bool:
         """Validate a CLAIMED submission; accept or reject it, or wait while it is still being
         written (``batchd.settle``; ``settle_s``: intake's ``min_age_s``). True when accepted."""
-        processing = Path(_required(sub.processing_path))
+        processing = Path(_folder(sub).processing)
         paths = SpoolPaths(route.spool)
         before = lstat_identity(processing)
         if before is None:
@@ -210,8 +211,9 @@ class Claimer:
     ) -> tuple[ParsedFile, list[ChunkPlan]] | IntakeRejected:
         """Validate, plan and write the chunks: one trip to a worker thread for all three."""
         try:
-            parsed, chunks = self._validate(sub, processing)
-            self._write_chunks(sub, processing, parsed, chunks)
+            provider = self._limits_for(sub.provider)
+            parsed, chunks = validate_file(sub, processing, self._limits, provider)
+            write_chunks(self._work, sub, processing, parsed, chunks)
         except IntakeRejected as exc:
             return exc
         return parsed, chunks
@@ -274,45 +276,6 @@ class Claimer:
                 **mismatch,
             )
 
-    def _validate(self, sub: Submission, processing: Path) -> tuple[ParsedFile, list[ChunkPlan]]:
-        if not name_allowed(sub.name):
-            raise IntakeRejected(
-                [Problem(0, "file name not allowed: use [A-Za-z0-9._-], ending in .jsonl")]
-            )
-        try:
-            fd, _ = open_dropped(processing.parent, processing.name, max_bytes=self._max_bytes)
-        except UnsafeFile as exc:
-            raise IntakeRejected([Problem(0, f"rejected: {exc}")]) from exc
-        except PermissionError as exc:
-            raise IntakeRejected([Problem(0, UNREADABLE)]) from exc
-        os.close(fd)
-        parsed = parse_batch_file(
-            processing,
-            endpoint=sub.endpoint,
-            limits=self._limits,
-            keep_lines_up_to=PARSE_ONCE_UP_TO,
-        )
-        provider = self._limits_for(sub.provider)
-        chunks = plan_chunks(
-            parsed.normalized_sizes,
-            max_requests=provider.max_requests_per_job,
-            max_bytes=provider.max_bytes_per_job,
-            line_numbers=parsed.line_numbers,
-        )
-        return parsed, chunks
-
-    @property
-    def _max_bytes(self) -> int:
-        return self._limits.max_file_bytes
-
-    def _write_chunks(
-        self, sub: Submission, processing: Path, parsed: ParsedFile, chunks: list[ChunkPlan]
-    ) -> None:
-        make_folders(self._work.submission(sub.id), 0o700, parents_mode=0o700)
-        for chunk in chunks:
-            dest = self._work.chunk(sub.id, chunk.index)
-            write_chunk(processing, parsed, chunk, dest, endpoint=sub.endpoint)
-
     async def _results_dir(self, sub: Submission, paths: SpoolPaths) -> Path:
         """``done/<name>/``: the collector puts the newest run of a name there and moves older
         ones aside (``batchd.placement``)."""
@@ -361,7 +324,7 @@ class Claimer:
         """The file left processing/ without the rejection being committed: finish it."""
         for dest in rejected_candidates(paths, sub):
             ident = lstat_identity(dest)
-            if ident is not None and ident.ino == _ino_of(sub):
+            if ident is not None and ident.ino == _folder(sub).ino:
                 reason_file = reason_path(dest)
                 text = reason_file.read_text() if reason_file.exists() else ""
                 problem = first_problem(text)
@@ -376,8 +339,8 @@ class Claimer:
         """Reject an open submission whose claim or validation kept failing: its file (in
         processing/, or still in the inbox) moves to rejected/ with ``reason``."""
         paths = SpoolPaths(route.spool)
-        ino = _ino_of(sub)
-        processing = Path(_required(sub.processing_path))
+        ino = _folder(sub).ino
+        processing = Path(_folder(sub).processing)
         found = lstat_identity(processing)
         source = processing if found is not None and found.ino == ino else None
         if source is None:
@@ -407,7 +370,7 @@ class Claimer:
     async def resume(self, sub: Submission, route: RouteLike, *, settle_s: float = 0.0) -> bool:
         """Finish a CLAIMING or CLAIMED submission (left by an earlier process or pass)."""
         if sub.state is SubmissionState.CLAIMING:
-            sub = await self._finish_claim(sub, SpoolPaths(route.spool), _ino_of(sub))
+            sub = await self._finish_claim(sub, SpoolPaths(route.spool), _folder(sub).ino)
         if sub.state is SubmissionState.CLAIMED:
             return await self.process(sub, route, settle_s=settle_s)
         return False
@@ -421,24 +384,8 @@ def _move_in(inbox: Path | None, processing: Path, sidecar_of: Path) -> None:
     sidecars.claim_sidecar(sidecar_of, processing)
 
 
-def _required(value: str | None) -> str:
-    if value is None:
-        raise ValueError("submission row is missing a path")
-    return value
-
-
-def _ino_of(sub: Submission) -> int:
-    # The inode is the last part of the processing name: "<ino>-<name>" or "<ino>.jsonl".
-    name = Path(_required(sub.processing_path)).name
-    return int(name.split("-", 1)[0].split(".", 1)[0])
-
-
-def duplicate_reason(earlier: Submission) -> str:
-    """Why content already submitted as ``earlier`` is refused (also ``batchd submit``'s)."""
-    where = f"results in {earlier.results_dir}" if earlier.results_dir else earlier.state
-    return (
-        f"duplicate: the same content was submitted as {earlier.name} "
-        f"(submission {earlier.id}, {where}); to submit it again anyway, drop it with "
-        'a sidecar {"allow_duplicate": true} (batchd submit --allow-duplicate), '
-        'or set duplicates = "allow" in [intake]'
-    )
+def _folder(sub: Submission) -> FolderOrigin:
+    origin = FolderOrigin.of(sub)
+    if origin is None:
+        raise ValueError(f"submission {sub.id} did not come from a drop folder")
+    return origin

@@ -29,12 +29,14 @@ from batchd.clock import Clock
 from batchd.duplicates import Duplicates
 from batchd.errors import AuthError, NotFound, ProviderError, StaleState
 from batchd.finishing import CollectPolicy, Finisher
+from batchd.folder_origin import Host
 from batchd.health import ProviderGate
 from batchd.loops import Waker, gather_bounded
 from batchd.models import (
     Job,
     JobState,
     ResultState,
+    Submission,
     backoff_s,
 )
 from batchd.providers.base import BatchProvider, ResultRefs
@@ -92,6 +94,7 @@ class Collector:
             owner=self._owner,
             policy=lambda: self._policy,
             providers=lambda: self._providers,
+            host=Host(self._owner, instance_id),
             sink=sink,
             duplicates=duplicates,
             on_finished=on_finished,
@@ -269,6 +272,13 @@ class Collector:
             next_attempt_at=self._gate.open_at(job.provider),
             last_error=f"download refused: {exc}",
         )
+
+    def register_sink(
+        self, source: str, sink: ResultSink, *, serves: Callable[[Submission], bool]
+    ) -> None:
+        """Results of the submissions from ``source`` (their origin's ``"source"``) go to
+        ``sink``, from an instance where ``serves(sub)`` (``sinks.Sinks``)."""
+        self.finisher.sinks.register(source, sink, serves=serves)
 
     def recheck(self, submission_id: str) -> None:
         """Ask the next pass to look at a submission (for example after a cancel)."""

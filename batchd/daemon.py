@@ -46,7 +46,7 @@ from batchd.wiring import (
     apply_settings,
     build_runtime,
     data_dir_lock,
-    instance_id,
+    host_id,
     provider_names,
     providers_in_use,
 )
@@ -120,8 +120,10 @@ class Daemon:
         providers = await self._open_providers(
             provider_names(settings, await providers_in_use(store))
         )
+        host = host_id(data_dir)
+        deployment = await store.deployment_id(host, now=self._clock.now())
         runtime = build_runtime(
-            settings, store, providers, instance=instance_id(data_dir), clock=self._clock
+            settings, store, providers, instance=deployment, host=host, clock=self._clock
         )
         # LIFO: in-flight webhook attempts finish recording before the store closes.
         self._exit.push_async_callback(self._close_notifier, runtime)

@@ -21,6 +21,8 @@ from batchd import metrics
 from batchd.clock import Clock
 from batchd.duplicates import Duplicates
 from batchd.errors import NotFound, ProviderError, ProviderPermanent
+from batchd.folder_origin import SOURCE as FOLDER
+from batchd.folder_origin import Host
 from batchd.loops import report_progress
 from batchd.models import (
     SUBMISSION_OPEN,
@@ -34,7 +36,7 @@ from batchd.models import (
 from batchd.providers.base import BatchProvider, ResultLine, ResultRefs
 from batchd.results import JobFiles, ParseLine
 from batchd.safe_folder import UnsafeFolder
-from batchd.sinks import FolderSink, ResultSink
+from batchd.sinks import FolderSink, ResultSink, Sinks
 from batchd.spool import PRIVATE, Modes
 from batchd.store.base import JobStore
 from batchd.store.leases import LEASE_S, LeaseLost
@@ -81,6 +83,7 @@ class Finisher:
         owner: str,
         policy: Callable[[], CollectPolicy],
         providers: Callable[[], Mapping[str, BatchProvider]],
+        host: Host,
         sink: ResultSink | None = None,
         duplicates: Duplicates | None = None,
         on_finished: Callable[[], None] = lambda: None,
@@ -91,8 +94,11 @@ class Finisher:
         self._owner = owner
         self._policy = policy
         self._providers = providers
-        # Where finished submissions' results go: done/<name>/ unless told otherwise.
-        self._sink = sink or FolderSink(store, work, modes=lambda: self._policy().modes)
+        # Where finished submissions' results go, by origin: done/<name>/ unless told otherwise;
+        # a dropped file's only from the host that saw it.
+        folder = sink or FolderSink(store, work, modes=lambda: self._policy().modes)
+        self.sinks = Sinks(folder)
+        self.sinks.register(FOLDER, folder, serves=host.sees)
         self._duplicates = duplicates  # settled for a submission before its summary is written
         self._on_finished = on_finished
         self._to_check: set[str] | None = None  # None: check every ACTIVE submission (start-up)
@@ -115,13 +121,16 @@ class Finisher:
             jobs = await self._store.jobs_for_submission(submission_id)
             if not jobs or not all(_settled(j) for j in jobs):
                 continue
+            sink = self.sinks.for_submission(sub)
+            if sink is None:  # its results go where only another instance can put them
+                continue
             now = self._clock.now()
             held = await self._store.claim_submission(sub.id, self._owner, LEASE_S, now=now)
             if held is None:  # another instance finishes it: looked at until it is DONE
                 self._to_check.add(submission_id)
                 continue
             try:
-                await self._finish(held, jobs)
+                await self._finish(held, jobs, sink)
             except LeaseLost:  # this instance stalled past its lease: the new owner finishes
                 log.warning("collect.finish_taken_over", submission_id=submission_id)
                 continue
@@ -156,8 +165,8 @@ class Finisher:
         if self._to_check is not None:
             self._to_check.add(submission_id)
 
-    async def _finish(self, sub: Submission, jobs: list[Job]) -> None:
-        run = await self._sink.start(sub)
+    async def _finish(self, sub: Submission, jobs: list[Job], sink: ResultSink) -> None:
+        run = await sink.start(sub)
         items = [
             JobFiles(
                 j,

@@ -164,6 +164,8 @@ class Intake:
         held: set[tuple[str, str]] = set()
         now = self._clock.now()
         for sub in reversed(await self._store.list_submissions(states=open_states)):
+            if not self._claimer.sees(sub):
+                continue  # another source's, or a file another host claimed: not ours to touch
             route = self._routes.get(sub.route)
             if route is None:
                 log.warning("intake.route_missing", submission_id=sub.id, route=sub.route)

@@ -55,7 +55,7 @@ class ResultState(StrEnum):
 
 
 class SubmissionState(StrEnum):
-    CLAIMING = "claiming"  # row committed; the file is about to be renamed into processing/
+    CLAIMING = "claiming"  # row committed; its source is about to take it (a file: renamed)
     CLAIMED = "claimed"  # in processing/, waiting for validation
     ACTIVE = "active"  # accepted and split into jobs
     DONE = "done"  # results written to done/<name>/
@@ -186,7 +186,9 @@ class Submission:
     size_bytes: int = 0
     line_count: int = 0
     chunk_count: int = 0
-    processing_path: str | None = None
+    # Where it came from: a source-specific JSON object whose "source" names the source (the
+    # drop folder's is ``folder_origin.FolderOrigin``); None when the source keeps none.
+    origin: dict[str, Any] | None = None
     results_dir: str | None = None
     reason: str | None = None
     cancel_requested_at: float | None = None

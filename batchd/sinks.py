@@ -13,8 +13,14 @@ committed DONE:
 
 ``FolderSink`` (the default) writes ``done/<name>/`` in the route's spool: results.jsonl in
 input order, errors.jsonl, summary.json, input.jsonl (and the sidecar), an older run of the same
-name moved aside (``batchd.placement``). A later source that wants its results back where the
-work came from (a reply queue, the HTTP API) adds its own sink.
+name moved aside (``batchd.placement``).
+
+**Choosing the sink** (``Sinks``): by the submission's origin (``Submission.origin["source"]``).
+A source that wants its results back where the work came from (a reply queue, the HTTP API)
+registers its sink under its source name (``Collector.register_sink``); a submission without an
+origin, or from a source without a sink of its own, goes to the default. Each registration says
+which submissions this instance can serve: a drop folder's only on the host that saw the file
+(``folder_origin.Host.sees``), since its paths are that host's; the others are left to it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Protocol
 
 import structlog
 
+from batchd.folder_origin import FolderOrigin
 from batchd.models import Submission, SubmissionState
 from batchd.options import OPTIONS_IN_RESULTS, sidecar_of
 from batchd.placement import (
@@ -60,6 +67,39 @@ class SinkRun(Protocol):
 
 class ResultSink(Protocol):
     async def start(self, sub: Submission) -> SinkRun: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    sink: ResultSink
+    serves: Callable[[Submission], bool]
+
+
+class Sinks:
+    """The sink of each submission, by its origin's source (see the module's docstring)."""
+
+    def __init__(self, default: ResultSink) -> None:
+        self._default = default
+        self._by_source: dict[str, _Choice] = {}
+
+    def register(
+        self,
+        source: str,
+        sink: ResultSink,
+        *,
+        serves: Callable[[Submission], bool] = lambda sub: True,
+    ) -> None:
+        """Results of submissions whose origin names ``source`` go to ``sink``, on an instance
+        where ``serves(sub)``; the other instances leave them to one that can."""
+        self._by_source[source] = _Choice(sink, serves)
+
+    def for_submission(self, sub: Submission) -> ResultSink | None:
+        """Where ``sub``'s results go from this instance (None: not from here)."""
+        source = (sub.origin or {}).get("source")
+        choice = self._by_source.get(source) if isinstance(source, str) else None
+        if choice is None:
+            return self._default
+        return choice.sink if choice.serves(sub) else None
 
 
 class FolderSink:
@@ -126,7 +166,10 @@ def _where(sub: Submission, public: Path) -> tuple[Path, Placement]:
 
 
 def _move_input(sub: Submission, results_dir: Path, modes: Modes) -> None:
-    source = Path(sub.processing_path or "")
+    origin = FolderOrigin.of(sub)
+    if origin is None:  # not a dropped file: no input to hand back
+        return
+    source = Path(origin.processing)
     with Folder.open(results_dir, below=2) as folder:  # done/ and the run's folder
         if lstat_identity(sidecar_of(source)) is not None:  # the file's options, if any
             folder.move_in(sidecar_of(source), OPTIONS_IN_RESULTS)

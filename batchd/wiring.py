@@ -1,8 +1,12 @@
 """Wiring: everything the daemon builds from the settings, and how a reload re-applies them.
 
 The daemon (``daemon.py``) owns the lifecycle; this module owns the object graph: one data-folder
-lock, the instance id tagged on every provider job, the loop policies, and the loops themselves,
-each wired to wake the next (intake -> submitter -> tracker -> collector).
+lock, this host's id, the loop policies, and the loops themselves, each wired to wake the next
+(intake -> submitter -> tracker -> collector).
+
+Two ids: the *deployment id* (``JobStore.deployment_id``, shared by every instance on the store)
+is the tag on every provider job (``batchd=<id>``); the *host id* (``host_id``, one per data
+folder) owns this instance's claims and names the host in the origins of the files it claims.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from batchd.collector import Collector, CollectPolicy
 from batchd.config import Settings
 from batchd.duplicates import Duplicates
 from batchd.errors import ConfigError
+from batchd.folder_origin import Host
 from batchd.health import ProviderGate
 from batchd.intake import Intake
 from batchd.loops import Loop
@@ -84,8 +89,11 @@ def daemon_running(data_dir: Path) -> bool | None:
         return False
 
 
-def instance_id(data_dir: Path) -> str:
-    """A stable id for this installation, tagged on every provider job (``batchd=<id>``)."""
+def host_id(data_dir: Path) -> str:
+    """This host's stable id (one per data folder): the owner of its claims. It is kept in
+    ``data_dir/instance-id``, the name it had when it was also the provider tag, and it is what
+    the first daemon on a store proposes as the deployment id (so an existing install keeps its
+    jobs' tags)."""
     path = data_dir / "instance-id"
     if path.exists():
         return path.read_text().strip()
@@ -198,8 +206,12 @@ def build_runtime(
     *,
     instance: str,
     clock: Clock,
+    host: str | None = None,
 ) -> Runtime:
-    """Build every loop, wired to wake the next one, from the settings."""
+    """Build every loop, wired to wake the next one, from the settings. ``instance``: the
+    deployment id (the provider tag); ``host``: this host's id (claims; defaults to
+    ``instance``, a single daemon)."""
+    owner = host or instance
     limits = {n: p.limits for n, p in providers.items()}  # the provider's (it may lower them)
     policies = Policies.from_settings(settings, provider_rates(settings, providers))
     work = WorkDir(settings.daemon.data_dir / "work")
@@ -213,6 +225,7 @@ def build_runtime(
         policy=policies.collect,
         duplicates=Duplicates(store, clock=clock, instance_id=instance),
         instance_id=instance,
+        owner=owner,
         gate=gate,
     )
     tracker = Tracker(
@@ -220,6 +233,7 @@ def build_runtime(
         providers,
         clock=clock,
         instance_id=instance,
+        owner=owner,
         policy=policies.track,
         gate=gate,
         on_terminal=collector.wake,
@@ -230,6 +244,7 @@ def build_runtime(
         work=work,
         clock=clock,
         instance_id=instance,
+        owner=owner,
         policy=policies.submit,
         gate=gate,
         on_created=tracker.wake,
@@ -242,6 +257,7 @@ def build_runtime(
         clock=clock,
         reject_duplicates=settings.intake.duplicates == "reject",
         modes=policies.modes,
+        host=Host(owner, instance),
     )
     intake = Intake(
         store,

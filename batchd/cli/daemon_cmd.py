@@ -189,8 +189,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def _prepare(settings: Any, args: argparse.Namespace) -> Any:
     """Validate (with a progress bar on a terminal) and refuse a known duplicate."""
-    from batchd.claims import duplicate_reason
     from batchd.submit_file import file_sha256, prepare
+    from batchd.validate import duplicate_reason
 
     try:
         size = args.file.stat().st_size

@@ -73,7 +73,10 @@ class ChunkPlan:
 
 @dataclass(frozen=True, slots=True)
 class NewSubmission:
-    """What intake knows when it claims a file (before reading it)."""
+    """What a source knows when it takes a submission (before reading it). ``origin``: where
+    it came from, a JSON object whose ``"source"`` names the source (the drop folder's is
+    ``folder_origin.FolderOrigin``: the host that saw the file, its paths and identity), kept
+    on the submission and read back by that source only; None when the source keeps none."""
 
     route: str
     name: str
@@ -82,11 +85,8 @@ class NewSubmission:
     model: str | None
     timeout_hours: int
     metadata: Mapping[str, str]
-    inbox_path: str
-    processing_path: str
     size_bytes: int
-    file_dev: int
-    file_ino: int
+    origin: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +140,14 @@ class JobStore(ClaimVerbs, OutboxVerbs, Protocol):
         ...
 
     async def stats(self) -> StoreStats: ...
+
+    async def deployment_id(self, proposed: str, *, now: float) -> str:
+        """The deployment's id, tagged on every provider job (``batchd=<id>``) and shared by
+        every instance on the store: the one stored, or ``proposed`` stored now when there is
+        none yet (the first daemon to open the store; an existing install proposes its
+        ``data_dir/instance-id``, so the tags on its jobs still match). One transaction: two
+        daemons opening a new store together agree on one id."""
+        ...
 
     # ------------------------------------------------------------------ submissions
     async def begin_claim(self, new: NewSubmission, *, now: float) -> Submission:

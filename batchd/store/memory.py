@@ -63,6 +63,7 @@ class MemoryJobStore(MemoryDuplicates, MemoryLeases):
         self._jobs: dict[str, Job] = {}
         self._duplicates: dict[str, DuplicateJob] = {}
         self._tasks: dict[str, leases.TaskLease] = {}
+        self._deployment: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
@@ -83,6 +84,11 @@ class MemoryJobStore(MemoryDuplicates, MemoryLeases):
             if (e.event.submission_id or "") not in {"", *self._subs}
             or (e.event.job_id or "") not in {"", *self._jobs}
         ]
+
+    async def deployment_id(self, proposed: str, *, now: float) -> str:
+        if self._deployment is None:
+            self._deployment = proposed
+        return self._deployment
 
     async def stats(self) -> StoreStats:
         return StoreStats(

@@ -122,9 +122,19 @@ def new_submission(new: NewSubmission, *, now: float) -> Submission:
         timeout_hours=new.timeout_hours,
         metadata=metadata,
         size_bytes=new.size_bytes,
-        processing_path=new.processing_path,
+        origin=origin(new.origin),
         created_at=now,
     )
+
+
+def origin(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A submission's origin as stored: None, or a JSON object naming its ``source``."""
+    if value is None:
+        return None
+    copied = json_copy(dict(value))
+    if not isinstance(copied.get("source"), str) or not copied["source"]:
+        raise StoreError("a submission's origin must name its source (a non-empty string)")
+    return dict(copied)
 
 
 def expect_submission(sub: Submission, allowed: Iterable[SubmissionState]) -> None:

@@ -133,6 +133,19 @@ class SqliteJobStore(SqliteSubmissions, SqliteOutbox, SqliteDuplicates, SqliteLe
             f"foreign key: {r[0]} row {r[1]} references a missing {r[2]}" for r in dangling
         ]
 
+    async def deployment_id(self, proposed: str, *, now: float) -> str:
+        def body(tx: Tx) -> str:
+            tx.run(
+                "INSERT INTO deployment (only, id, created_at) VALUES (1, ?, ?) "
+                "ON CONFLICT (only) DO NOTHING",
+                (proposed, now),
+            )
+            row = tx.row("SELECT id FROM deployment WHERE only = 1")
+            assert row is not None
+            return str(row[0])
+
+        return await self._db.write(body)
+
     async def stats(self) -> StoreStats:
         row = await self._db.fetch_one(_STATS, _STATS_PARAMS)
         assert row is not None

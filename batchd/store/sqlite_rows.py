@@ -20,7 +20,7 @@ from batchd.models import (
     SubmissionState,
 )
 from batchd.spool import display_name
-from batchd.store.base import Delivery, EndpointHealth, NewSubmission
+from batchd.store.base import Delivery, EndpointHealth
 from batchd.store.rules import NewEvent, canonical_json
 
 
@@ -56,7 +56,7 @@ SUBMISSION_COLUMNS = (
     "size_bytes",
     "line_count",
     "chunk_count",
-    "processing_path",
+    "origin",
     "results_dir",
     "reason",
     "cancel_requested_at",
@@ -71,17 +71,16 @@ SUBMISSION_COLUMNS = (
 RESULT_COLUMNS = ("results_succeeded", "results_failed", "results_missing", "usage")
 _SUB_CHANGES = [c for c in (*SUBMISSION_COLUMNS, *RESULT_COLUMNS) if c != "id"]
 
-INSERT_SUBMISSION = _insert(
-    "submissions", (*SUBMISSION_COLUMNS, *RESULT_COLUMNS, "inbox_path", "file_dev", "file_ino")
-)
+INSERT_SUBMISSION = _insert("submissions", (*SUBMISSION_COLUMNS, *RESULT_COLUMNS))
 UPDATE_SUBMISSION_AT_VERSION = _update(
     "submissions", _SUB_CHANGES, "id = :id AND version = :read_version"
 )
 
 
-def submission_params(sub: Submission, new: NewSubmission | None = None) -> dict[str, Any]:
+def submission_params(sub: Submission) -> dict[str, Any]:
     params: dict[str, Any] = {c: getattr(sub, c) for c in SUBMISSION_COLUMNS}
     params["metadata"] = canonical_json(sub.metadata)
+    params["origin"] = None if sub.origin is None else canonical_json(sub.origin)
     params["state"] = sub.state.value
     params["outcome"] = None if sub.outcome is None else sub.outcome.value
     found = sub.results
@@ -91,8 +90,6 @@ def submission_params(sub: Submission, new: NewSubmission | None = None) -> dict
         results_missing=None if found is None else found.missing,
         usage=None if found is None else canonical_json(found.usage),
     )
-    if new is not None:
-        params.update(inbox_path=new.inbox_path, file_dev=new.file_dev, file_ino=new.file_ino)
     return params
 
 
@@ -101,6 +98,7 @@ def submission_from_row(row: sqlite3.Row) -> Submission:
     values["state"] = SubmissionState(values["state"])
     values["outcome"] = None if values["outcome"] is None else Outcome(values["outcome"])
     values["metadata"] = json.loads(values["metadata"])
+    values["origin"] = None if values["origin"] is None else json.loads(values["origin"])
     values["name"] = display_name(values["name"])  # a row written before names were escaped
     if row["results_succeeded"] is not None:
         values["results"] = ResultCounts(

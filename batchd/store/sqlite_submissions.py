@@ -98,7 +98,7 @@ class SqliteSubmissions:
     # ------------------------------------------------------------------ submissions
     async def begin_claim(self, new: NewSubmission, *, now: float) -> Submission:
         sub = rules.new_submission(new, now=now)
-        await self._db.write(lambda tx: tx.run(INSERT_SUBMISSION, submission_params(sub, new)))
+        await self._db.write(lambda tx: tx.run(INSERT_SUBMISSION, submission_params(sub)))
         return sub
 
     async def mark_claimed(self, submission_id: str, *, now: float) -> Submission:

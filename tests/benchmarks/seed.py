@@ -29,11 +29,12 @@ from typing import Any
 
 import aiohttp
 
+from batchd.folder_origin import FolderOrigin
 from batchd.models import Job, Submission
 from batchd.store.base import ChunkPlan, EventSpec, NewSubmission
 from batchd.store.sqlite import SqliteJobStore
 from batchd.submitter import job_metadata
-from batchd.wiring import instance_id
+from batchd.wiring import host_id
 from batchd.workdir import WorkDir
 from tests.benchmarks.configs import ENDPOINT, MODEL, PROVIDER, ROUTE, BatchdSetup
 from tests.benchmarks.procs import API_KEY
@@ -112,11 +113,14 @@ async def _accept(
             model=MODEL,
             timeout_hours=168,
             metadata={},
-            inbox_path=str(setup.spool / "inbox" / "fleet.jsonl"),
-            processing_path=str(processing),
+            origin=FolderOrigin(
+                host=None,
+                inbox=str(setup.spool / "inbox" / "fleet.jsonl"),
+                processing=str(processing),
+                dev=0,
+                ino=0,
+            ).to_json(),
             size_bytes=len(LINE) * n,
-            file_dev=0,
-            file_ino=0,
         ),
         now=now,
     )
@@ -181,7 +185,7 @@ async def _seed(
     started = time.perf_counter()
     setup.spool.mkdir(parents=True, exist_ok=True)
     setup.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    instance = instance_id(setup.data_dir)
+    instance = host_id(setup.data_dir)  # the first daemon proposes it as the deployment id
     store = SqliteJobStore(setup.database)
     await store.open()
     try:

@@ -104,7 +104,8 @@ class CountingSink:
 
 
 def collector(world: World, owner: str, sink: CountingSink) -> Collector:
-    return Collector(
+    """A collector of host ``owner``; both hosts see the same drop folder (a shared spool)."""
+    made = Collector(
         world.store,
         {"fake": world.provider},
         work=world.work,
@@ -114,6 +115,8 @@ def collector(world: World, owner: str, sink: CountingSink) -> Collector:
         owner=owner,
         sink=sink,
     )
+    made.register_sink("folder", sink, serves=lambda sub: True)
+    return made
 
 
 async def test_a_settled_submission_is_finished_once(tmp_path: Path, store: JobStore) -> None:

@@ -14,6 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from batchd.config_load import load_settings
+from batchd.folder_origin import FolderOrigin
 from batchd.models import Job, JobState, Submission
 from batchd.store.base import ChunkPlan, EventSpec, JobStore, NewSubmission
 from batchd.store.registry import make_store
@@ -61,11 +62,14 @@ def new_submission(name: str) -> NewSubmission:
         model="mistral-small-latest",
         timeout_hours=24,
         metadata={},
-        inbox_path=f"/spool/inbox/{name}",
-        processing_path=f"/spool/processing/1-{name}",
         size_bytes=100,
-        file_dev=1,
-        file_ino=1,
+        origin=FolderOrigin(
+            host=None,
+            inbox=f"/spool/inbox/{name}",
+            processing=f"/spool/processing/1-{name}",
+            dev=1,
+            ino=1,
+        ).to_json(),
     )
 
 

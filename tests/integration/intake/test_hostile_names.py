@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from batchd.folder_origin import FolderOrigin
 from batchd.models import SubmissionState
 from batchd.store.sqlite import SqliteJobStore
 from tests.unit.loops.conftest import World
@@ -89,11 +90,14 @@ async def test_a_raw_name_stored_before_names_were_escaped_is_read_escaped(world
             model="m",
             timeout_hours=24,
             metadata={},
-            inbox_path=str(world.paths.inbox / "x"),
-            processing_path=str(world.paths.processing / "1.jsonl"),
             size_bytes=1,
-            file_dev=0,
-            file_ino=1,
+            origin=FolderOrigin(
+                host=None,
+                inbox=str(world.paths.inbox / "x"),
+                processing=str(world.paths.processing / "1.jsonl"),
+                dev=0,
+                ino=1,
+            ).to_json(),
         ),
         now=world.clock.now(),
     )

@@ -67,6 +67,18 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await s.close()
 
 
+def origin(name: str) -> dict[str, Any]:
+    """A source's origin: any JSON object naming its source (here the drop folder's shape)."""
+    return {
+        "source": "folder",
+        "host": "h1",
+        "inbox": f"/spool/inbox/{name}",
+        "processing": f"/spool/processing/99-{name}",
+        "dev": 1,
+        "ino": 99,
+    }
+
+
 def new_submission(route: str = "r1", name: str = "a.jsonl", **changes: Any) -> NewSubmission:
     values: dict[str, Any] = {
         "route": route,
@@ -76,11 +88,8 @@ def new_submission(route: str = "r1", name: str = "a.jsonl", **changes: Any) -> 
         "model": "mistral-small-latest",
         "timeout_hours": 24,
         "metadata": {"team": "search"},
-        "inbox_path": f"/spool/inbox/{name}",
-        "processing_path": f"/spool/processing/1-{name}",
         "size_bytes": 1234,
-        "file_dev": 1,
-        "file_ino": 99,
+        "origin": origin(name),
     }
     values.update(changes)
     return NewSubmission(**values)

@@ -40,8 +40,9 @@ def ack(*parts: str) -> None:
 def submission(n: int) -> NewSubmission:
     name = f"{os.getpid()}-{n}.jsonl"
     return NewSubmission(
-        "r1", name, "mistral", "/v1/chat/completions", None, 24, {}, f"/in/{name}",
-        f"/processing/{name}", 100, 1, n,
+        "r1", name, "mistral", "/v1/chat/completions", None, 24, {}, 100,
+        {"source": "folder", "inbox": f"/in/{name}", "processing": f"/processing/{name}",
+         "dev": 1, "ino": n},
     )  # fmt: skip
 
 

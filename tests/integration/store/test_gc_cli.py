@@ -13,6 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from batchd.cli import run
+from batchd.folder_origin import FolderOrigin
 from batchd.models import Outcome
 from batchd.store.base import ChunkPlan, EventSpec, NewSubmission
 from batchd.store.sqlite import SqliteJobStore
@@ -41,11 +42,14 @@ async def seed(tmp_path: Path, finished_at: float) -> tuple[str, Path]:
             model="m",
             timeout_hours=24,
             metadata={},
-            inbox_path="/x",
-            processing_path="/y",
             size_bytes=1,
-            file_dev=1,
-            file_ino=1,
+            origin=FolderOrigin(
+                host=None,
+                inbox="/x",
+                processing="/y",
+                dev=1,
+                ino=1,
+            ).to_json(),
         )
         sub = await store.begin_claim(new, now=finished_at)
         await store.mark_claimed(sub.id, now=finished_at)

@@ -19,7 +19,17 @@ from batchd.models import (
 )
 from batchd.store.base import ChunkPlan, EventSpec, JobStore
 
-from .conftest import NOW, accepted, chunks, claimed, drive, new_submission, settle, snapshot
+from .conftest import (
+    NOW,
+    accepted,
+    chunks,
+    claimed,
+    drive,
+    new_submission,
+    origin,
+    settle,
+    snapshot,
+)
 
 ACCEPTED = EventSpec("submission.accepted", {"n": 1})
 
@@ -38,7 +48,7 @@ async def test_begin_claim_records_a_claiming_submission_without_event(store: Jo
         timeout_hours=24,
         metadata={"team": "search"},
         size_bytes=1234,
-        processing_path="/spool/processing/1-a.jsonl",
+        origin=origin("a.jsonl"),
         created_at=NOW,
     )
     assert sub.id.startswith("sub_")

@@ -17,6 +17,7 @@ from batchd.claims import Claimer
 from batchd.clock import ManualClock
 from batchd.collector import Collector, CollectPolicy
 from batchd.duplicates import Duplicates
+from batchd.folder_origin import FolderOrigin, Host
 from batchd.health import ProviderGate
 from batchd.intake import Intake
 from batchd.models import Job, Submission
@@ -54,6 +55,13 @@ def request_lines(n: int, prefix: str = "r") -> str:
     )
 
 
+def processing_of(sub: Submission) -> Path:
+    """Where the drop folder claimed ``sub``'s file (its folder origin's ``processing/`` path)."""
+    origin = FolderOrigin.of(sub)
+    assert origin is not None, f"{sub.id} did not come from a drop folder"
+    return Path(origin.processing)
+
+
 class World:
     def __init__(
         self,
@@ -78,6 +86,7 @@ class World:
             limits=FileLimits(max_file_bytes=10_000_000, max_line_bytes=100_000, max_lines=10_000),
             limits_for=lambda _name: self.provider.limits,
             clock=self.clock,
+            host=Host("bdtest", "bdtest"),  # the loops' host, a deployment of its own
         )
         self.intake = Intake(
             self.store,

@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
-from batchd import batchfile, claims, spool
+from batchd import batchfile, spool, validate
 from batchd.claims import RouteLike
+from batchd.folder_origin import FolderOrigin
 from batchd.intake import Sighting, is_complete
 from batchd.models import Job, JobState, Submission, SubmissionState
 from batchd.spool import GROUP_READABLE
 from batchd.store.memory import MemoryJobStore
-from tests.unit.loops.conftest import World, request_lines
+from tests.unit.loops.conftest import World, processing_of, request_lines
 
 
 def test_completeness_rule() -> None:
@@ -45,9 +46,7 @@ async def test_valid_file_is_claimed_split_and_accepted(tmp_path: Path) -> None:
     assert [(j.line_start, j.line_count) for j in jobs] == [(0, 4), (4, 4), (8, 2)]
     assert all(j.state is JobState.NEW for j in jobs)
     assert not list(world.paths.inbox.iterdir())
-    assert [p.name for p in world.paths.processing.iterdir()] == [
-        Path(sub.processing_path or "").name
-    ]
+    assert [p.name for p in world.paths.processing.iterdir()] == [processing_of(sub).name]
     assert world.work.chunk(sub.id, 2).read_text().count("\n") == 2
     assert await world.events() == ["submission.accepted"]
 
@@ -144,11 +143,14 @@ async def test_restart_finishes_a_half_done_claim(world: World) -> None:
             model="m",
             timeout_hours=24,
             metadata={},
-            inbox_path=str(path),
-            processing_path=str(world.paths.processing / f"{ino}-half.jsonl"),
             size_bytes=path.stat().st_size,
-            file_dev=0,
-            file_ino=ino,
+            origin=FolderOrigin(
+                host="bdtest",
+                inbox=str(path),
+                processing=str(world.paths.processing / f"{ino}-half.jsonl"),
+                dev=0,
+                ino=ino,
+            ).to_json(),
         ),
         now=world.clock.now(),
     )
@@ -256,7 +258,7 @@ async def test_an_unreadable_file_is_rejected_with_the_fix_and_others_go_on(
             raise PermissionError(13, "Permission denied", name)
         return real_open(directory, name, max_bytes=max_bytes)
 
-    monkeypatch.setattr(claims, "open_dropped", open_dropped)
+    monkeypatch.setattr(validate, "open_dropped", open_dropped)
     world.drop("bad.jsonl", request_lines(1, "x"))
     world.drop("good.jsonl", request_lines(1, "y"))
     await passes(world)
@@ -277,7 +279,7 @@ async def test_a_claimed_file_that_keeps_failing_does_not_block_the_scan(
             raise RuntimeError("a bug in the parser")
         return real_parse(path, **kwargs)
 
-    monkeypatch.setattr(claims, "parse_batch_file", parse)
+    monkeypatch.setattr(validate, "parse_batch_file", parse)
     world.drop("bad.jsonl", request_lines(1, "x"))
     await passes(world)  # claimed, then validation fails: it stays CLAIMED, resumed each pass
     world.drop("good.jsonl", request_lines(1, "y"))

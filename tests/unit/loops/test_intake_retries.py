@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from batchd import batchfile, claims
+from batchd import batchfile, claims, validate
 from batchd.models import SubmissionState
 from batchd.retries import MAX_TRIES, RetryBook, retry_delay_s
 from batchd.store.base import NewSubmission
-from tests.unit.loops.conftest import World, request_lines
+from tests.unit.loops.conftest import World, processing_of, request_lines
 
 
 async def passes(world: World, n: int, step_s: float = 3.0) -> None:
@@ -72,7 +72,7 @@ async def test_a_claimed_file_whose_validation_keeps_failing_is_rejected(
             raise RuntimeError("a bug in the parser")
         return real_parse(path, **kwargs)
 
-    monkeypatch.setattr(claims, "parse_batch_file", parse)
+    monkeypatch.setattr(validate, "parse_batch_file", parse)
     world.drop("bad.jsonl", request_lines(1, "x"))
     world.drop("good.jsonl", request_lines(1, "y"))
     await passes(world, 40)
@@ -84,7 +84,7 @@ async def test_a_claimed_file_whose_validation_keeps_failing_is_rejected(
     assert "RuntimeError: a bug in the parser" in (bad.reason or "")
     assert (world.paths.rejected / "bad.jsonl").read_text() == request_lines(1, "x")
     assert [p.name for p in world.paths.processing.iterdir()] == [
-        Path(subs["good.jsonl"].processing_path or "").name
+        processing_of(subs["good.jsonl"]).name
     ]
     assert await world.events() == ["submission.accepted", "submission.rejected"]
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from batchd import batchfile, claims
+from batchd import batchfile, validate
 from batchd.chunks import FileChanged
 from batchd.errors import Problem
 from batchd.models import SubmissionState
@@ -112,7 +112,7 @@ async def test_a_file_that_changed_while_it_was_read_is_read_again(
                 handle.write(request_lines(2, "late"))
         return parsed
 
-    monkeypatch.setattr(claims, "parse_batch_file", parse_then_append)
+    monkeypatch.setattr(validate, "parse_batch_file", parse_then_append)
     world.drop("moving.jsonl", request_lines(1))
     await passes(world, 2, step_s=3.0)  # seen, then claimed and read
     [sub] = await world.store.list_submissions()
@@ -129,7 +129,7 @@ async def test_a_file_that_keeps_changing_is_rejected_as_still_being_written(
     def changed(*_args: Any, **_kwargs: Any) -> int:
         raise FileChanged([Problem(2, "the file changed after it was validated")])
 
-    monkeypatch.setattr(claims, "write_chunk", changed)
+    monkeypatch.setattr(validate, "write_chunk", changed)
     world.drop("moving.jsonl", request_lines(3))
     await passes(world, 30)
     [sub] = await world.store.list_submissions()

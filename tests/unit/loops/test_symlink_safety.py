@@ -11,7 +11,7 @@ from pathlib import Path
 from structlog.testing import capture_logs
 
 from batchd.models import SubmissionState
-from tests.unit.loops.conftest import World, request_lines
+from tests.unit.loops.conftest import World, processing_of, request_lines
 
 
 async def run_all(world: World, rounds: int = 3) -> None:
@@ -48,7 +48,7 @@ async def test_results_are_not_written_through_a_linked_done_folder(
     )
     current = await world.store.get_submission(sub.id)
     assert current is not None and current.state is SubmissionState.ACTIVE  # not lost
-    processing = Path(current.processing_path or "")
+    processing = processing_of(current)
     assert processing.exists()  # the input stays in processing/
 
     world.paths.done.unlink()  # the administrator repairs it
@@ -90,7 +90,7 @@ async def test_a_rejection_refused_by_a_linked_folder_lands_once_it_is_repaired(
     assert list(elsewhere.iterdir()) == []
     (sub,) = await world.store.list_submissions()
     assert sub.state is SubmissionState.CLAIMED  # waits in processing/, not lost
-    assert Path(sub.processing_path or "").exists()
+    assert processing_of(sub).exists()
     events = [e["event"] for e in logs]
     # tried again after the give-up failed, but with backoff (at most once a minute), not
     # every scan
