@@ -159,8 +159,10 @@ def check_spool(route: RouteConfig, key: str) -> Result:
     folder (not a symbolic link), or can be created by this user."""
     from batchd.folders import SPOOL_FOLDERS, spool_problems
 
-    problems = spool_problems(route.spool, key)
     name = f"spool {route.name}"
+    if route.spool is None:
+        return Result(name, True, "none (a route fed by another source, not a drop folder)")
+    problems = spool_problems(route.spool, key)
     if problems:
         return Result(name, False, "; ".join(problems), EXIT_CONFIG)
     missing = [f for f in SPOOL_FOLDERS if not os.path.lexists(route.spool / f)]

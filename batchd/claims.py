@@ -65,12 +65,13 @@ log = structlog.get_logger(__name__)
 
 
 class RouteLike(sidecars.RouteDefaults, Protocol):
-    """What claims need of a route (``config.RouteConfig`` satisfies it)."""
+    """What claims need of a route (``config.RouteConfig`` satisfies it). The drop folder
+    serves only the routes that have a spool."""
 
     @property
     def name(self) -> str: ...
     @property
-    def spool(self) -> Path: ...
+    def spool(self) -> Path | None: ...
     @property
     def provider(self) -> str: ...
 
@@ -114,7 +115,7 @@ class Claimer:
     async def claim(
         self, route: RouteLike, name: str, *, renamed: bool = False
     ) -> Submission | None:
-        paths = SpoolPaths(route.spool)
+        paths = spool_paths(route)
         ident = lstat_identity(paths.inbox / name)
         if ident is None:
             return None
@@ -165,7 +166,7 @@ class Claimer:
         """Validate a CLAIMED submission; accept or reject it, or wait while it is still being
         written (``batchd.settle``; ``settle_s``: intake's ``min_age_s``). True when accepted."""
         processing = Path(_folder(sub).processing)
-        paths = SpoolPaths(route.spool)
+        paths = spool_paths(route)
         before = lstat_identity(processing)
         if before is None:
             await self._recover_rejected(sub, paths)
@@ -338,7 +339,7 @@ class Claimer:
     async def give_up(self, sub: Submission, route: RouteLike, reason: str) -> None:
         """Reject an open submission whose claim or validation kept failing: its file (in
         processing/, or still in the inbox) moves to rejected/ with ``reason``."""
-        paths = SpoolPaths(route.spool)
+        paths = spool_paths(route)
         ino = _folder(sub).ino
         processing = Path(_folder(sub).processing)
         found = lstat_identity(processing)
@@ -354,7 +355,7 @@ class Claimer:
         """Move an inbox file that could not even be claimed (no submission row) to rejected/
         under a safe name, with ``reason``. Returns where it went (None: it is gone)."""
         dest = await asyncio.to_thread(
-            move_aside, SpoolPaths(route.spool), name, reason, self._modes.file
+            move_aside, spool_paths(route), name, reason, self._modes.file
         )
         if dest is not None:
             log.warning(
@@ -370,7 +371,7 @@ class Claimer:
     async def resume(self, sub: Submission, route: RouteLike, *, settle_s: float = 0.0) -> bool:
         """Finish a CLAIMING or CLAIMED submission (left by an earlier process or pass)."""
         if sub.state is SubmissionState.CLAIMING:
-            sub = await self._finish_claim(sub, SpoolPaths(route.spool), _folder(sub).ino)
+            sub = await self._finish_claim(sub, spool_paths(route), _folder(sub).ino)
         if sub.state is SubmissionState.CLAIMED:
             return await self.process(sub, route, settle_s=settle_s)
         return False
@@ -382,6 +383,13 @@ def _move_in(inbox: Path | None, processing: Path, sidecar_of: Path) -> None:
     if inbox is not None:
         move(inbox, processing)
     sidecars.claim_sidecar(sidecar_of, processing)
+
+
+def spool_paths(route: RouteLike) -> SpoolPaths:
+    """The folders of a route's spool (``ValueError`` for a route without one)."""
+    if route.spool is None:
+        raise ValueError(f"route {route.name!r} has no spool")
+    return SpoolPaths(route.spool)
 
 
 def _folder(sub: Submission) -> FolderOrigin:

@@ -182,7 +182,9 @@ SECTIONS: Final[dict[str, type[_Model]]] = {
 
 class RouteConfig(_Model):
     name: Name
-    spool: PathText  # relative: under daemon.data_dir
+    # The route's drop folder (relative: under daemon.data_dir). None: a route fed only by
+    # another source (a queue, the API), with no drop folder.
+    spool: PathText | None = None
     provider: Name
     endpoint: Endpoint = "/v1/chat/completions"
     model: ModelName | None = None
@@ -191,7 +193,9 @@ class RouteConfig(_Model):
 
     @field_validator("spool")
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
         value = value.expanduser()
         if not value.is_absolute():
             raise ValueError("must be an absolute path (or relative to daemon.data_dir)")

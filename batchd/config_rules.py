@@ -27,7 +27,7 @@ class RouteLike(Protocol):
     @property
     def provider(self) -> str: ...
     @property
-    def spool(self) -> Path: ...
+    def spool(self) -> Path | None: ...
 
 
 def default_data_dir(environ: Mapping[str, str]) -> Path:
@@ -103,6 +103,8 @@ def cross_problems(
     spools = [r.spool for r in routes]
     for j, later in enumerate(spools):
         for i, earlier in enumerate(spools[:j]):
+            if later is None or earlier is None:
+                continue  # a route without a drop folder
             if later == earlier or earlier in later.parents or later in earlier.parents:
                 problems.append(f"routes[{j}].spool: overlaps routes[{i}].spool ({earlier})")
     return problems

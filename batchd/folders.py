@@ -24,7 +24,7 @@ class _Daemon(Protocol):
 
 class _Route(Protocol):
     @property
-    def spool(self) -> Path: ...
+    def spool(self) -> Path | None: ...
 
 
 class _Settings(Protocol):
@@ -39,6 +39,8 @@ def folder_problems(settings: _Settings) -> list[str]:
     data_dir = settings.daemon.data_dir
     problems = data_dir_problems(data_dir)
     for i, route in enumerate(settings.routes):
+        if route.spool is None:
+            continue  # no drop folder: fed by another source
         if problems and data_dir in route.spool.parents:
             continue  # the data folder's problem is the spool's: said once
         problems += spool_problems(route.spool, f"routes[{i}].spool")

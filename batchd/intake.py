@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from batchd.claims import Claimer, RouteLike
+from batchd.claims import Claimer, RouteLike, spool_paths
 from batchd.clock import Clock
 from batchd.config import Settings
 from batchd.loops import Waker, gather_bounded
@@ -30,7 +30,6 @@ from batchd.retries import RetryBook
 from batchd.spool import (
     PRIVATE,
     Modes,
-    SpoolPaths,
     display_name,
     is_ignored,
     remove_stale_temp_files,
@@ -97,7 +96,7 @@ class Intake:
         self._scan_interval_s = scan_interval_s
         self._use_inotify = use_inotify
         self._on_accepted = on_accepted
-        self._routes: dict[str, RouteLike] = {r.name: r for r in routes}
+        self._routes: dict[str, RouteLike] = {r.name: r for r in routes if r.spool is not None}
         self._seen: dict[tuple[str, str], Sighting] = {}
         self._renamed: set[tuple[Path, str]] = set()
         self._wake = Waker()
@@ -111,13 +110,15 @@ class Intake:
 
     # ------------------------------------------------------------------ configuration
     def set_routes(self, routes: Sequence[RouteLike]) -> None:
-        """Apply a reloaded configuration; in-flight submissions keep their own settings."""
+        """Apply a reloaded configuration; in-flight submissions keep their own settings. Only
+        the routes with a spool have a drop folder to watch."""
+        routes = [r for r in routes if r.spool is not None]
         self._routes = {r.name: r for r in routes}
         for route in routes:
-            SpoolPaths(route.spool).ensure(self.modes)
+            spool_paths(route).ensure(self.modes)
         if self._watcher.active:
             self._watcher.stop()
-            self._watcher.start(SpoolPaths(r.spool).inbox for r in routes)
+            self._watcher.start(spool_paths(r).inbox for r in routes)
         self._wake.set()
 
     def apply(self, settings: Settings, modes: Modes) -> None:
@@ -127,12 +128,12 @@ class Intake:
 
     def start(self) -> None:
         for route in self._routes.values():
-            paths = SpoolPaths(route.spool)
+            paths = spool_paths(route)
             paths.ensure(self.modes)
             # A reason file whose writer was killed: it is written again when the file is.
             remove_stale_temp_files(paths.rejected)
         if self._use_inotify:
-            self._watcher.start(SpoolPaths(r.spool).inbox for r in self._routes.values())
+            self._watcher.start(spool_paths(r).inbox for r in self._routes.values())
 
     def close(self) -> None:
         self._watcher.stop()
@@ -230,7 +231,7 @@ class Intake:
         self._retries.forget(key)
 
     async def _scan_route(self, route: RouteLike) -> int:
-        inbox = SpoolPaths(route.spool).inbox
+        inbox = spool_paths(route).inbox
         now = self._clock.now()
         try:
             entries = list(os.scandir(inbox))
@@ -323,7 +324,7 @@ class Intake:
         self, route: RouteLike, name: str, exc: Exception, tries: int
     ) -> None:
         self._retries.forget(("file", route.name, name))
-        inbox = SpoolPaths(route.spool).inbox
+        inbox = spool_paths(route).inbox
         try:
             await self._claimer.give_up_unclaimed(route, name, _give_up_reason(exc, tries))
         except Exception as again:

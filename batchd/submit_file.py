@@ -81,6 +81,11 @@ def prepare(
             progress=progress,
         )
         sha256 = parsed.sha256
+    if chosen.spool is None:
+        raise UsageError(
+            f"route {chosen.name!r} has no spool (it is fed by another source): batchd submit "
+            "drops files into a route's spool; choose a route with one (--route)"
+        )
     inbox = SpoolPaths(chosen.spool).inbox
     if not inbox.is_dir():
         raise UsageError(f"{inbox} does not exist: is batchd running with this configuration?")

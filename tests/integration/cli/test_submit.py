@@ -134,3 +134,12 @@ def test_a_database_this_user_cannot_read_skips_the_check_and_refuses_to_wait(
     assert "cannot wait: this user cannot read the database" in err
     assert "b.jsonl was submitted and carries on" in err
     assert inbox(tmp_path) == ["a.jsonl", "b.jsonl"]
+
+
+def test_a_route_without_a_spool_is_refused_saying_why(tmp_path: Path, config: Path, capsys: Any):
+    config.write_text(config.read_text() + '\n[[routes]]\nname = "queued"\nprovider = "emulator"\n')
+    path = tmp_path / "mine.jsonl"
+    path.write_text(LINE + "\n")
+    assert run(["submit", "--route", "queued", "--config", str(config), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "route 'queued' has no spool (it is fed by another source)" in err
