@@ -18,7 +18,7 @@ from batchd.store.base import Delivery, DuplicateJob, EndpointHealth
 from batchd.store.postgres_db import from_qmark
 
 INSERT_SUBMISSION = from_qmark(rows.INSERT_SUBMISSION) + " ON CONFLICT (id) DO NOTHING"
-UPDATE_SUBMISSION = from_qmark(rows.UPDATE_SUBMISSION)
+UPDATE_SUBMISSION_AT_VERSION = from_qmark(rows.UPDATE_SUBMISSION_AT_VERSION)
 SELECT_JOBS = rows.SELECT_JOBS
 INSERT_JOB = from_qmark(rows.INSERT_JOB)
 UPDATE_JOB_AT_VERSION = from_qmark(rows.UPDATE_JOB_AT_VERSION)

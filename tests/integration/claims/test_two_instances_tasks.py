@@ -1,6 +1,6 @@
-"""Two instances on one store (memory, and a real SQLite file): the work that covers a whole
-provider (cancels, duplicate scans) is done under a named lease by one of them at a time, and
-a settled submission is finished (sink run, DONE) by one of them only."""
+"""Two instances on one store (memory, a real SQLite file, a PostgreSQL schema): the work that
+covers a whole provider (cancels, duplicate scans) is done under a named lease by one of them
+at a time, and a settled submission is finished (sink run, DONE) by one of them only."""
 
 from __future__ import annotations
 
@@ -18,17 +18,26 @@ from batchd.sinks import FolderSink, SinkRun
 from batchd.store.base import EventSpec, JobStore
 from batchd.store.leases import LEASE_S
 from batchd.store.memory import MemoryJobStore
+from batchd.store.registry import make_store
 from batchd.store.sqlite import SqliteJobStore
 from batchd.tracker import Tracker, TrackPolicy
+from tests.postgres_schema import fresh_schema
 from tests.unit.loops.conftest import World, request_lines
 
 CHUNKS = 3
 SCAN_S = 60.0
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStore]:
-    s: JobStore = MemoryJobStore() if request.param == "memory" else SqliteJobStore(tmp_path / "db")
+    if request.param == "postgresql":
+        with fresh_schema() as url:
+            s = make_store(url)
+            await s.open()
+            yield s
+            await s.close()
+        return
+    s = MemoryJobStore() if request.param == "memory" else SqliteJobStore(tmp_path / "db")
     await s.open()
     yield s
     await s.close()
