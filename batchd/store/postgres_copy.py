@@ -39,6 +39,8 @@ TABLES: Final = (
     Table("endpoints", ("name",), "rowid"),
     Table("deliveries", ("event_id", "endpoint"), "event_id, endpoint"),
     Table("duplicate_jobs", ("provider_job_id",), "rowid"),
+    Table("task_leases", ("name",), "name"),
+    Table("deployment", ("only_row",), "only_row"),  # its id: the tag on the provider's jobs
 )
 _GENERATED: Final = frozenset({"seq"})  # the target numbers its rows itself, in the same order
 

@@ -136,11 +136,11 @@ class SqliteJobStore(SqliteSubmissions, SqliteOutbox, SqliteDuplicates, SqliteLe
     async def deployment_id(self, proposed: str, *, now: float) -> str:
         def body(tx: Tx) -> str:
             tx.run(
-                "INSERT INTO deployment (only, id, created_at) VALUES (1, ?, ?) "
-                "ON CONFLICT (only) DO NOTHING",
+                "INSERT INTO deployment (only_row, id, created_at) VALUES (1, ?, ?) "
+                "ON CONFLICT (only_row) DO NOTHING",
                 (proposed, now),
             )
-            row = tx.row("SELECT id FROM deployment WHERE only = 1")
+            row = tx.row("SELECT id FROM deployment WHERE only_row = 1")
             assert row is not None
             return str(row[0])
 

@@ -12,7 +12,7 @@
 -- host, the install that existed before this migration (batchd.folder_origin).
 
 CREATE TABLE deployment (
-    only       INTEGER PRIMARY KEY CHECK (only = 1),
+    only_row   INTEGER PRIMARY KEY CHECK (only_row = 1),
     id         TEXT NOT NULL,
     created_at REAL NOT NULL
 );

@@ -55,6 +55,8 @@ async def fill(store: JobStore) -> None:
         duplicate("prov-dup", job_id=first.id, submission_id=active.id),
         event=EventSpec("batch.duplicate_cancelled", {"provider_job_id": "prov-dup"}),
     )
+    await store.deployment_id("bdsource", now=NOW)  # the tag on the provider's jobs
+    await store.claim_task("sweep:mistral", "host-a", 60, now=NOW + 2)
 
 
 async def sqlite_store(tmp_path: Path) -> Path:
@@ -79,7 +81,13 @@ async def observed(url: str) -> dict[str, Any]:
     store = make_store(url, StoreOptions(migrate=False))
     await store.open()
     try:
-        return {**await snapshot(store), "duplicates": await store.duplicates()}
+        deployment = await store.deployment_id("bdnew", now=NOW)  # the copied one, if any
+        return {
+            **await snapshot(store),
+            "duplicates": await store.duplicates(),
+            "deployment": deployment,
+            "sweeper": await store.claim_task("sweep:mistral", "host-b", 60, now=NOW + 3),
+        }
     finally:
         await store.close()
 
@@ -94,6 +102,7 @@ async def test_the_copy_holds_everything_the_source_held(
     source, target = await observed(f"sqlite:///{path}"), await observed(pg_url)
     assert source["submissions"] and source["deliveries"] and source["duplicates"]
     assert target == source  # every value a caller can read, in the same order
+    assert (target["deployment"], target["sweeper"]) == ("bdsource", False)
 
 
 async def test_a_target_holding_rows_is_refused_and_left_alone(
