@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from batchd.cli import run
 from batchd.store.base import JobStore
+from batchd.store.postgres_migrate import load_migrations
 from tests.postgres_schema import fresh_schema
 
 from .conftest import accepted, with_store
@@ -49,7 +50,10 @@ def test_check_reports_schema_and_clock_skew(tmp_path: Path, pg_url: str, capsys
     with_store(config, lambda store: accepted(store, "a.jsonl"))
     _, found = database_check(capsys, config)
     assert found["ok"] is True
-    assert found["detail"].startswith("postgresql://postgres@127.0.0.1:5432/test (schema 1, ")
+    latest = len(load_migrations())
+    assert found["detail"].startswith(
+        f"postgresql://postgres@127.0.0.1:5432/test (schema {latest}, "
+    )
     assert "clock skew" in found["detail"]
     assert "search_path" not in found["detail"]  # the URL's options are not shown
 
