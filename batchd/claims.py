@@ -99,6 +99,16 @@ class Claimer:
         self._modes = modes
         self.settle = SettleGate(clock)
 
+    @property
+    def host(self) -> Host:
+        """This host (the one named in the origins of the files it claims)."""
+        return self._host
+
+    @staticmethod
+    def processing_of(sub: Submission) -> str:
+        """Where the file of a submission taken by a drop folder waits (its origin's path)."""
+        return _folder(sub).processing
+
     def sees(self, sub: Submission) -> bool:
         """Whether ``sub`` is a file this host claimed (the only ones it may act on)."""
         return self._host.sees(sub)

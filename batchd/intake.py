@@ -171,7 +171,7 @@ class Intake:
             if route is None:
                 log.warning("intake.route_missing", submission_id=sub.id, route=sub.route)
                 continue
-            if Path(sub.processing_path or "").parent != SpoolPaths(route.spool).processing:
+            if Path(self._claimer.processing_of(sub)).parent != spool_paths(route).processing:
                 continue  # written by a queue source (batchd.queues.commit), which resumes it
             key = ("submission", sub.id)
             if not self._retries.due(key, now):

@@ -72,6 +72,7 @@ log = structlog.get_logger(__name__)
 
 # The pure decisions live in batchd.tracking; named here too for the tracker's callers.
 __all__ = [
+    "CLOCK_SKEW_S",
     "TrackPolicy",
     "Tracker",
     "duplicate_scan_interval",

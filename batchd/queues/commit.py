@@ -29,11 +29,12 @@ from pathlib import Path
 import structlog
 
 from batchd import options as sidecars
-from batchd.claims import Claimer, RouteLike
+from batchd.claims import Claimer, RouteLike, spool_paths
 from batchd.clock import Clock
+from batchd.folder_origin import FolderOrigin
 from batchd.models import Submission, SubmissionState
 from batchd.safe_folder import make_folders
-from batchd.spool import SpoolPaths, lstat_identity, write_atomic
+from batchd.spool import lstat_identity, write_atomic
 from batchd.store.base import JobStore, NewSubmission
 
 log = structlog.get_logger(__name__)
@@ -63,12 +64,13 @@ class Outcome:
 
 
 def folder_of(route: RouteLike, source: str) -> Path:
-    return SpoolPaths(route.spool).processing / source
+    return spool_paths(route).processing / source
 
 
 def is_queued(sub: Submission, route: RouteLike, source: str) -> bool:
     """Whether ``sub``'s file was written by ``source`` (not dropped into the inbox)."""
-    return Path(sub.processing_path or "").parent == folder_of(route, source)
+    origin = FolderOrigin.of(sub)
+    return origin is not None and Path(origin.processing).parent == folder_of(route, source)
 
 
 class Committer:
@@ -176,11 +178,14 @@ class Committer:
                 name=flush.name,
                 provider=route.provider,
                 **sidecars.submission_options(route, given),
-                inbox_path=str(path),
-                processing_path=str(path),
                 size_bytes=ident.size_bytes,
-                file_dev=ident.dev,
-                file_ino=ident.ino,
+                origin=FolderOrigin(
+                    host=self._claimer.host.id,
+                    inbox=str(path),
+                    processing=str(path),
+                    dev=ident.dev,
+                    ino=ident.ino,
+                ).to_json(),
             ),
             now=self._clock.now(),
         )
@@ -191,7 +196,9 @@ class Committer:
         while True:
             page = await self._store.list_submissions(route=flush.route, limit=PAGE, after=after)
             for sub in page:
-                if sub.processing_path == flush.path and sub.state is not SubmissionState.ABANDONED:
+                origin = FolderOrigin.of(sub)
+                found = origin is not None and origin.processing == flush.path
+                if found and sub.state is not SubmissionState.ABANDONED:
                     return sub
             if len(page) < PAGE:
                 return None

@@ -16,7 +16,7 @@ from batchd.queues.config import SourceConfig
 from batchd.queues.inflight import ACK_GRACE_S
 from batchd.queues.publish import MISSING_HEADER, ResultPublisher
 from batchd.queues.source import QueueSource
-from tests.unit.loops.conftest import World, request_lines
+from tests.unit.loops.conftest import World, processing_of, request_lines
 
 from .fakes import FakeBroker
 
@@ -106,7 +106,7 @@ async def test_a_batch_is_flushed_after_max_wait_s(world: World, tmp_path: Path)
     await source.run_once()
     (sub,) = await subs(world)
     assert sub.line_count == 1 and [m.key for m in broker.acked] == ["m-a"]
-    lines = (Path(sub.processing_path or "")).read_text().splitlines()
+    lines = processing_of(sub).read_text().splitlines()
     assert [json.loads(x)["custom_id"] for x in lines] == ["a"]
 
 
