@@ -48,6 +48,12 @@ class FolderOrigin:
         )
 
 
+def processing_path(sub: Submission) -> str | None:
+    """Where a dropped (or posted) file of ``sub`` waits: its folder origin's ``processing``."""
+    origin = FolderOrigin.of(sub)
+    return None if origin is None else origin.processing
+
+
 @dataclass(frozen=True, slots=True)
 class Host:
     """This host, as the drop folder needs it: its own id and the deployment's (the host an

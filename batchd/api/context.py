@@ -25,6 +25,7 @@ from batchd.api.ledger import Ledger
 from batchd.api.problems import Problem
 from batchd.clock import Clock
 from batchd.config import Settings
+from batchd.folder_origin import processing_path
 from batchd.health import ProviderGate
 from batchd.models import Submission
 from batchd.store.base import JobStore
@@ -52,6 +53,8 @@ class ApiContext:
         """Each route's spool group (a route whose spool is gone is nobody's)."""
         found = {}
         for route in self.settings.routes:
+            if route.spool is None:  # no drop folder: fed by another source
+                continue
             try:
                 found[route.name] = os.stat(route.spool).st_gid
             except OSError:
@@ -74,10 +77,10 @@ class ApiContext:
     # ------------------------------------------------------------------ submissions
     def owner_of(self, sub: Submission) -> str | None:
         """Who posted it (the API's ledger) or dropped it (the owner of its input file)."""
-        posted = self.ledger.owner_of(sub.processing_path)
+        posted = self.ledger.owner_of(processing_path(sub))
         if posted is not None:
             return posted
-        for path in (sub.processing_path, sub.results_dir and f"{sub.results_dir}/input.jsonl"):
+        for path in (processing_path(sub), sub.results_dir and f"{sub.results_dir}/input.jsonl"):
             if path:
                 try:
                     return f"uid:{Path(path).stat().st_uid}"

@@ -29,10 +29,12 @@ from batchd.api.context import CTX, PRINCIPAL, ApiContext
 from batchd.api.ledger import Entry, key_of
 from batchd.api.problems import Problem
 from batchd.batchfile import FileLimits, parse_batch_file
+from batchd.claims import spool_paths
 from batchd.config import RouteConfig
 from batchd.errors import ConfigError, IntakeRejected
+from batchd.folder_origin import processing_path
 from batchd.models import Submission
-from batchd.spool import SpoolPaths, fsync_dir, name_allowed, rename_noreplace
+from batchd.spool import fsync_dir, name_allowed, rename_noreplace
 
 CHUNK_BYTES: Final = 256 * 1024
 CLAIM_POLL_S: Final = 0.05
@@ -106,7 +108,7 @@ async def accept(
 ) -> Submission | None:
     """Receive the file into the inbox's part file, check it, hand it to intake; the
     submission once claimed (None: not within ``claim_wait_s``)."""
-    inbox = SpoolPaths(route.spool).inbox
+    inbox = spool_paths(route).inbox
     part = inbox / f".{name}.{secrets.token_hex(6)}.part"
     try:
         digest = await receive(part)
@@ -117,7 +119,7 @@ async def accept(
         await asyncio.to_thread(_validate, ctx, part, route, given)
         await _refuse_duplicate(ctx, route, given, digest)
         # the inode survives the rename: intake will record processing/<inode>-<name>
-        processing = str(SpoolPaths(route.spool).processing / f"{part.stat().st_ino}-{name}")
+        processing = str(spool_paths(route).processing / f"{part.stat().st_ino}-{name}")
         ctx.ledger.record(Entry(processing, who.name, digest, key))  # before intake can see it
         await asyncio.to_thread(_hand_over, part, inbox, name, given)
     finally:
@@ -217,7 +219,7 @@ async def _claimed(ctx: ApiContext, route: str, processing: str) -> Submission |
     until = loop.time() + ctx.settings.api.claim_wait_s
     while True:
         for sub in await ctx.store.list_submissions(route=route, limit=50):
-            if sub.processing_path == processing:
+            if processing_path(sub) == processing:
                 return sub
         if loop.time() >= until:
             return None
@@ -238,7 +240,7 @@ async def _replay(ctx: ApiContext, done: Entry, digest: str) -> web.Response:
 def _route_of(ctx: ApiContext, processing: str) -> str | None:
     folder = Path(processing).parent
     for route in ctx.settings.routes:
-        if SpoolPaths(route.spool).processing == folder:
+        if spool_paths(route).processing == folder:
             return route.name
     return None
 
